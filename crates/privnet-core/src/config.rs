@@ -1,0 +1,163 @@
+//! Node configuration and the protocol constants.
+//!
+//! The timer and counter constants are WireGuard's (whitepaper §6, `messages.h`), which privnet keeps
+//! so that its behaviour under loss, rekey and restart is the well-studied one. `docs/PROTOCOL.md`
+//! lists them; a unit test there keeps the document and these values in step.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+
+use crate::credential::CredentialVerifier;
+use crate::crypto::{PublicKey, StaticSecret};
+
+/// Initiate a new handshake after this many messages on a session.
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+/// Never send or accept a counter at or above this value.
+pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13) - 1;
+/// The initiator of a session starts a new handshake when the session is this old.
+pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
+/// A session is unusable once this old.
+pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+/// Give up on a handshake (drop queued packets) after trying for this long.
+pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+/// Retransmit an unanswered initiation after this long (plus jitter).
+pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of the random jitter added to [`REKEY_TIMEOUT`].
+pub const REKEY_TIMEOUT_JITTER: Duration = Duration::from_millis(333);
+/// Send a keepalive if data was received but nothing sent for this long.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Key material is erased this long after the last handshake.
+pub const ZERO_KEYS_AFTER: Duration = Duration::from_secs(3 * 180);
+/// Minimum interval between two consumed initiations from one peer (50 per second).
+pub const INITIATION_MIN_INTERVAL: Duration = Duration::from_millis(20);
+/// Cookie secrets rotate this often; a received cookie is used for this long minus 5 s of latency.
+pub const COOKIE_SECRET_MAX_AGE: Duration = Duration::from_secs(120);
+/// How long a node stays "under load" after the handshake rate fell below the threshold.
+pub const UNDER_LOAD_AFTER: Duration = Duration::from_secs(1);
+/// Initiation timestamps further than this ahead of our wall clock are refused (see PROTOCOL.md
+/// "Far-future timestamps").
+pub const MAX_TIMESTAMP_SKEW: Duration = Duration::from_secs(600);
+
+/// Configuration of one member of one network.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Our Noise static private key.
+    pub static_secret: StaticSecret,
+    /// The network's pre-shared key (mixed into every handshake and the mac1/cookie keys).
+    pub network_psk: [u8; 32],
+    /// The network id (bound into the Noise prologue).
+    pub network_id: [u8; 16],
+    /// Our credential (member certificate bytes) sent inside handshakes.
+    pub credential: Vec<u8>,
+    /// Validates credentials presented by peers.
+    pub verifier: Arc<dyn CredentialVerifier>,
+    /// Seed for all randomness (indices, ephemeral keys, jitter, cookie secrets).
+    pub rng_seed: [u8; 32],
+    /// Handshake messages per second above which the node is "under load" and demands cookies.
+    pub under_load_handshakes_per_sec: u32,
+    /// Per-source handshake rate (IPv4 address or IPv6 /64): sustained per second.
+    pub handshake_rate_per_source: u32,
+    /// Per-source handshake burst.
+    pub handshake_burst_per_source: u32,
+    /// Most distinct sources tracked by the handshake limiter; beyond it new sources are refused.
+    pub limiter_max_sources: usize,
+    /// Packets queued per peer while its handshake is in progress (oldest dropped beyond it).
+    pub max_queued_per_peer: usize,
+    /// Most peers (configured plus learned from valid credentials).
+    pub max_peers: usize,
+    /// Accept handshakes from members not in the peer list when their credential verifies.
+    pub accept_unknown_peers: bool,
+    /// Start handshakes to every peer with a known endpoint as soon as the node starts.
+    pub eager_handshakes: bool,
+    /// Largest inner packet accepted by `encapsulate` (the tunnel MTU).
+    pub mtu: usize,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for everything but the identity.
+    pub fn new(
+        static_secret: StaticSecret,
+        network_psk: [u8; 32],
+        network_id: [u8; 16],
+        verifier: Arc<dyn CredentialVerifier>,
+    ) -> Self {
+        Self {
+            static_secret,
+            network_psk,
+            network_id,
+            credential: Vec::new(),
+            verifier,
+            rng_seed: [0; 32],
+            under_load_handshakes_per_sec: 128,
+            handshake_rate_per_source: 20,
+            handshake_burst_per_source: 10,
+            limiter_max_sources: 65_536,
+            max_queued_per_peer: 128,
+            max_peers: 1 << 20,
+            accept_unknown_peers: true,
+            eager_handshakes: true,
+            mtu: 1440,
+        }
+    }
+
+    /// Set our credential.
+    pub fn credential(&mut self, credential: Vec<u8>) -> &mut Self {
+        self.credential = credential;
+        self
+    }
+
+    /// Set the RNG seed (the driver draws it from the OS; tests fix it).
+    pub fn rng_seed(&mut self, seed: [u8; 32]) -> &mut Self {
+        self.rng_seed = seed;
+        self
+    }
+}
+
+/// A statically configured peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerConfig {
+    /// The peer's Noise static public key.
+    pub static_public: PublicKey,
+    /// Underlay endpoint, if known (learned from authenticated packets otherwise).
+    pub endpoint: Option<SocketAddr>,
+    /// Overlay prefixes routed to this peer before its credential is known. After a handshake the
+    /// routes and the anti-spoofing check use the prefixes its verified credential grants.
+    pub allowed_ips: Vec<IpNetwork>,
+    /// Send a keepalive at least this often (for NAT mappings).
+    pub persistent_keepalive: Option<Duration>,
+}
+
+impl PeerConfig {
+    /// A peer with a static key and nothing else.
+    pub fn new(static_public: PublicKey) -> Self {
+        Self {
+            static_public,
+            endpoint: None,
+            allowed_ips: Vec::new(),
+            persistent_keepalive: None,
+        }
+    }
+
+    /// Set the endpoint.
+    pub fn endpoint(mut self, endpoint: SocketAddr) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Add an allowed prefix.
+    pub fn allowed_ip(mut self, net: IpNetwork) -> Self {
+        self.allowed_ips.push(net);
+        self
+    }
+
+    /// Set the persistent keepalive interval.
+    pub fn persistent_keepalive(mut self, every: Duration) -> Self {
+        self.persistent_keepalive = Some(every);
+        self
+    }
+}
