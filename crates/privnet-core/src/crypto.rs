@@ -20,6 +20,9 @@ use ring::aead;
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::CryptoResolver;
 use snow::types::{Cipher, Dh, Hash, Random};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use zeroize::{Zeroize, Zeroizing};
 
 /// The Noise protocol name.
@@ -65,6 +68,13 @@ impl StaticSecret {
         let s = x25519_dalek::StaticSecret::from(*self.0);
         x25519_dalek::PublicKey::from(&s).to_bytes()
     }
+}
+
+/// X25519 Diffie-Hellman; `None` if the result is all-zero (low-order `public`).
+pub fn x25519(secret: &StaticSecret, public: &PublicKey) -> Option<[u8; 32]> {
+    let s = x25519_dalek::StaticSecret::from(*secret.0);
+    let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+    shared.was_contributory().then(|| *shared.as_bytes())
 }
 
 /// True if `public` is a low-order point (any Diffie-Hellman with it yields all zeros).
@@ -165,12 +175,65 @@ pub fn open_cookie(key: &[u8; 32], nonce: &[u8], sealed: &[u8], ad: &[u8]) -> Op
 /// The resolver handed to snow for one handshake. `seed` feeds the DRBG that makes the ephemeral key.
 pub(crate) struct Resolver {
     seed: Zeroizing<[u8; 32]>,
+    /// Our static key pair, so snow's `set` of the static key does not recompute the public key
+    /// (a fixed-base scalar multiplication) on every handshake.
+    static_pair: Option<(Zeroizing<[u8; 32]>, PublicKey)>,
+    static_dh: StaticDhCache,
 }
 
 impl Resolver {
-    pub(crate) fn new(seed: [u8; 32]) -> Self {
+    pub(crate) fn new(
+        seed: [u8; 32],
+        static_secret: &StaticSecret,
+        static_public: PublicKey,
+        static_dh: StaticDhCache,
+    ) -> Self {
         Self {
             seed: Zeroizing::new(seed),
+            static_pair: Some((Zeroizing::new(*static_secret.as_bytes()), static_public)),
+            static_dh,
+        }
+    }
+}
+
+/// The static-static Diffie-Hellman result per peer (WireGuard's `precomputed_static_static`): it
+/// is the same for every handshake with that peer, so computing it once saves one of the four DH
+/// operations each side does. Only keys registered with [`StaticDhCache::register`] (peers in the
+/// node's table) are cached, so unknown keys in a flood cannot grow it.
+#[derive(Clone, Default)]
+pub(crate) struct StaticDhCache(Arc<Mutex<StaticDhMap>>);
+
+type StaticDhMap = HashMap<PublicKey, Option<Zeroizing<[u8; 32]>>>;
+
+impl StaticDhCache {
+    pub(crate) fn register(&self, peer: PublicKey) {
+        if let Ok(mut m) = self.0.lock() {
+            m.entry(peer).or_insert(None);
+        }
+    }
+
+    fn get_or_compute(&self, private: &[u8; 32], peer: &PublicKey) -> Option<[u8; 32]> {
+        let cached = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(peer).map(|v| v.as_ref().map(|z| **z)));
+        match cached {
+            Some(Some(v)) => Some(v),
+            registered => {
+                let s = x25519_dalek::StaticSecret::from(*private);
+                let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+                if !shared.was_contributory() {
+                    return None;
+                }
+                let v = *shared.as_bytes();
+                if registered.is_some() {
+                    if let Ok(mut m) = self.0.lock() {
+                        m.insert(*peer, Some(Zeroizing::new(v)));
+                    }
+                }
+                Some(v)
+            }
         }
     }
 }
@@ -182,7 +245,11 @@ impl CryptoResolver for Resolver {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::<X25519>::default()),
+            DHChoice::Curve25519 => Some(Box::new(X25519 {
+                known: self.static_pair.clone(),
+                static_dh: Some(self.static_dh.clone()),
+                ..X25519::default()
+            })),
             _ => None,
         }
     }
@@ -215,6 +282,8 @@ impl Random for Drbg {
 struct X25519 {
     private: Zeroizing<[u8; 32]>,
     public: [u8; 32],
+    known: Option<(Zeroizing<[u8; 32]>, PublicKey)>,
+    static_dh: Option<StaticDhCache>,
 }
 
 impl Dh for X25519 {
@@ -231,8 +300,13 @@ impl Dh for X25519 {
         let mut k = [0u8; 32];
         let n = privkey.len().min(32);
         k[..n].copy_from_slice(&privkey[..n]);
-        let s = x25519_dalek::StaticSecret::from(k);
-        self.public = x25519_dalek::PublicKey::from(&s).to_bytes();
+        self.public = match &self.known {
+            Some((sk, pk)) if ct_eq(&sk[..], &k) => *pk,
+            _ => {
+                let s = x25519_dalek::StaticSecret::from(k);
+                x25519_dalek::PublicKey::from(&s).to_bytes()
+            }
+        };
         *self.private = k;
         k.zeroize();
     }
@@ -254,13 +328,21 @@ impl Dh for X25519 {
             .get(..32)
             .and_then(|k| k.try_into().ok())
             .ok_or(snow::Error::Dh)?;
-        let s = x25519_dalek::StaticSecret::from(*self.private);
-        let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(pk));
-        if !shared.was_contributory() {
-            return Err(snow::Error::Dh);
-        }
+        let is_static = self
+            .known
+            .as_ref()
+            .is_some_and(|(sk, _)| ct_eq(&sk[..], &self.private[..]));
+        let shared = match (&self.static_dh, is_static) {
+            (Some(cache), true) => cache.get_or_compute(&self.private, &pk),
+            _ => {
+                let s = x25519_dalek::StaticSecret::from(*self.private);
+                let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(pk));
+                shared.was_contributory().then(|| *shared.as_bytes())
+            }
+        };
+        let shared = Zeroizing::new(shared.ok_or(snow::Error::Dh)?);
         let dst = out.get_mut(..32).ok_or(snow::Error::Dh)?;
-        dst.copy_from_slice(shared.as_bytes());
+        dst.copy_from_slice(&shared[..]);
         Ok(())
     }
 }

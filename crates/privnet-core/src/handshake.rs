@@ -16,6 +16,8 @@ use crate::wire::{
 pub(crate) struct LocalKeys<'a> {
     pub(crate) params: &'a NoiseParams,
     pub(crate) static_secret: &'a StaticSecret,
+    pub(crate) static_public: &'a PublicKey,
+    pub(crate) static_dh: &'a crate::crypto::StaticDhCache,
     pub(crate) psk: &'a [u8; 32],
     pub(crate) prologue: &'a [u8],
 }
@@ -28,7 +30,13 @@ fn map_snow(e: snow::Error) -> DropReason {
 }
 
 fn builder<'a>(keys: &'a LocalKeys<'a>, seed: [u8; 32]) -> Result<Builder<'a>, DropReason> {
-    Builder::with_resolver(keys.params.clone(), Box::new(Resolver::new(seed)))
+    let resolver = Resolver::new(
+        seed,
+        keys.static_secret,
+        *keys.static_public,
+        keys.static_dh.clone(),
+    );
+    Builder::with_resolver(keys.params.clone(), Box::new(resolver))
         .local_private_key(keys.static_secret.as_bytes())
         .and_then(|b| b.psk(2, keys.psk))
         .and_then(|b| b.prologue(keys.prologue))

@@ -179,6 +179,7 @@ pub struct Node {
     events: VecDeque<Event>,
     stats: Stats,
     last_gc: Instant,
+    static_dh: crypto::StaticDhCache,
 }
 
 impl std::fmt::Debug for Node {
@@ -256,6 +257,7 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             last_gc: now,
+            static_dh: crypto::StaticDhCache::default(),
         })
     }
 
@@ -317,6 +319,7 @@ impl Node {
             crypto::cookie_key(&self.cfg.network_psk, &static_public),
         ));
         self.by_static.insert(static_public, id);
+        self.static_dh.register(static_public);
         Ok(id)
     }
 
@@ -761,6 +764,11 @@ impl Node {
         }
     }
 
+    /// Start a new handshake with `peer` now (a forced rekey), even if a session exists.
+    pub fn initiate_handshake(&mut self, peer: PeerId, now: Instant) {
+        self.initiate(peer, now, true);
+    }
+
     /// Start a handshake with `id` unless one was sent less than `REKEY_TIMEOUT` ago (`retry` forces
     /// a new attempt, used by the retransmit timer).
     fn initiate(&mut self, id: PeerId, now: Instant, retry: bool) {
@@ -797,6 +805,8 @@ impl Node {
         let keys = LocalKeys {
             params: &self.params,
             static_secret: &self.cfg.static_secret,
+            static_public: &self.our_public,
+            static_dh: &self.static_dh,
             psk: &self.cfg.network_psk,
             prologue: &self.prologue,
         };
@@ -1103,26 +1113,20 @@ impl Node {
             }
         }
         self.limiter.check(from.ip(), now)?;
-        if crypto::is_low_order(
-            m.ephemeral()
-                .try_into()
-                .map_err(|_| DropReason::BadLength)?,
-        ) {
-            return Err(DropReason::BadKey);
-        }
+        // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
+        // which our X25519 refuses: the handshake stops there with `BadKey`.
 
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let keys = LocalKeys {
             params: &self.params,
             static_secret: &self.cfg.static_secret,
+            static_public: &self.our_public,
+            static_dh: &self.static_dh,
             psk: &self.cfg.network_psk,
             prologue: &self.prologue,
         };
         let rx = handshake::read_initiation(&keys, m, seed)?;
-        if crypto::is_low_order(&rx.remote_static) {
-            return Err(DropReason::BadKey);
-        }
         let unix_now = self.unix_time(now);
         let ident = self
             .cfg
@@ -1228,13 +1232,6 @@ impl Node {
             .as_mut()
             .filter(|x| x.local_index == m.receiver())
             .ok_or(DropReason::UnexpectedHandshake)?;
-        if m.ephemeral()
-            .try_into()
-            .map(|e: [u8; 32]| crypto::is_low_order(&e))
-            .unwrap_or(true)
-        {
-            return Err(DropReason::BadKey);
-        }
         let credential = handshake::read_response(pending, m)?;
         let ident = verifier
             .verify(&credential, &p.static_public, unix)

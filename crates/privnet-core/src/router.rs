@@ -57,7 +57,7 @@ impl<T: Clone + PartialEq> Router<T> {
                     Some(p) => &mut self.v4[p].1,
                     None => {
                         self.v4.push((len, HashMap::new()));
-                        self.v4.sort_by(|a, b| b.0.cmp(&a.0));
+                        self.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
                         let p = self.v4.iter().position(|(l, _)| *l == len).unwrap_or(0);
                         &mut self.v4[p].1
                     }
@@ -72,7 +72,7 @@ impl<T: Clone + PartialEq> Router<T> {
                     Some(p) => &mut self.v6[p].1,
                     None => {
                         self.v6.push((len, HashMap::new()));
-                        self.v6.sort_by(|a, b| b.0.cmp(&a.0));
+                        self.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
                         let p = self.v6.iter().position(|(l, _)| *l == len).unwrap_or(0);
                         &mut self.v6[p].1
                     }

@@ -311,10 +311,7 @@ impl Sim {
     pub fn flush(&mut self, i: usize) {
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
-        loop {
-            let Some(n) = self.nodes.get_mut(i) else {
-                break;
-            };
+        while let Some(n) = self.nodes.get_mut(i) {
             let Some(t) = n.node.poll_transmit(&mut buf, now) else {
                 break;
             };

@@ -1,0 +1,675 @@
+//! The `privnet` command line.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand};
+use ipnetwork::IpNetwork;
+use privnet_core::identity::{
+    armor, CaCertificate, CaKey, CaParams, MemberCertificate, MemberParams, NetworkId,
+    NoiseKeyPair, TrustStore,
+};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use zeroize::Zeroizing;
+
+use crate::config;
+use crate::files;
+
+const DAY: u64 = 86_400;
+/// Certificates start this many seconds in the past, to tolerate clock skew between members.
+const CLOCK_SKEW_ALLOWANCE: u64 = 300;
+
+/// Private encrypted overlay networks for containers.
+#[derive(Debug, Parser)]
+#[command(name = "privnet", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands. `up`, `status` and `health` (running the node) are added by the driver.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a Noise static key pair (X25519).
+    Keygen(KeygenArgs),
+    /// Manage the network CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Issue and inspect member certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Validate configuration files and every file they name; print every problem.
+    Check(CheckArgs),
+}
+
+/// `privnet keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Private key file to write (mode 0600); the public key goes to FILE.pub and stdout.
+    #[arg(long, value_name = "KEY_FILE")]
+    pub out: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `privnet ca ...`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a new network: CA key, CA certificate and network pre-shared key.
+    Init(CaInitArgs),
+    /// Create a new CA for an existing network (same name, id, prefixes and PSK; new key).
+    Rollover(CaRolloverArgs),
+}
+
+/// `privnet ca init`.
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// Network name.
+    #[arg(long)]
+    pub name: String,
+    /// Overlay prefix (repeat for IPv4 and IPv6), e.g. 10.77.0.0/16 and fd77::/48.
+    #[arg(long = "prefix", value_name = "CIDR", required = true)]
+    pub prefixes: Vec<IpNetwork>,
+    /// Subnet that members may be granted as gateway routes (repeatable).
+    #[arg(long = "route", value_name = "CIDR")]
+    pub routes: Vec<IpNetwork>,
+    /// Directory for ca.key, ca.crt and network.psk (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Validity in days.
+    #[arg(long, default_value_t = 730)]
+    pub days: u64,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `privnet ca rollover`.
+#[derive(Debug, Args)]
+pub struct CaRolloverArgs {
+    /// Directory of the current CA (ca.crt and network.psk are read).
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Directory for the new ca.key, ca.crt and a copy of network.psk.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Validity in days.
+    #[arg(long, default_value_t = 730)]
+    pub days: u64,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `privnet cert ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a member certificate.
+    Issue(CertIssueArgs),
+    /// Show a member or CA certificate.
+    Show(CertShowArgs),
+}
+
+/// `privnet cert issue`.
+#[derive(Debug, Args)]
+pub struct CertIssueArgs {
+    /// Directory holding ca.key and ca.crt.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Member name.
+    #[arg(long)]
+    pub name: String,
+    /// Overlay address (repeat for IPv4 and IPv6).
+    #[arg(long = "address", value_name = "IP", required = true)]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Subnet route the member may act as gateway for (must be inside a CA route; repeatable).
+    #[arg(long = "route", value_name = "CIDR")]
+    pub routes: Vec<IpNetwork>,
+    /// Group (repeatable).
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// The member's public key: base64, or a file holding it (KEY.pub from `privnet keygen`).
+    #[arg(long, value_name = "BASE64_OR_KEYFILE")]
+    pub public_key: String,
+    /// Validity in days (capped at the CA's expiry).
+    #[arg(long, default_value_t = 365)]
+    pub days: u64,
+    /// Certificate file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `privnet cert show`.
+#[derive(Debug, Args)]
+pub struct CertShowArgs {
+    /// Certificate file (member or CA).
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also verify a member certificate against these CA certificates (repeatable).
+    #[arg(long = "ca", value_name = "CA_FILE")]
+    pub cas: Vec<PathBuf>,
+}
+
+/// `privnet check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file (repeat for each network this process joins).
+    #[arg(long = "config", value_name = "FILE", required = true)]
+    pub configs: Vec<PathBuf>,
+}
+
+/// Parse the process arguments and run; errors are printed to stderr.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Keygen(a) => keygen(&a),
+        Command::Ca(CaCommand::Init(a)) => ca_init(&a),
+        Command::Ca(CaCommand::Rollover(a)) => ca_rollover(&a),
+        Command::Cert(CertCommand::Issue(a)) => cert_issue(&a),
+        Command::Cert(CertCommand::Show(a)) => cert_show(&a),
+        Command::Check(a) => return check(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
+    let mut buf = Zeroizing::new([0u8; N]);
+    SystemRandom::new()
+        .fill(buf.as_mut())
+        .map_err(|_| anyhow!("the operating system's random number generator failed"))?;
+    Ok(buf)
+}
+
+fn days_to_secs(days: u64, flag: &str) -> Result<u64> {
+    if days == 0 || days > 36_500 {
+        bail!("{flag}: expected a number of days between 1 and 36500; found {days}");
+    }
+    Ok(days * DAY)
+}
+
+fn keygen(a: &KeygenArgs) -> Result<()> {
+    let pair = NoiseKeyPair::from_random(*random::<32>()?);
+    let public = STANDARD.encode(pair.public());
+    let pub_path = with_suffix(&a.out, ".pub");
+    files::write_secret(&a.out, &pair.to_pem(), a.force)?;
+    files::write_public(&pub_path, &format!("{public}\n"), a.force)?;
+    eprintln!(
+        "wrote private key {} (mode 0600) and public key {}",
+        a.out.display(),
+        pub_path.display()
+    );
+    println!("{public}");
+    Ok(())
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn write_ca(
+    dir: &Path,
+    key: &CaKey,
+    cert: &CaCertificate,
+    psk_b64: &str,
+    force: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    files::write_secret(&dir.join("ca.key"), &key.to_pem(), force)?;
+    files::write_public(&dir.join("ca.crt"), &cert.to_pem(), force)?;
+    files::write_secret(&dir.join("network.psk"), &format!("{psk_b64}\n"), force)?;
+    Ok(())
+}
+
+fn ca_init(a: &CaInitArgs) -> Result<()> {
+    let now = now_unix();
+    let validity = days_to_secs(a.days, "--days")?;
+    let key = CaKey::from_seed(*random::<32>()?);
+    let id = random::<16>()?;
+    let params = CaParams {
+        name: a.name.clone(),
+        network_id: NetworkId(*id),
+        prefixes: a.prefixes.clone(),
+        routes: a.routes.clone(),
+        not_before: now.saturating_sub(CLOCK_SKEW_ALLOWANCE),
+        not_after: now + validity,
+    };
+    let cert = CaCertificate::self_signed(&key, &params)
+        .map_err(|e| anyhow!("{}", flag_for(&e.to_string())))?;
+    let psk = Zeroizing::new(STANDARD.encode(*random::<32>()?));
+    write_ca(&a.out_dir, &key, &cert, &psk, a.force)?;
+    print!("{}", describe_ca(&cert));
+    println!(
+        "wrote {0}/ca.key (mode 0600, keep offline), {0}/ca.crt, {0}/network.psk (mode 0600)",
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
+/// Map core parameter names to the command-line flags that set them.
+fn flag_for(msg: &str) -> String {
+    msg.replace("invalid name", "--name: invalid")
+        .replace("invalid prefixes", "--prefix: invalid")
+        .replace("invalid routes", "--route: invalid")
+        .replace("invalid groups", "--group: invalid")
+        .replace("invalid addresses", "--address: invalid")
+        .replace("invalid not_after", "--days: invalid")
+        .replace("invalid public_key", "--public-key: invalid")
+}
+
+fn read_ca_cert(path: &Path) -> Result<CaCertificate> {
+    let text = files::read_text(path)?;
+    CaCertificate::from_pem(&text)
+        .with_context(|| format!("{}: not a CA certificate", path.display()))
+}
+
+fn ca_rollover(a: &CaRolloverArgs) -> Result<()> {
+    let now = now_unix();
+    let validity = days_to_secs(a.days, "--days")?;
+    let old = read_ca_cert(&a.ca_dir.join("ca.crt"))?;
+    let psk_path = a.ca_dir.join("network.psk");
+    let psk = files::read_secret(&psk_path)?;
+    let key = CaKey::from_seed(*random::<32>()?);
+    let params = CaParams {
+        name: old.name().to_owned(),
+        network_id: old.network_id(),
+        prefixes: old.prefixes().to_vec(),
+        routes: old.routes().to_vec(),
+        not_before: now.saturating_sub(CLOCK_SKEW_ALLOWANCE),
+        not_after: now + validity,
+    };
+    let cert = CaCertificate::self_signed(&key, &params).map_err(|e| anyhow!("{e}"))?;
+    write_ca(&a.out_dir, &key, &cert, psk.trim(), a.force)?;
+    print!("{}", describe_ca(&cert));
+    println!(
+        "wrote {}/ca.key, ca.crt, network.psk. Next: add {}/ca.crt to every member's \
+         node.ca_certificates (keep the old one), re-issue member certificates with the new CA, \
+         then remove the old CA.",
+        a.out_dir.display(),
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
+fn parse_public_key(arg: &str) -> Result<[u8; 32]> {
+    const EXPECTED: &str =
+        "--public-key: expected base64 of a 32-byte X25519 public key, or a file \
+                            holding one (KEY.pub written by `privnet keygen`)";
+    if let Some(k) = STANDARD
+        .decode(arg.trim().as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    {
+        return Ok(k);
+    }
+    let path = Path::new(arg);
+    if !path.exists() {
+        bail!("{EXPECTED}; `{arg}` is neither");
+    }
+    let text = files::read_text(path)?;
+    if armor::label(&text) == Some(armor::PRIVATE_KEY) {
+        bail!(
+            "{}: this is a private key; pass the public key file ({}) instead",
+            path.display(),
+            with_suffix(path, ".pub").display()
+        );
+    }
+    STANDARD
+        .decode(text.trim().as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| anyhow!("{}: {EXPECTED}", path.display()))
+}
+
+fn cert_issue(a: &CertIssueArgs) -> Result<()> {
+    let now = now_unix();
+    let validity = days_to_secs(a.days, "--days")?;
+    let ca = read_ca_cert(&a.ca_dir.join("ca.crt"))?;
+    let key_path = a.ca_dir.join("ca.key");
+    let key_text = files::read_secret(&key_path)?;
+    let key = CaKey::from_pem(&key_text)
+        .with_context(|| format!("{}: not a CA key", key_path.display()))?;
+    if !ca.matches_key(&key) {
+        bail!(
+            "{}: this key does not belong to {}/ca.crt",
+            key_path.display(),
+            a.ca_dir.display()
+        );
+    }
+    if !ca.is_valid_at(now) {
+        bail!(
+            "{}/ca.crt: the CA is not valid now (valid {} to {})",
+            a.ca_dir.display(),
+            utc(ca.not_before()),
+            utc(ca.not_after())
+        );
+    }
+    let public_key = parse_public_key(&a.public_key)?;
+    let mut not_after = now + validity;
+    if not_after > ca.not_after() {
+        eprintln!(
+            "warning: --days {} would outlive the CA; the certificate expires with the CA at {}",
+            a.days,
+            utc(ca.not_after())
+        );
+        not_after = ca.not_after();
+    }
+    let params = MemberParams {
+        name: a.name.clone(),
+        addresses: a.addresses.clone(),
+        routes: a.routes.clone(),
+        groups: a.groups.clone(),
+        public_key,
+        not_before: now
+            .saturating_sub(CLOCK_SKEW_ALLOWANCE)
+            .max(ca.not_before()),
+        not_after,
+    };
+    let cert = MemberCertificate::issue(&ca, &key, &params).map_err(|e| {
+        use privnet_core::identity::IssueError;
+        match e {
+            IssueError::AddressOutsidePrefixes(addr) => anyhow!(
+                "--address {addr}: expected an address inside the network's prefixes ({})",
+                join(ca.prefixes())
+            ),
+            IssueError::RouteNotAllowed(r) => anyhow!(
+                "--route {r}: expected a subnet inside the CA's routes ({}); add routes with `privnet ca init --route`",
+                if ca.routes().is_empty() { "none".to_owned() } else { join(ca.routes()) }
+            ),
+            other => anyhow!("{}", flag_for(&other.to_string())),
+        }
+    })?;
+    files::write_public(&a.out, &cert.to_pem(), true)?;
+    print!("{}", describe_member(&cert));
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cert_show(a: &CertShowArgs) -> Result<()> {
+    let text = files::read_text(&a.file)?;
+    let now = now_unix();
+    match armor::label(&text) {
+        Some(armor::CA_CERTIFICATE) => {
+            let ca =
+                CaCertificate::from_pem(&text).with_context(|| format!("{}", a.file.display()))?;
+            if a.json {
+                println!("{}", ca_json(&ca, now));
+            } else {
+                print!("{}", describe_ca(&ca));
+            }
+        }
+        Some(armor::CERTIFICATE) => {
+            let cert = MemberCertificate::from_pem(&text)
+                .with_context(|| format!("{}", a.file.display()))?;
+            let verification = if a.cas.is_empty() {
+                None
+            } else {
+                let cas = a
+                    .cas
+                    .iter()
+                    .map(|p| read_ca_cert(p))
+                    .collect::<Result<Vec<_>>>()?;
+                let store = TrustStore::new(cas).map_err(|e| anyhow!("--ca: {e}"))?;
+                Some(
+                    store
+                        .verify_certificate(&cert, None, now)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                )
+            };
+            if a.json {
+                let mut v = member_json(&cert, now);
+                if let Some(result) = &verification {
+                    v["verified"] = serde_json::Value::Bool(result.is_ok());
+                    if let Err(e) = result {
+                        v["verification_error"] = serde_json::Value::String(e.clone());
+                    }
+                }
+                println!("{v}");
+            } else {
+                print!("{}", describe_member(&cert));
+                match &verification {
+                    None => println!("signature:    not checked (pass --ca FILE to verify)"),
+                    Some(Ok(())) => {
+                        println!("verified:     yes (signed by a given CA, valid now, not revoked)")
+                    }
+                    Some(Err(e)) => println!("verified:     NO: {e}"),
+                }
+            }
+            if let Some(Err(_)) = verification {
+                return Err(anyhow!("{}: verification failed", a.file.display()));
+            }
+        }
+        Some(other) => bail!(
+            "{}: expected a `{}` or `{}` armour; found `{}`",
+            a.file.display(),
+            armor::CERTIFICATE,
+            armor::CA_CERTIFICATE,
+            other.chars().take(64).collect::<String>()
+        ),
+        None => bail!(
+            "{}: expected a certificate starting with `-----BEGIN {}-----`",
+            a.file.display(),
+            armor::CERTIFICATE
+        ),
+    }
+    Ok(())
+}
+
+fn validity_note(not_before: u64, not_after: u64, now: u64) -> String {
+    if now < not_before {
+        "not yet valid".to_owned()
+    } else if now >= not_after {
+        "EXPIRED".to_owned()
+    } else {
+        format!("valid, expires in {} days", (not_after - now) / DAY)
+    }
+}
+
+fn describe_ca(ca: &CaCertificate) -> String {
+    let now = now_unix();
+    let mut s = String::new();
+    let _ = writeln!(s, "CA certificate");
+    let _ = writeln!(s, "network:      {}", ca.name());
+    let _ = writeln!(s, "network id:   {}", ca.network_id());
+    let _ = writeln!(s, "prefixes:     {}", join(ca.prefixes()));
+    let _ = writeln!(
+        s,
+        "routes:       {}",
+        if ca.routes().is_empty() {
+            "(none)".into()
+        } else {
+            join(ca.routes())
+        }
+    );
+    let _ = writeln!(s, "not before:   {}", utc(ca.not_before()));
+    let _ = writeln!(
+        s,
+        "not after:    {} ({})",
+        utc(ca.not_after()),
+        validity_note(ca.not_before(), ca.not_after(), now)
+    );
+    let _ = writeln!(s, "public key:   {}", STANDARD.encode(ca.public_key()));
+    let _ = writeln!(s, "fingerprint:  {}", ca.fingerprint());
+    s
+}
+
+fn describe_member(c: &MemberCertificate) -> String {
+    let now = now_unix();
+    let mut s = String::new();
+    let _ = writeln!(s, "member certificate");
+    let _ = writeln!(s, "name:         {}", c.name());
+    let _ = writeln!(s, "network id:   {}", c.network_id());
+    let _ = writeln!(s, "addresses:    {}", join(c.addresses()));
+    let _ = writeln!(
+        s,
+        "routes:       {}",
+        if c.routes().is_empty() {
+            "(none)".into()
+        } else {
+            join(c.routes())
+        }
+    );
+    let _ = writeln!(
+        s,
+        "groups:       {}",
+        if c.groups().is_empty() {
+            "(none)".into()
+        } else {
+            c.groups().join(", ")
+        }
+    );
+    let _ = writeln!(s, "public key:   {}", STANDARD.encode(c.public_key()));
+    let _ = writeln!(s, "not before:   {}", utc(c.not_before()));
+    let _ = writeln!(
+        s,
+        "not after:    {} ({})",
+        utc(c.not_after()),
+        validity_note(c.not_before(), c.not_after(), now)
+    );
+    let _ = writeln!(s, "issuer (CA):  {}", c.ca_fingerprint());
+    let _ = writeln!(s, "fingerprint:  {}", c.fingerprint());
+    s
+}
+
+fn ca_json(ca: &CaCertificate, now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "ca",
+        "network": ca.name(),
+        "network_id": ca.network_id().to_hex(),
+        "prefixes": ca.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "routes": ca.routes().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "not_before": ca.not_before(),
+        "not_after": ca.not_after(),
+        "not_before_utc": utc(ca.not_before()),
+        "not_after_utc": utc(ca.not_after()),
+        "valid_now": ca.is_valid_at(now),
+        "public_key": STANDARD.encode(ca.public_key()),
+        "fingerprint": ca.fingerprint().to_hex(),
+    })
+}
+
+fn member_json(c: &MemberCertificate, now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "member",
+        "name": c.name(),
+        "network_id": c.network_id().to_hex(),
+        "addresses": c.addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "routes": c.routes().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "groups": c.groups(),
+        "public_key": STANDARD.encode(c.public_key()),
+        "not_before": c.not_before(),
+        "not_after": c.not_after(),
+        "not_before_utc": utc(c.not_before()),
+        "not_after_utc": utc(c.not_after()),
+        "valid_now": c.is_valid_at(now),
+        "ca_fingerprint": c.ca_fingerprint().to_hex(),
+        "fingerprint": c.fingerprint().to_hex(),
+    })
+}
+
+fn check(a: &CheckArgs) -> ExitCode {
+    match config::load(&a.configs, now_unix()) {
+        Ok(cfg) => {
+            for n in &cfg.networks {
+                let c = &n.identity.certificate;
+                println!(
+                    "ok: {}: network `{}` ({}), member `{}` ({}), {} peer(s), listen {}, certificate expires {}",
+                    n.file.display(),
+                    n.network,
+                    n.network_id,
+                    c.name(),
+                    join(c.addresses()),
+                    n.peers.len(),
+                    n.listen,
+                    utc(c.not_after().min(n.identity.trust.cas().iter().map(CaCertificate::not_after).max().unwrap_or(0)))
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / DAY).unwrap_or(i64::MAX / 2);
+    let rem = secs % DAY;
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's public-domain algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

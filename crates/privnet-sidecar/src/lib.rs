@@ -1,0 +1,11 @@
+//! The privnet sidecar: configuration, identity files and the `privnet` command line.
+//!
+//! The binary (`src/main.rs`) is a thin wrapper around [`cli::main`]; the driver and the tests use
+//! [`config`] directly.
+// `unsafe_code` is denied by the workspace lints; `sys/` (TUN ioctls) may allow it locally.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod files;
+pub mod sys;

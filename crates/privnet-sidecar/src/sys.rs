@@ -1,0 +1,128 @@
+//! Low-level Linux OS interfaces used by the driver: the TUN device, rtnetlink configuration and
+//! network-namespace entry.
+//!
+//! This is the only place in the sidecar allowed to use `unsafe` (style rule 21): raw `libc`
+//! calls for the few ioctls and sockets that no small maintained crate covers with the flags we
+//! need. Every `unsafe` block carries a `// SAFETY:` comment.
+#![allow(unsafe_code)]
+
+#[cfg(target_os = "linux")]
+pub mod netlink;
+#[cfg(target_os = "linux")]
+pub mod netns;
+#[cfg(target_os = "linux")]
+pub mod tun;
+
+use std::io;
+
+/// Convert a `-1`-on-error libc return value into an `io::Result`, capturing `errno`.
+#[cfg(target_os = "linux")]
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`] for `ssize_t` results (`read`, `write`, `send`, `recv`).
+#[cfg(target_os = "linux")]
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// The error payload carried inside the [`io::Error`]s returned by this module: which operation
+/// failed, the OS errno (if any) and any detail the kernel gave (netlink extended ACK message).
+///
+/// The `io::Error` keeps the errno's [`io::ErrorKind`]; use [`SysError::errno_of`] to get the errno
+/// back, since wrapping hides [`io::Error::raw_os_error`].
+#[derive(Debug)]
+pub struct SysError {
+    op: String,
+    errno: Option<i32>,
+    detail: Option<String>,
+}
+
+impl SysError {
+    /// Wrap an OS error with the operation that failed.
+    pub fn wrap(op: impl Into<String>, err: io::Error) -> io::Error {
+        let errno = err.raw_os_error().or_else(|| Self::errno_of(&err));
+        let detail = if errno.is_none() {
+            Some(err.to_string())
+        } else {
+            None
+        };
+        Self::build(op, errno, detail, err.kind())
+    }
+
+    /// Build an error from an errno (positive) with optional kernel detail.
+    pub(crate) fn from_errno(
+        op: impl Into<String>,
+        errno: i32,
+        detail: Option<String>,
+    ) -> io::Error {
+        let kind = io::Error::from_raw_os_error(errno).kind();
+        Self::build(op, Some(errno), detail, kind)
+    }
+
+    /// Build an error that has no errno (e.g. malformed kernel reply).
+    pub(crate) fn other(
+        op: impl Into<String>,
+        kind: io::ErrorKind,
+        detail: impl Into<String>,
+    ) -> io::Error {
+        Self::build(op, None, Some(detail.into()), kind)
+    }
+
+    fn build(
+        op: impl Into<String>,
+        errno: Option<i32>,
+        detail: Option<String>,
+        kind: io::ErrorKind,
+    ) -> io::Error {
+        io::Error::new(
+            kind,
+            Self {
+                op: op.into(),
+                errno,
+                detail,
+            },
+        )
+    }
+
+    /// The operation that failed, e.g. `netlink add address 10.0.0.1/24 on ifindex 7`.
+    pub fn op(&self) -> &str {
+        &self.op
+    }
+
+    /// The OS errno, if the failure came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        self.errno
+    }
+
+    /// Extra detail, e.g. the kernel's netlink extended-ACK message.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The errno of `err`: its raw OS error, or that of a wrapped [`SysError`].
+    pub fn errno_of(err: &io::Error) -> Option<i32> {
+        err.raw_os_error()
+            .or_else(|| err.get_ref()?.downcast_ref::<Self>()?.errno)
+    }
+}
+
+impl std::fmt::Display for SysError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.op)?;
+        if let Some(e) = self.errno {
+            write!(f, ": {}", io::Error::from_raw_os_error(e))?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SysError {}
