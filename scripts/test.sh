@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole privnet test suite: formatting, lints, unit + simulation + namespace tests, fuzz smoke
+# runs. Installs what it needs (cargo-fuzz; Debian packages when run as root). Namespace and
+# container tests need root (CAP_NET_ADMIN, /dev/net/tun); run as: sudo scripts/test.sh
+#
+# Environment: FUZZ_SECONDS (default 30) per fuzz target; SKIP_FUZZ=1 to skip fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the namespace and TUN tests need root; run: sudo $0" >&2
+    exit 1
+fi
+
+step "tools"
+if ! command -v ip >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test (unit, simulation, namespace tests)"
+cargo test --workspace --all-features
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"
+    (
+        cd fuzz
+        RUSTC_BOOTSTRAP=1 cargo fuzz build
+        for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+            echo "--- fuzz $target"
+            log=$(mktemp)
+            if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
+                -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 >"$log" 2>&1; then
+                tail -n 60 "$log"
+                echo "fuzz target $target failed (crash, leak, timeout or OOM)"
+                exit 1
+            fi
+            grep -E '^Done' "$log" || true
+            rm -f "$log"
+        done
+    )
+fi
+
+echo
+echo "scripts/test.sh: all checks passed"
