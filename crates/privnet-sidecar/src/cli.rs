@@ -46,6 +46,43 @@ pub enum Command {
     Cert(CertCommand),
     /// Validate configuration files and every file they name; print every problem.
     Check(CheckArgs),
+    /// Join the private network(s): TUN device, encrypted sessions, status socket, metrics.
+    /// Runs until SIGTERM/SIGINT; SIGHUP reloads the trust store and revocation list.
+    Up(RunArgs),
+    /// Show a running sidecar's peers, endpoints, handshakes, traffic and drops.
+    Status(StatusArgs),
+    /// Exit 0 if a running sidecar answers on its status socket (liveness/readiness probe).
+    Health(StatusArgs),
+}
+
+/// `privnet up`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (repeat for each network); defaults to $PRIVNET_CONFIG.
+    #[arg(
+        long = "config",
+        value_name = "FILE",
+        env = "PRIVNET_CONFIG",
+        value_delimiter = ','
+    )]
+    pub configs: Vec<PathBuf>,
+}
+
+/// `privnet status` and `privnet health`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sidecar's configuration (its `[status] socket` is used); defaults to $PRIVNET_CONFIG.
+    #[arg(long = "config", value_name = "FILE", env = "PRIVNET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The status socket, instead of reading it from the configuration.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON (status only).
+    #[arg(long)]
+    pub json: bool,
+    /// Health only: also require at least one peer with an established session.
+    #[arg(long)]
+    pub require_peer: bool,
 }
 
 /// `privnet keygen`.
@@ -181,6 +218,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Cert(CertCommand::Issue(a)) => cert_issue(&a),
         Command::Cert(CertCommand::Show(a)) => cert_show(&a),
         Command::Check(a) => return check(&a),
+        Command::Up(a) => up(&a),
+        Command::Status(a) => status(&a),
+        Command::Health(a) => health(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,6 +229,81 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn up(a: &RunArgs) -> Result<()> {
+    if a.configs.is_empty() {
+        bail!("no configuration: pass --config FILE or set PRIVNET_CONFIG");
+    }
+    let cfg = match config::load(&a.configs, now_unix()) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!(
+                "{} problem(s) in the configuration; nothing started",
+                problems.len()
+            );
+        }
+    };
+    crate::logging::init(&cfg.log);
+    crate::driver::up(cfg, a.configs.clone())
+}
+
+fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
+    if let Some(s) = &a.socket {
+        return Ok(s.clone());
+    }
+    let Some(path) = &a.config else {
+        bail!("pass --socket PATH or --config FILE (or set PRIVNET_CONFIG)");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (file, problems) = config::parse_str(&text, path);
+    if let Some(p) = problems.first() {
+        bail!("{p}");
+    }
+    let socket = file.status.and_then(|s| s.socket).ok_or_else(|| {
+        anyhow!(
+            "{}: [status] socket is not set, so the sidecar has no status socket",
+            path.display()
+        )
+    })?;
+    Ok(match path.parent() {
+        Some(dir) if socket.is_relative() => dir.join(socket),
+        _ => socket,
+    })
+}
+
+fn status(a: &StatusArgs) -> Result<()> {
+    let nets = crate::control::query_status(&status_socket(a)?)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&nets)?);
+    } else {
+        print!("{}", crate::control::format_status(&nets));
+    }
+    Ok(())
+}
+
+fn health(a: &StatusArgs) -> Result<()> {
+    let nets = crate::control::query_status(&status_socket(a)?)?;
+    if nets.is_empty() {
+        bail!("the sidecar runs no network");
+    }
+    if a.require_peer {
+        let up = nets.iter().any(|n| {
+            n.get("peers").and_then(|p| p.as_array()).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.get("established") == Some(&serde_json::Value::Bool(true)))
+            })
+        });
+        if !up {
+            bail!("no peer has an established session");
+        }
+    }
+    println!("ok");
+    Ok(())
 }
 
 fn now_unix() -> u64 {

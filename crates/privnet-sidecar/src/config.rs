@@ -41,6 +41,8 @@ pub const DEFAULT_MTU: u16 = 1420;
 pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
 /// Worst-case bytes added per packet: IPv6 (40) + UDP (8) + data header (16) + AEAD tag (16).
 pub const TUNNEL_OVERHEAD: u16 = 80;
+/// Bytes added per packet on an IPv4 underlay: IPv4 (20) + UDP (8) + 32.
+pub const TUNNEL_OVERHEAD_V4: u16 = 60;
 /// Smallest inner MTU (IPv6 minimum link MTU, RFC 8200).
 pub const MIN_MTU: u16 = 1280;
 /// Largest inner MTU.
@@ -778,7 +780,7 @@ fn read_public(ctx: &mut Ctx<'_>, key: &str, path: &Path) -> Option<String> {
 fn validate_network(ctx: &mut Ctx<'_>, raw: &FileConfig, now: u64) -> Option<NetworkConfig> {
     let node = raw.node.as_ref()?;
     let tun = raw.tun.clone().unwrap_or_default();
-    check_tun(ctx, &tun);
+    check_tun(ctx, &tun, node.listen.is_ipv4());
     if !privnet_core::identity::is_valid_name(&node.network) {
         ctx.problem(
             "node.network",
@@ -985,7 +987,13 @@ fn validate_network(ctx: &mut Ctx<'_>, raw: &FileConfig, now: u64) -> Option<Net
     })
 }
 
-fn check_tun(ctx: &mut Ctx<'_>, tun: &TunSection) {
+/// `ipv4_underlay`: the node listens on IPv4 only, so the per-packet overhead is 60 bytes, not 80.
+fn check_tun(ctx: &mut Ctx<'_>, tun: &TunSection, ipv4_underlay: bool) {
+    let overhead = if ipv4_underlay {
+        TUNNEL_OVERHEAD_V4
+    } else {
+        TUNNEL_OVERHEAD
+    };
     let name_ok = !tun.name.is_empty()
         && tun.name.len() <= MAX_TUN_NAME_LEN
         && tun
@@ -1017,12 +1025,13 @@ fn check_tun(ctx: &mut Ctx<'_>, tun: &TunSection) {
                 tun.underlay_mtu
             ),
         );
-    } else if u32::from(tun.mtu) + u32::from(TUNNEL_OVERHEAD) > u32::from(tun.underlay_mtu) {
+    } else if u32::from(tun.mtu) + u32::from(overhead) > u32::from(tun.underlay_mtu) {
         ctx.problem(
             "tun.mtu",
             format!(
-                "at most underlay_mtu - {TUNNEL_OVERHEAD} = {} (tunnel overhead); found {}",
-                tun.underlay_mtu.saturating_sub(TUNNEL_OVERHEAD),
+                "at most underlay_mtu - {overhead} = {} (tunnel overhead on an IPv{} underlay); found {}",
+                tun.underlay_mtu.saturating_sub(overhead),
+                if ipv4_underlay { 4 } else { 6 },
                 tun.mtu
             ),
         );

@@ -7,5 +7,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod driver;
 pub mod files;
+pub mod logging;
 pub mod sys;

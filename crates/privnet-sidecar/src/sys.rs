@@ -15,6 +15,37 @@ pub mod tun;
 
 use std::io;
 
+/// Ask for `bytes` of send and receive buffer on a UDP socket. With CAP_NET_ADMIN the kernel's
+/// `rmem_max`/`wmem_max` caps are bypassed (`SO_*BUFFORCE`); otherwise it caps silently. Failures are
+/// not fatal (the socket keeps its default buffers) and are logged by the caller's caller.
+#[cfg(target_os = "linux")]
+pub fn set_socket_buffers(sock: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [force, plain] {
+            // SAFETY: `fd` is a valid open socket borrowed from `sock` for the duration of the call;
+            // `val` lives on the stack and its exact size is passed.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    std::ptr::addr_of!(val).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
+    }
+}
+
 /// Convert a `-1`-on-error libc return value into an `io::Result`, capturing `errno`.
 #[cfg(target_os = "linux")]
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {

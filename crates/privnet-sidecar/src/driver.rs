@@ -1,0 +1,690 @@
+//! The tokio driver around the sans-IO core: `privnet up`.
+//!
+//! One task per network owns its [`Node`], its UDP socket and its TUN device. On readiness it drains
+//! a batch of packets without blocking (`try_recv`), hands each to the core, and writes what comes
+//! out; control traffic from `poll_transmit` is drained after every batch, and a single timer is
+//! re-armed from `poll_timeout`. This is the only place that reads the clock (`Instant::now`) and
+//! the OS random number generator (the node's seed).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use ipnetwork::IpNetwork;
+use privnet_core::crypto::StaticSecret;
+use privnet_core::icmp::{self, V4Error, V6Error};
+use privnet_core::identity::{expiry_report, CertVerifier};
+use privnet_core::node::{Event, PeerStatus};
+use privnet_core::{
+    CredentialVerifier, Decapsulated, DropReason, Encapsulated, Node, NodeConfig, PeerConfig,
+};
+use ring::rand::SecureRandom;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::config::{self, Config, NetworkConfig, TunMode};
+use crate::sys::netlink::Netlink;
+use crate::sys::tun::{TunConfig, TunDevice};
+
+/// Packets drained per readiness event before the loop looks at its other inputs.
+const BATCH: usize = 256;
+/// IPv4 + UDP header bytes added by the underlay.
+const UNDERLAY_V4_OVERHEAD: usize = 28;
+/// IPv6 + UDP header bytes added by the underlay.
+const UNDERLAY_V6_OVERHEAD: usize = 48;
+/// Socket buffer size asked for (the kernel caps it unless we may force it).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// What the status socket and the metrics endpoint show, published by each network's loop.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NetworkSnapshot {
+    /// Network name.
+    pub network: String,
+    /// Our member name.
+    pub member: String,
+    /// Our Noise public key (base64).
+    pub public_key: String,
+    /// Underlay listen address.
+    pub listen: String,
+    /// TUN device.
+    pub device: String,
+    /// Our overlay addresses.
+    pub addresses: Vec<String>,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Node-wide counters.
+    pub tx_packets: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received and delivered.
+    pub rx_packets: u64,
+    /// Inner bytes delivered.
+    pub rx_bytes: u64,
+    /// Handshakes initiated.
+    pub handshakes_initiated: u64,
+    /// Handshakes completed.
+    pub handshakes_completed: u64,
+    /// Cookie replies sent.
+    pub cookies_sent: u64,
+    /// Drops by reason (non-zero only).
+    pub drops: Vec<(String, u64)>,
+    /// Driver-level drops (I/O errors, ICMP generated...).
+    pub driver: HashMap<String, u64>,
+    /// Peers.
+    pub peers: Vec<PeerSnapshot>,
+    /// Certificate expiry notices (subject, seconds left).
+    pub expiry: Vec<(String, i64)>,
+}
+
+/// One peer in a snapshot.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PeerSnapshot {
+    /// Name from its certificate (or the config).
+    pub name: String,
+    /// Noise public key (base64).
+    pub public_key: String,
+    /// Underlay endpoint.
+    pub endpoint: Option<String>,
+    /// Overlay prefixes.
+    pub addresses: Vec<String>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs_ago: Option<u64>,
+    /// Whether a session is up.
+    pub established: bool,
+    /// Inner bytes received.
+    pub rx_bytes: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Handshakes completed with it.
+    pub handshakes: u64,
+    /// Packets from it dropped for a spoofed inner source.
+    pub spoofed: u64,
+}
+
+/// Snapshots of every network, shared with the status and metrics servers.
+pub type Snapshots = Arc<Mutex<Vec<NetworkSnapshot>>>;
+
+fn b64(k: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(k)
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// `privnet up`: run every network of `config` until SIGTERM or SIGINT.
+pub fn up(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(run(config, config_paths))
+}
+
+async fn run(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    let snapshots: Snapshots = Arc::default();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (reload_tx, _) = tokio::sync::broadcast::channel::<Arc<Config>>(4);
+
+    let mut tasks = Vec::new();
+    for (i, net) in config.networks.iter().enumerate() {
+        if net.tun.mode == TunMode::Userspace {
+            bail!(
+                "{}: tun.mode = \"userspace\" is not supported by `privnet up` yet; use mode = \"tun\"",
+                net.file.display()
+            );
+        }
+        if let Ok(mut s) = snapshots.lock() {
+            s.push(NetworkSnapshot::default());
+        }
+        let driver = NetworkDriver::start(net, i, snapshots.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "starting network {:?} ({})",
+                    net.network,
+                    net.file.display()
+                )
+            })?;
+        let rx = shutdown_rx.clone();
+        let reload = reload_tx.subscribe();
+        tasks.push(tokio::spawn(driver.run(rx, reload)));
+    }
+
+    let status = match &config.status.socket {
+        Some(path) => Some(crate::control::serve_status(
+            path.clone(),
+            snapshots.clone(),
+        )?),
+        None => None,
+    };
+    if let Some(addr) = config.metrics.listen {
+        crate::control::serve_metrics(addr, snapshots.clone()).await?;
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                match config::load(&config_paths, unix_now().as_secs()) {
+                    Ok(new) => {
+                        tracing::info!("SIGHUP: configuration reloaded (trust store, revocation list)");
+                        let _ = reload_tx.send(Arc::new(new));
+                    }
+                    Err(problems) => {
+                        for p in problems {
+                            tracing::error!("reload refused, keeping the running configuration: {p}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(5), t).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("network task failed: {e:#}"),
+            Ok(Err(e)) => tracing::error!("network task panicked: {e}"),
+            Err(_) => tracing::warn!("network task did not stop within 5 s"),
+        }
+    }
+    if let Some(path) = status {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[derive(Default)]
+struct DriverCounters {
+    counts: HashMap<&'static str, u64>,
+}
+
+impl DriverCounters {
+    fn bump(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_insert(0) += 1;
+    }
+}
+
+struct NetworkDriver {
+    index: usize,
+    name: String,
+    member: String,
+    node: Node,
+    udp: UdpSocket,
+    tun: TunDevice,
+    verifier: Arc<CertVerifier>,
+    snapshots: Snapshots,
+    started: Instant,
+    our_v4: Option<std::net::Ipv4Addr>,
+    our_v6: Option<std::net::Ipv6Addr>,
+    addresses: Vec<String>,
+    listen: SocketAddr,
+    path_mtu: usize,
+    counters: DriverCounters,
+    peer_names: HashMap<[u8; 32], String>,
+    own_cert: privnet_core::identity::MemberCertificate,
+}
+
+impl NetworkDriver {
+    async fn start(
+        net: &NetworkConfig,
+        index: usize,
+        snapshots: Snapshots,
+    ) -> anyhow::Result<Self> {
+        let now = Instant::now();
+        let unix = unix_now();
+        let verifier = Arc::new(CertVerifier::new(net.identity.trust.clone()));
+        let dyn_verifier: Arc<dyn CredentialVerifier> = verifier.clone();
+
+        let overhead = if net.listen.is_ipv6() {
+            UNDERLAY_V6_OVERHEAD
+        } else {
+            UNDERLAY_V4_OVERHEAD
+        };
+        let path_mtu = usize::from(net.tun.underlay_mtu)
+            .saturating_sub(overhead + Node::OVERHEAD)
+            .max(576);
+
+        let mut seed = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| anyhow!("the OS random number generator failed"))?;
+        let cert = &net.identity.certificate;
+        let mut cfg = NodeConfig::new(
+            StaticSecret::from_bytes(*net.identity.keypair.secret()),
+            *net.identity.psk,
+            net.network_id.0,
+            dyn_verifier,
+        );
+        cfg.credential(cert.to_bytes()).rng_seed(seed);
+        cfg.mtu = path_mtu;
+        let mut node = Node::new(cfg, now, unix).map_err(|e| anyhow!("node: {e}"))?;
+
+        // Underlay socket.
+        let std_sock = std::net::UdpSocket::bind(net.listen)
+            .with_context(|| format!("binding the underlay socket {}", net.listen))?;
+        std_sock.set_nonblocking(true)?;
+        crate::sys::set_socket_buffers(&std_sock, SOCKET_BUFFER);
+        let udp = UdpSocket::from_std(std_sock)?;
+        let listen = udp.local_addr()?;
+
+        // TUN device, address, MTU, routes.
+        let tun = TunDevice::create(&TunConfig {
+            name: net.tun.name.clone(),
+            mtu: Some(u32::from(net.tun.mtu)),
+            vnet_hdr: false,
+            multi_queue: false,
+        })
+        .with_context(|| format!("creating TUN device {:?}", net.tun.name))?;
+        let mut nl = Netlink::new().context("opening rtnetlink")?;
+        let ifindex = tun.ifindex();
+        let prefixes: Vec<IpNetwork> = net
+            .identity
+            .trust
+            .cas()
+            .iter()
+            .flat_map(|ca| ca.prefixes().iter().copied())
+            .collect();
+        let mut our_v4 = None;
+        let mut our_v6 = None;
+        let mut addresses = Vec::new();
+        for addr in cert.addresses() {
+            let plen = prefixes
+                .iter()
+                .filter(|p| p.contains(*addr))
+                .map(|p| p.prefix())
+                .min()
+                .unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+            nl.add_address(ifindex, *addr, plen)
+                .with_context(|| format!("adding {addr}/{plen} to {}", net.tun.name))?;
+            match addr {
+                IpAddr::V4(a) => our_v4 = our_v4.or(Some(*a)),
+                IpAddr::V6(a) => our_v6 = our_v6.or(Some(*a)),
+            }
+            addresses.push(format!("{addr}/{plen}"));
+        }
+        nl.link_set_up(ifindex)
+            .with_context(|| format!("bringing {} up", net.tun.name))?;
+        // Subnet routes gateways may serve (the CA's route subnets) also go into the TUN.
+        let mut routes: Vec<IpNetwork> = net
+            .identity
+            .trust
+            .cas()
+            .iter()
+            .flat_map(|ca| ca.routes().iter().copied())
+            .collect();
+        routes.sort();
+        routes.dedup();
+        for r in routes {
+            if let Err(e) = nl.add_route(ifindex, r.network(), r.prefix()) {
+                tracing::warn!("route {r} via {}: {e}", net.tun.name);
+            }
+        }
+        if let Some(v6) = our_v6 {
+            let _ = nl.wait_local(IpAddr::V6(v6), Duration::from_secs(2));
+        }
+
+        // Peers.
+        let mut peer_names = HashMap::new();
+        for p in &net.peers {
+            let endpoint = match &p.endpoint {
+                Some(ep) => match (ep.host.as_str(), ep.port).to_socket_addrs() {
+                    Ok(mut it) => it.next(),
+                    Err(e) => {
+                        tracing::warn!(peer = %p.name, "cannot resolve endpoint {}:{}: {e}", ep.host, ep.port);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let mut pc = PeerConfig::new(p.public_key);
+            pc.endpoint = endpoint;
+            pc.allowed_ips = p.addresses.clone();
+            pc.persistent_keepalive = p.persistent_keepalive;
+            node.add_peer(pc, now)
+                .map_err(|e| anyhow!("peer {:?}: {e}", p.name))?;
+            peer_names.insert(p.public_key, p.name.clone());
+            tracing::info!(peer = %p.name, endpoint = ?endpoint, addresses = ?p.addresses, "peer configured");
+        }
+        tracing::info!(
+            network = %net.network,
+            member = %cert.name(),
+            public_key = %b64(&net.identity.keypair.public()),
+            listen = %listen,
+            device = %net.tun.name,
+            addresses = ?addresses,
+            mtu = net.tun.mtu,
+            path_mtu,
+            "privnet up"
+        );
+        Ok(Self {
+            index,
+            name: net.network.clone(),
+            member: cert.name().to_owned(),
+            node,
+            udp,
+            tun,
+            verifier,
+            snapshots,
+            started: now,
+            our_v4,
+            our_v6,
+            addresses,
+            listen,
+            path_mtu,
+            counters: DriverCounters::default(),
+            peer_names,
+            own_cert: cert.clone(),
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut reload: tokio::sync::broadcast::Receiver<Arc<Config>>,
+    ) -> anyhow::Result<()> {
+        let mut in_buf = vec![0u8; 65_536];
+        let mut out_buf = vec![0u8; 65_536 + 64];
+        let mut ctl_buf = vec![0u8; 2048];
+        let mut snapshot_tick = tokio::time::interval(Duration::from_secs(1));
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.flush_control(&mut ctl_buf, Instant::now()).await;
+        loop {
+            let deadline = self.node.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                r = self.udp.readable() => {
+                    r?;
+                    self.drain_udp(&mut in_buf, &mut out_buf).await;
+                }
+                r = self.tun.readable() => {
+                    r?;
+                    self.drain_tun(&mut in_buf, &mut out_buf).await;
+                }
+                _ = sleep => {
+                    self.node.handle_timeout(Instant::now());
+                }
+                _ = snapshot_tick.tick() => self.publish(),
+                Ok(cfg) = reload.recv() => self.reload(&cfg),
+            }
+            self.flush_control(&mut ctl_buf, Instant::now()).await;
+            self.drain_events();
+        }
+        self.publish();
+        tracing::info!(network = %self.name, "network stopped; TUN device closed");
+        Ok(())
+    }
+
+    async fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let (n, from) = match self.udp.try_recv_from(in_buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("udp recv: {e}");
+                    self.counters.bump("udp_recv_error");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            match self.node.decapsulate(from, &in_buf[..n], out_buf, now) {
+                Ok(Decapsulated::Packet { len, .. }) => {
+                    self.write_tun(&out_buf[..len]).await;
+                }
+                Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
+                Err(_) => {} // counted by the node
+            }
+        }
+    }
+
+    async fn drain_tun(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let n = match self.tun.try_recv(in_buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("tun recv: {e}");
+                    self.counters.bump("tun_recv_error");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let pkt = &in_buf[..n];
+            match self.node.encapsulate(pkt, out_buf, now) {
+                Ok(Encapsulated::Send(t)) => self.send_udp(&out_buf[..t.len], t.dst).await,
+                Ok(Encapsulated::Queued) => {}
+                Err(DropReason::NoRoute) => self.icmp_reply(pkt, IcmpKind::Unreachable).await,
+                Err(DropReason::TooBig) => self.icmp_reply(pkt, IcmpKind::TooBig).await,
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn send_udp(&mut self, bytes: &[u8], dst: SocketAddr) {
+        loop {
+            match self.udp.try_send_to(bytes, dst) {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.udp.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%dst, "udp send: {e}");
+                    self.counters.bump("udp_send_error");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn write_tun(&mut self, bytes: &[u8]) {
+        loop {
+            match self.tun.try_send(bytes) {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.tun.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("tun write: {e}");
+                    self.counters.bump("tun_write_error");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn icmp_reply(&mut self, original: &[u8], kind: IcmpKind) {
+        let mut buf = [0u8; 1400];
+        let mtu = u32::try_from(self.path_mtu).unwrap_or(1280);
+        let n = match (original.first().map(|b| b >> 4), kind) {
+            (Some(4), IcmpKind::Unreachable) => self.our_v4.and_then(|a| {
+                icmp::build_v4_error(&mut buf, a, original, V4Error::HostUnreachable)
+            }),
+            (Some(4), IcmpKind::TooBig) => self.our_v4.and_then(|a| {
+                icmp::build_v4_error(
+                    &mut buf,
+                    a,
+                    original,
+                    V4Error::FragmentationNeeded {
+                        next_hop_mtu: u16::try_from(mtu).unwrap_or(1280),
+                    },
+                )
+            }),
+            (Some(6), IcmpKind::Unreachable) => self.our_v6.and_then(|a| {
+                icmp::build_v6_error(&mut buf, a, original, V6Error::AddressUnreachable)
+            }),
+            (Some(6), IcmpKind::TooBig) => self.our_v6.and_then(|a| {
+                icmp::build_v6_error(&mut buf, a, original, V6Error::PacketTooBig { mtu })
+            }),
+            _ => None,
+        };
+        if let Some(n) = n {
+            self.counters.bump(match kind {
+                IcmpKind::Unreachable => "icmp_unreachable_sent",
+                IcmpKind::TooBig => "icmp_too_big_sent",
+            });
+            self.write_tun(&buf[..n]).await;
+        }
+    }
+
+    async fn flush_control(&mut self, buf: &mut [u8], now: Instant) {
+        while let Some(t) = self.node.poll_transmit(buf, now) {
+            self.send_udp(&buf[..t.len], t.dst).await;
+        }
+    }
+
+    fn peer_name(&self, p: &PeerStatus) -> String {
+        p.name
+            .clone()
+            .or_else(|| self.peer_names.get(&p.static_public).cloned())
+            .unwrap_or_else(|| b64(&p.static_public[..8]))
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.node.poll_event() {
+            let status = self.node.peer_status();
+            let name = |id: privnet_core::PeerId| {
+                status
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| self.peer_name(p))
+                    .unwrap_or_default()
+            };
+            match ev {
+                Event::PeerUp { peer, .. } => {
+                    tracing::info!(network = %self.name, peer = %name(peer), "session established")
+                }
+                Event::PeerDown { peer, reason } => {
+                    tracing::warn!(network = %self.name, peer = %name(peer), ?reason, "session closed")
+                }
+                Event::EndpointChanged { peer, endpoint } => {
+                    tracing::info!(network = %self.name, peer = %name(peer), %endpoint, "peer endpoint changed")
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self, cfg: &Config) {
+        let Some(net) = cfg.networks.iter().find(|n| n.network == self.name) else {
+            tracing::warn!(network = %self.name, "reload: network no longer configured; keeping it running");
+            return;
+        };
+        match self.verifier.set_store(net.identity.trust.clone()) {
+            Ok(()) => {
+                self.node.revalidate(Instant::now());
+                tracing::info!(network = %self.name, "trust store and revocation list reloaded; sessions revalidated");
+            }
+            Err(e) => {
+                tracing::error!(network = %self.name, "reload refused, keeping the old trust store: {e}")
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let s = self.node.stats();
+        let unix = unix_now().as_secs();
+        let cas = self.verifier.store().cas().to_vec();
+        let expiry = expiry_report(
+            Some(&self.own_cert),
+            &cas,
+            unix,
+            Duration::from_secs(30 * 86_400).as_secs(),
+        )
+        .into_iter()
+        .map(|n| {
+            let subject = format!("{:?}", n.subject);
+            if n.needs_attention() {
+                tracing::warn!(%subject, seconds_left = n.seconds_left, state = ?n.state, "certificate needs attention");
+            }
+            (subject, i64::try_from(n.seconds_left).unwrap_or(i64::MAX))
+        })
+        .collect();
+        let peers = self
+            .node
+            .peer_status()
+            .iter()
+            .map(|p| PeerSnapshot {
+                name: self.peer_name(p),
+                public_key: b64(&p.static_public),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
+                last_handshake_secs_ago: p
+                    .last_handshake
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                established: p.established,
+                rx_bytes: p.counters.rx_bytes,
+                tx_bytes: p.counters.tx_bytes,
+                rx_packets: p.counters.rx_packets,
+                tx_packets: p.counters.tx_packets,
+                handshakes: p.counters.handshakes,
+                spoofed: p.counters.spoofed,
+            })
+            .collect();
+        let snap = NetworkSnapshot {
+            network: self.name.clone(),
+            member: self.member.clone(),
+            public_key: b64(&self.node.public_key()),
+            listen: self.listen.to_string(),
+            device: self.tun.name().to_owned(),
+            addresses: self.addresses.clone(),
+            uptime_secs: now.saturating_duration_since(self.started).as_secs(),
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            handshakes_initiated: s.handshakes_initiated,
+            handshakes_completed: s.handshakes_completed,
+            cookies_sent: s.cookies_sent,
+            drops: s
+                .nonzero_drops()
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            driver: self
+                .counters
+                .counts
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            peers,
+            expiry,
+        };
+        if let Ok(mut all) = self.snapshots.lock() {
+            if let Some(slot) = all.get_mut(self.index) {
+                *slot = snap;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum IcmpKind {
+    Unreachable,
+    TooBig,
+}
