@@ -29,7 +29,7 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
-    /// Datagram shorter than the smallest message.
+    /// Datagram shorter than the 4-byte common header.
     TooShort => "too_short",
     /// Unknown message type, version or non-zero reserved bytes.
     BadType => "bad_type",
@@ -55,7 +55,7 @@ drop_reasons! {
     FutureTimestamp => "future_timestamp",
     /// Initiation less than the flood interval after the previous one from that peer.
     InitiationFlood => "initiation_flood",
-    /// Too many peers or half-open handshakes.
+    /// The peer table is full (`max_peers`): a valid member could not be added.
     TooManyPeers => "too_many_peers",
     /// Response or cookie reply that matches no handshake in progress.
     UnexpectedHandshake => "unexpected_handshake",
@@ -89,10 +89,6 @@ drop_reasons! {
     BufferTooSmall => "buffer_too_small",
     /// Inner packet larger than the tunnel MTU.
     TooBig => "too_big",
-    /// Packet refused by policy.
-    Policy => "policy",
-    /// Peer exceeded its packet-rate quota.
-    PeerQuota => "peer_quota",
 }
 
 impl fmt::Display for DropReason {

@@ -35,6 +35,7 @@ pub mod error;
 pub mod icmp;
 pub mod identity;
 pub mod node;
+pub mod offload;
 pub mod ratelimit;
 pub mod replay;
 pub mod router;

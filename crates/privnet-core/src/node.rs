@@ -180,6 +180,8 @@ pub struct Node {
     stats: Stats,
     last_gc: Instant,
     static_dh: crypto::StaticDhCache,
+    /// The latest `now` seen (for queries that take no time argument).
+    last_now: Instant,
 }
 
 impl std::fmt::Debug for Node {
@@ -258,6 +260,7 @@ impl Node {
             stats: Stats::default(),
             last_gc: now,
             static_dh: crypto::StaticDhCache::default(),
+            last_now: now,
         })
     }
 
@@ -351,11 +354,16 @@ impl Node {
             .collect()
     }
 
-    /// Whether the peer has a session that can carry data.
+    /// Whether the peer has a session that can carry data (not past its reject-after time).
     pub fn is_established(&self, peer: PeerId) -> bool {
+        self.is_established_at(peer, self.last_now)
+    }
+
+    fn is_established_at(&self, peer: PeerId, now: Instant) -> bool {
         self.peers
             .get(peer.0 as usize)
-            .is_some_and(|p| p.has_session())
+            .and_then(|p| p.current.as_deref())
+            .is_some_and(|s| s.can_send(now))
     }
 
     /// The peer's current session: two nodes share one session when each one's local index is the
@@ -429,6 +437,7 @@ impl Node {
 
     /// Advance time: fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if !self.limiter.is_empty() && now >= self.last_gc + Duration::from_secs(1) {
             self.limiter.gc(now);
             self.last_gc = now;
@@ -510,7 +519,7 @@ impl Node {
                 .and_then(|p| p.persistent_keepalive);
             self.disarm(id, Timer::PersistentKeepalive);
             if let Some(every) = every {
-                if self.is_established(id) {
+                if self.is_established_at(id, now) {
                     self.transmits.push_back(Pending::Keepalive { peer: id });
                 } else {
                     self.initiate(id, now, false);
@@ -559,11 +568,19 @@ impl Node {
         p.handshake_started = None;
         p.queue.clear();
         p.timers = [None; crate::peer::TIMERS];
+        let keepalive = p.persistent_keepalive;
         for i in idx {
             self.indices.remove(&i);
         }
         if was_up {
             self.events.push_back(Event::PeerDown { peer: id, reason });
+        }
+        // A peer configured to be kept alive is tried again (after a revocation or expiry the
+        // handshakes are refused by the peer's verifier, and give up after 90 s each round).
+        if let (Some(every), false) = (keepalive, reason == DownReason::Removed) {
+            if let Some(at) = self.last_now.checked_add(every) {
+                self.arm(id, Timer::PersistentKeepalive, at);
+            }
         }
     }
 
@@ -662,12 +679,9 @@ impl Node {
         let Some(p) = self.peers.get(id.0 as usize) else {
             return;
         };
-        let nets: Vec<IpNetwork> = p
-            .config_allowed
-            .iter()
-            .chain(p.identity.iter().flat_map(|i| i.addresses.iter()))
-            .copied()
-            .collect();
+        // The same prefixes the anti-spoofing check accepts: the verified credential's once known,
+        // the configured ones before.
+        let nets: Vec<IpNetwork> = p.allowed_sources().to_vec();
         for n in nets {
             self.router.insert(n, id);
         }
@@ -703,10 +717,11 @@ impl Node {
         }
         let (_, dst) = wire::inner_addresses(packet)?;
         let id = *self.router.lookup(dst).ok_or(DropReason::NoRoute)?;
-        self.encapsulate_to(id, packet, out, now)
+        self.seal_for(id, packet, out, now)
     }
 
-    /// Seal `packet` for a specific peer (the routing decision was made by the caller).
+    /// Seal `packet` for a specific peer (the routing decision was made by the caller). Every
+    /// `Err` has been counted in [`Node::stats`].
     pub fn encapsulate_to(
         &mut self,
         id: PeerId,
@@ -714,6 +729,21 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Encapsulated, DropReason> {
+        let r = self.seal_for(id, packet, out, now);
+        if let Err(e) = r {
+            self.stats.drop(e);
+        }
+        r
+    }
+
+    fn seal_for(
+        &mut self,
+        id: PeerId,
+        packet: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<Encapsulated, DropReason> {
+        self.last_now = now;
         let max_queue = self.cfg.max_queued_per_peer;
         let p = self
             .peers
@@ -759,7 +789,7 @@ impl Node {
         p.timers[Timer::SendKeepalive as usize] = None;
         let arm_new = is_data && p.timers[Timer::NewHandshake as usize].is_none();
         if arm_new {
-            let at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+            let at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self.jitter();
             self.arm(id, Timer::NewHandshake, at);
         }
     }
@@ -884,13 +914,20 @@ impl Node {
                         continue;
                     };
                     let Some(s) = p.current.as_deref_mut().filter(|s| s.can_send(now)) else {
+                        // The session expired: a keepalive is a reason to make a new one.
+                        self.initiate(peer, now, false);
                         continue;
                     };
+                    let want_rekey = s.is_initiator
+                        && now.saturating_duration_since(s.created) >= REKEY_AFTER_TIME;
                     match s.seal(&[], buf) {
                         Ok(n) => {
                             p.counters.tx_packets += 1;
                             self.stats.keepalives_sent += 1;
                             self.on_authenticated_sent(peer, false, now);
+                            if want_rekey {
+                                self.initiate(peer, now, false);
+                            }
                             return Some(Transmit {
                                 dst: endpoint,
                                 len: n,
@@ -924,6 +961,7 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Decapsulated, DropReason> {
+        self.last_now = self.last_now.max(now);
         let r = match wire::parse(datagram) {
             Ok(Message::Data(d)) => self.handle_data(from, &d, out, now),
             Ok(Message::Initiation(m)) => self
@@ -1170,7 +1208,12 @@ impl Node {
                 abandoned = Some(pending.local_index);
             }
         }
-        let cookie = p.cookie.map(|(c, _)| c);
+        let cookie = p
+            .cookie
+            .filter(|(_, t)| {
+                now.saturating_duration_since(*t) < COOKIE_SECRET_MAX_AGE - Duration::from_secs(5)
+            })
+            .map(|(c, _)| c);
         let mac1_key = p.mac1_key;
         if let Some(i) = abandoned {
             self.indices.remove(&i);
@@ -1192,11 +1235,24 @@ impl Node {
                 return Err(e);
             }
         };
-        let session = Session::new(transport, local_index, m.sender(), false, now);
+        let response_mac1: [u8; 16] = bytes
+            .get(bytes.len().saturating_sub(32)..bytes.len().saturating_sub(16))
+            .and_then(|m| m.try_into().ok())
+            .unwrap_or([0; 16]);
+        let mut session = Session::new(transport, local_index, m.sender(), false, now);
+        session.response_mac1 = response_mac1;
         let mut stale = None;
+        let mut roamed = false;
         if let Some(p) = self.peers.get_mut(id.0 as usize) {
             stale = p.next.replace(session).map(|s| s.local_index);
+            roamed = p.endpoint.is_some_and(|e| e != from);
             p.endpoint = Some(from);
+        }
+        if roamed {
+            self.events.push_back(Event::EndpointChanged {
+                peer: id,
+                endpoint: from,
+            });
         }
         if let Some(i) = stale {
             self.indices.remove(&i);
@@ -1221,6 +1277,17 @@ impl Node {
             .indices
             .get(&m.receiver())
             .ok_or(DropReason::UnexpectedHandshake)?;
+        // Responses cost two DH operations too: the same load accounting, cookie and per-source
+        // limit as initiations (WireGuard does the same).
+        if self.load.record(now) {
+            let cookie = self.cookie_for(from, now);
+            let (covered2, mac2) = m.mac2_parts();
+            if !crypto::ct_eq(&crypto::mac16(&cookie, covered2), mac2) {
+                self.send_cookie_reply(from, m.sender(), mac1, now);
+                return Err(DropReason::CookieRequired);
+            }
+        }
+        self.limiter.check(from.ip(), now)?;
         let unix = self.unix_time(now).as_secs();
         let verifier = Arc::clone(&self.cfg.verifier);
         let p = self
@@ -1287,11 +1354,20 @@ impl Node {
             .peers
             .get_mut(id.0 as usize)
             .ok_or(DropReason::UnexpectedHandshake)?;
-        let pending = p
-            .pending
-            .as_ref()
-            .filter(|x| x.local_index == m.receiver())
-            .ok_or(DropReason::UnexpectedHandshake)?;
+        let Some(pending) = p.pending.as_ref().filter(|x| x.local_index == m.receiver()) else {
+            // A cookie reply to a response we sent (the initiator is under load): keep the cookie so
+            // our response to its retried initiation carries mac2.
+            let mac1 = p
+                .next
+                .as_ref()
+                .filter(|s| s.local_index == m.receiver())
+                .map(|s| s.response_mac1)
+                .ok_or(DropReason::UnexpectedHandshake)?;
+            let cookie = crypto::open_cookie(&p.cookie_key, m.nonce(), m.encrypted_cookie(), &mac1)
+                .ok_or(DropReason::BadCookie)?;
+            p.cookie = Some((cookie, now));
+            return Ok(());
+        };
         let cookie = crypto::open_cookie(
             &p.cookie_key,
             m.nonce(),

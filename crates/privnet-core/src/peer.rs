@@ -146,10 +146,6 @@ impl Peer {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()
     }
-
-    pub(crate) fn has_session(&self) -> bool {
-        self.current.is_some()
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,8 @@ pub(crate) struct Session {
     pub(crate) send_counter: u64,
     replay: ReplayWindow,
     pub(crate) is_initiator: bool,
+    /// mac1 of the response that created this (responder) session: the AD of a cookie reply to it.
+    pub(crate) response_mac1: [u8; 16],
 }
 
 impl std::fmt::Debug for Session {
@@ -45,6 +47,7 @@ impl Session {
             send_counter: 0,
             replay: ReplayWindow::new(),
             is_initiator,
+            response_mac1: [0; 16],
         })
     }
 

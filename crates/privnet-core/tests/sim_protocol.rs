@@ -448,3 +448,32 @@ fn runs_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn persistent_keepalive_keeps_an_idle_session_up_indefinitely() {
+    use privnet_core::{Node, PeerConfig};
+    let net = TestNetwork::new(2, 16);
+    let mut sim = Sim::new(16, LinkConfig::default());
+    let now = sim.now;
+    for i in 0..2 {
+        let j = 1 - i;
+        let mut node = Node::new(net.config(i, 1), now, net.unix_start).unwrap();
+        node.add_peer(
+            PeerConfig::new(net.public(j))
+                .endpoint(net.underlay[j])
+                .allowed_ip(ipnetwork::IpNetwork::new(net.overlay[j], 32).unwrap())
+                .persistent_keepalive(Duration::from_secs(25)),
+            now,
+        )
+        .unwrap();
+        sim.add_node(node, net.underlay[i]);
+    }
+    // 20 minutes without any data: keepalives and rekeys keep a usable session at all times.
+    for minute in 1..=20 {
+        sim.run_for(Duration::from_secs(60));
+        let p0 = sim.nodes[0].node.peer_by_key(&net.public(1)).unwrap();
+        assert!(sim.nodes[0].node.is_established(p0), "minute {minute}");
+    }
+    assert!(sim.nodes[0].node.stats().keepalives_sent >= 40);
+    assert!(sim.nodes[0].node.stats().handshakes_completed >= 8);
+}
