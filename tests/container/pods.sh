@@ -7,16 +7,18 @@
 #   infra stage:  images run; the sidecar container starts with --cap-add NET_ADMIN --device /dev/net/tun as
 #                 uid 0 with only NET_ADMIN and can open the TUN device; containers of a pod share its network
 #                 namespace; TCP transfer (SHA-256 checked) and UDP echo between pods over the podman bridge.
-#   full stage:   additionally (needs `privnet up`): credentials from the privnet CLI; sidecars become healthy;
-#                 a1<->a2 TCP transfer with checksum, UDP echo and ping over overlay addresses; b1 cannot reach
-#                 a1/a2 (and they cannot reach b1); a2's sidecar stops on SIGTERM within its grace period, and
+#   full stage:   additionally: credentials from the privnet CLI; sidecars (`privnet up` as PID 1, config via
+#                 the image's PRIVNET_CONFIG) become healthy (`privnet health` with no arguments); a1<->a2 TCP
+#                 transfer with checksum, UDP echo and ping over overlay addresses, and `health --require-peer`;
+#                 b1 cannot reach a1/a2 (and they cannot reach b1), its handshakes reach a1/a2 and are refused
+#                 (bad_mac1: other network PSK); a2's sidecar exits 0 on SIGTERM within its grace period, and
 #                 after it is started again a1<->a2 recovers on its own within a bounded time.
 # Everything it creates (pods, containers, network, images, temp files) is removed on exit, even on failure
 # or interrupt. Every wait is bounded; the whole run is bounded by PODS_TEST_TIMEOUT.
 #
 # Usage:  tests/container/pods.sh
 # Environment:
-#   PODS_TEST_STAGE       infra | full (default full). Use infra until `privnet up` exists.
+#   PODS_TEST_STAGE       infra | full (default full). infra: only the container plumbing, no privnet node.
 #   PODS_TEST_TIMEOUT     bound on the whole run in seconds (default 1200; includes the cargo build)
 #   PODS_TEST_SUBNET      podman bridge subnet (default 10.213.0.0/24; pods get .11 .12 .13)
 #   PODS_TEST_SKIP_BUILD  1: use existing images PRIVNET_IMAGE / TESTAPP_IMAGE (not removed afterwards)
@@ -153,7 +155,7 @@ expect_fail() {
         cat "$WORK/expect_fail.out"
         die "$what: succeeded but must not"
     fi
-    log "ok (refused as expected): $what: $(tail -n 1 "$WORK/expect_fail.out")"
+    log "ok (refused as expected): $what: $(grep -v '^[[:space:]]*$' "$WORK/expect_fail.out" | tail -n 1)"
 }
 
 # --- 1. images -------------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ done
 
 if [[ "$STAGE" == infra ]]; then
     FAILED=0
-    log "PASS (PODS_TEST_STAGE=infra: overlay checks skipped until \`privnet up\` exists)"
+    log "PASS (PODS_TEST_STAGE=infra: overlay checks skipped)"
     exit 0
 fi
 
@@ -248,8 +250,9 @@ done
 
 # =========================================================================================================
 # CONFIG GENERATION: the one place that knows the sidecar's config schema. Written against
-# crates/privnet-sidecar/src/config.rs as of 2026-11-26 ([node], [tun], [status], [log], [[peer]]; the
-# reference will be docs/CONFIG.md). Adjust here if the schema changes.
+# docs/CONFIG.md ([node], [tun], [status], [log], [[peer]]). Adjust here if the schema changes.
+# [status] socket is what `privnet health` (no arguments: PRIVNET_CONFIG -> [status] socket) connects to;
+# /run/privnet is the sidecar's tmpfs.
 #   write_member_config POD  -> $WORK/POD/privnet.toml
 # Paths are relative (the loader resolves them against the file's directory), so the same file is checked
 # on the host with `privnet check` and used in the container, where $WORK/POD is mounted at /etc/privnet.
@@ -333,6 +336,11 @@ for pair in a1:a2 a2:a1; do
     retry 30 overlay_ok "$from" "$to" || die "$from -> $to over the overlay failed"
     log "ok: $from -> $to over the overlay (TCP checksum + UDP echo)"
 done
+for pod in a1 a2; do
+    timeout 10 "${P[@]}" exec "$RUN_ID-$pod-privnet" privnet health --require-peer >/dev/null ||
+        die "privnet health --require-peer fails in $pod after overlay traffic"
+done
+log "ok: privnet health --require-peer passes in a1 and a2"
 
 # ping, with the host's ping run inside pod a1's network namespace (the scratch images have none).
 if command -v ping >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1; then
@@ -353,16 +361,37 @@ for pair in b1:a1 b1:a2 a1:b1; do
         --connect-timeout-ms 3000 --io-timeout-ms 3000 --deadline-secs 10
     expect_fail "UDP $from -> $to (overlay)" app "$from" udp-ping "${OVERLAY[$to]}:$UDP_PORT" --count 3 --timeout-ms 500 --retries 1
 done
+# The refusal is by credentials, not by routing: b1 did send handshakes, none completed, and a1 and a2
+# dropped them at mac1 (keyed with the network PSK, which b1 does not have).
+expect_fail "privnet health --require-peer in b1" timeout 10 "${P[@]}" exec "$RUN_ID-b1-privnet" privnet health --require-peer
+timeout 10 "${P[@]}" exec "$RUN_ID-b1-privnet" privnet status >"$WORK/b1.status" || die "privnet status fails in b1"
+grep -Eq 'handshakes [1-9][0-9]* initiated / 0 completed' "$WORK/b1.status" || {
+    cat "$WORK/b1.status"
+    die "b1's status does not show handshakes initiated and none completed"
+}
+for pod in a1 a2; do
+    timeout 10 "${P[@]}" exec "$RUN_ID-$pod-privnet" privnet status >"$WORK/$pod.status" || die "privnet status fails in $pod"
+    grep -Eq 'drops:.*bad_mac1 [1-9]' "$WORK/$pod.status" || {
+        cat "$WORK/$pod.status"
+        die "$pod's status shows no handshake dropped for a bad mac1 (b1's attempts)"
+    }
+done
+log "ok: b1's handshakes ($(grep -Eo 'handshakes [0-9]+ initiated' "$WORK/b1.status")) were refused by a1 and a2 (bad_mac1)"
 
 # --- 8. restart a2's sidecar: SIGTERM drains in time, and a1<->a2 recovers on its own ---------------------
 a1_started="$("${P[@]}" inspect -f '{{.State.StartedAt}}' "$RUN_ID-a1-privnet")"
+# The sidecar is PID 1 of its container (no --init): the SIGTERM handling below is privnet's own.
+[[ "$(timeout 20 "${P[@]}" top "$RUN_ID-a2-privnet" pid args | awk 'NR > 1 && $1 == 1 { print $2 }')" == privnet ]] ||
+    die "privnet is not PID 1 in a2's sidecar container"
 start=$SECONDS
 timeout $((SIDECAR_GRACE + 30)) "${P[@]}" stop -t "$SIDECAR_GRACE" "$RUN_ID-a2-privnet" >/dev/null
 took=$((SECONDS - start))
 code="$("${P[@]}" inspect -f '{{.State.ExitCode}}' "$RUN_ID-a2-privnet")"
 ((took < SIDECAR_GRACE)) || die "a2's sidecar did not exit within ${SIDECAR_GRACE}s of SIGTERM (took ${took}s, exit $code)"
-[[ "$code" == 0 || "$code" == 143 ]] || die "a2's sidecar exited with $code after SIGTERM"
-log "ok: a2's sidecar drained and exited in ${took}s (exit $code)"
+[[ "$code" == 0 ]] || die "a2's sidecar exited with $code after SIGTERM (expected 0: privnet handles SIGTERM)"
+timeout 20 "${P[@]}" logs "$RUN_ID-a2-privnet" >"$WORK/a2-stop.log" 2>&1 || true
+grep -q 'SIGTERM: shutting down' "$WORK/a2-stop.log" || die "a2's sidecar did not log its SIGTERM shutdown"
+log "ok: a2's sidecar (PID 1) handled SIGTERM and exited in ${took}s (exit $code)"
 
 expect_fail "TCP a1 -> a2 while a2's sidecar is down" app a1 send-tcp "${OVERLAY[a2]}:$TCP_PORT" --bytes 1024 --seed 2 \
     --connect-timeout-ms 2000 --io-timeout-ms 2000 --deadline-secs 5
