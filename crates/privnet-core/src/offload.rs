@@ -251,6 +251,233 @@ pub fn segment(
     Ok(n)
 }
 
+/// What a coalesced packet needs in its virtio-net header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coalesced {
+    /// Bytes of the packet in the output buffer.
+    pub len: usize,
+    /// `None` for a single plain packet (checksum already complete), else the GSO type.
+    pub gso: GsoType,
+    /// IP + TCP header length.
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    /// Where the TCP header (checksum coverage) starts.
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+}
+
+/// Merges consecutive TCP segments of one flow into one super-packet (receive-side GRO), so the
+/// driver writes one packet to the TUN where it received dozens. Only plain data segments (ACK,
+/// optionally PSH on the last) with identical headers but for sequence number, checksum, IPv4 id
+/// and length are merged; everything else is passed through unchanged.
+#[derive(Debug)]
+pub struct Coalescer {
+    buf: Vec<u8>,
+    len: usize,
+    hdr: usize,
+    ip: usize,
+    seg: usize,
+    segs: usize,
+    next_seq: u32,
+    v4: bool,
+    open: bool,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Coalescer {
+    /// Largest super-packet built.
+    pub const MAX: usize = 65_535;
+
+    /// An empty coalescer.
+    pub fn new() -> Self {
+        Self {
+            buf: vec![0u8; Self::MAX],
+            len: 0,
+            hdr: 0,
+            ip: 0,
+            seg: 0,
+            segs: 0,
+            next_seq: 0,
+            v4: false,
+            open: false,
+        }
+    }
+
+    /// Whether a packet is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offer `pkt`. If it cannot join the pending packet, the pending packet is finished first:
+    /// `flush` receives it (bytes and header info). Then `pkt` is either kept pending or, if it can
+    /// never be merged, passed to `flush` as is.
+    pub fn push(&mut self, pkt: &[u8], mut flush: impl FnMut(&[u8], Coalesced)) {
+        let Some((ip, hdr, v4, seq, flags)) = mergeable(pkt) else {
+            self.finish(&mut flush);
+            flush(pkt, plain(pkt.len()));
+            return;
+        };
+        let payload = pkt.len() - hdr;
+        let joins = self.open
+            && v4 == self.v4
+            && ip == self.ip
+            && hdr == self.hdr
+            && seq == self.next_seq
+            && payload <= self.seg
+            && self.len + payload <= Self::MAX
+            && same_headers(&self.buf[..hdr], &pkt[..hdr], ip, v4);
+        if joins {
+            self.buf[self.len..self.len + payload].copy_from_slice(&pkt[hdr..]);
+            self.len += payload;
+            self.segs += 1;
+            self.next_seq = seq.wrapping_add(payload as u32);
+            // Take the last segment's flags (PSH), and stop after a short or PSH segment.
+            self.buf[ip + 13] = flags;
+            if payload < self.seg || flags & 0x08 != 0 {
+                self.open = false;
+            }
+            return;
+        }
+        self.finish(&mut flush);
+        self.buf[..pkt.len()].copy_from_slice(pkt);
+        self.len = pkt.len();
+        self.hdr = hdr;
+        self.ip = ip;
+        self.seg = payload;
+        self.segs = 1;
+        self.v4 = v4;
+        self.next_seq = seq.wrapping_add(payload as u32);
+        self.open = flags & 0x08 == 0;
+    }
+
+    /// Hand the pending packet, if any, to `flush`.
+    pub fn finish(&mut self, flush: &mut impl FnMut(&[u8], Coalesced)) {
+        if self.len == 0 {
+            return;
+        }
+        let len = self.len;
+        self.len = 0;
+        self.open = false;
+        if self.segs == 1 {
+            flush(&self.buf[..len], plain(len));
+            return;
+        }
+        let (ip, hdr) = (self.ip, self.hdr);
+        let b = &mut self.buf[..len];
+        let (src, dst) = if self.v4 {
+            b[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            b[10..12].copy_from_slice(&[0, 0]);
+            let c = !fold(sum(&b[..ip], 0));
+            b[10..12].copy_from_slice(&c.to_be_bytes());
+            let s: [u8; 4] = [b[12], b[13], b[14], b[15]];
+            let d: [u8; 4] = [b[16], b[17], b[18], b[19]];
+            (IpAddr::from(s), IpAddr::from(d))
+        } else {
+            b[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&b[8..24]);
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&b[24..40]);
+            (IpAddr::from(s), IpAddr::from(d))
+        };
+        // NEEDS_CSUM: the checksum field holds the pseudo-header sum, the kernel does the rest.
+        let ps = fold(pseudo(src, dst, 6, len - ip));
+        b[ip + 16..ip + 18].copy_from_slice(&ps.to_be_bytes());
+        flush(
+            b,
+            Coalesced {
+                len,
+                gso: if self.v4 {
+                    GsoType::TcpV4
+                } else {
+                    GsoType::TcpV6
+                },
+                hdr_len: hdr as u16,
+                gso_size: self.seg as u16,
+                csum_start: ip as u16,
+                csum_offset: 16,
+            },
+        );
+    }
+}
+
+fn plain(len: usize) -> Coalesced {
+    Coalesced {
+        len,
+        gso: GsoType::None,
+        hdr_len: 0,
+        gso_size: 0,
+        csum_start: 0,
+        csum_offset: 0,
+    }
+}
+
+/// `(ip header len, ip+tcp header len, is v4, seq, flags)` of a TCP data segment that may be merged.
+fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
+    let first = *pkt.first()?;
+    let (ip, v4) = match first >> 4 {
+        4 => {
+            // No IP options, no fragments, TCP.
+            if first & 0xf != 5 || pkt.len() < 20 || pkt[9] != 6 {
+                return None;
+            }
+            let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
+            if frag & 0x3fff != 0 || usize::from(u16::from_be_bytes([pkt[2], pkt[3]])) != pkt.len()
+            {
+                return None;
+            }
+            (20, true)
+        }
+        6 => {
+            if pkt.len() < 40 || pkt[6] != 6 {
+                return None;
+            }
+            if usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40 != pkt.len() {
+                return None;
+            }
+            (40, false)
+        }
+        _ => return None,
+    };
+    let off = usize::from(*pkt.get(ip + 12)? >> 4) * 4;
+    let hdr = ip + off;
+    if off < 20 || pkt.len() <= hdr {
+        return None;
+    }
+    let flags = pkt[ip + 13];
+    // ACK set; no SYN/FIN/RST/URG/ECE/CWR (PSH allowed).
+    if flags & !0x08 != 0x10 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([pkt[ip + 4], pkt[ip + 5], pkt[ip + 6], pkt[ip + 7]]);
+    Some((ip, hdr, v4, seq, flags))
+}
+
+/// Headers equal except the fields that differ between segments of one burst.
+fn same_headers(a: &[u8], b: &[u8], ip: usize, v4: bool) -> bool {
+    if v4 {
+        // version/IHL, TOS, flags, TTL, protocol, addresses (skip length, id, checksum).
+        if a[0..2] != b[0..2] || a[6..10] != b[6..10] || a[12..20] != b[12..20] {
+            return false;
+        }
+    } else if a[0..4] != b[0..4] || a[6..40] != b[6..40] {
+        return false;
+    }
+    // TCP: ports, ack, data offset, window, urgent, options; skip seq (4..8), flags (13: PSH),
+    // checksum (16..18).
+    a[ip..ip + 4] == b[ip..ip + 4]
+        && a[ip + 8..ip + 13] == b[ip + 8..ip + 13]
+        && a[ip + 14..ip + 16] == b[ip + 14..ip + 16]
+        && a[ip + 18..] == b[ip + 18..]
+}
+
 /// Verify the transport checksum of an IPv4/IPv6 TCP or UDP packet (for tests).
 pub fn transport_checksum_ok(pkt: &[u8]) -> bool {
     let tcp = match pkt.first().map(|b| b >> 4) {
@@ -397,5 +624,68 @@ mod tests {
             segment(&big, GsoType::Udp, 1400, &mut scratch, |_| {}),
             Err(OffloadError::Malformed)
         );
+    }
+
+    #[test]
+    fn coalescer_merges_a_burst_and_resegments_to_the_same_bytes() {
+        let big = tcp_v4(10_000, 0x18);
+        let mut scratch = vec![0u8; 2000];
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        segment(&big, GsoType::TcpV4, 1388, &mut scratch, |s| {
+            segs.push(s.to_vec())
+        })
+        .unwrap();
+        let mut c = Coalescer::new();
+        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
+        for s in &segs {
+            c.push(s, |p, info| out.push((p.to_vec(), info)));
+        }
+        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
+        assert_eq!(out.len(), 1, "one super-packet");
+        let (p, info) = &out[0];
+        assert_eq!(info.gso, GsoType::TcpV4);
+        assert_eq!(info.gso_size, 1388);
+        assert_eq!(p.len(), big.len());
+        assert_eq!(p[52..], big[52..]);
+        assert_eq!(p[33], 0x18, "PSH of the last segment kept");
+        // Segmenting it again gives the original segments.
+        let mut again: Vec<Vec<u8>> = Vec::new();
+        let mut p2 = p.clone();
+        p2[36..38].copy_from_slice(&[0, 0]);
+        segment(&p2, GsoType::TcpV4, 1388, &mut scratch, |s| {
+            again.push(s.to_vec())
+        })
+        .unwrap();
+        assert_eq!(again.len(), segs.len());
+        for (a, b) in again.iter().zip(&segs) {
+            assert_eq!(a[20..], b[20..]);
+        }
+    }
+
+    #[test]
+    fn coalescer_passes_through_what_it_must_not_merge() {
+        let mut c = Coalescer::new();
+        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
+        let a = tcp_v4(100, 0x10);
+        let mut gap = tcp_v4(100, 0x10);
+        gap[24..28].copy_from_slice(&5000u32.to_be_bytes()); // not contiguous
+        let syn = tcp_v4(0, 0x02);
+        let udp = {
+            let mut u = vec![0u8; 40];
+            u[0] = 0x45;
+            u[3] = 40;
+            u[9] = 17;
+            u
+        };
+        for p in [&a, &gap, &syn, &udp] {
+            c.push(p, |p, info| out.push((p.to_vec(), info)));
+        }
+        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
+        assert_eq!(out.len(), 4);
+        assert!(out.iter().all(|(_, i)| i.gso == GsoType::None));
+        assert_eq!(out[0].0, a);
+        assert_eq!(out[1].0, gap);
+        assert_eq!(out[2].0, syn);
+        assert_eq!(out[3].0, udp);
     }
 }

@@ -163,6 +163,13 @@ pub struct TunSection {
     /// Underlay MTU.
     #[serde(default = "default_underlay_mtu")]
     pub underlay_mtu: u16,
+    /// Use TUN segmentation/checksum offloads (virtio-net headers, TSO) when the kernel offers them.
+    #[serde(default = "default_offload")]
+    pub offload: bool,
+}
+
+fn default_offload() -> bool {
+    true
 }
 
 fn default_tun_name() -> String {
@@ -182,6 +189,7 @@ impl Default for TunSection {
             name: default_tun_name(),
             mtu: DEFAULT_MTU,
             underlay_mtu: DEFAULT_UNDERLAY_MTU,
+            offload: true,
         }
     }
 }

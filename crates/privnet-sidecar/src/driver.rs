@@ -27,7 +27,12 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config, NetworkConfig, TunMode};
 use crate::sys::netlink::Netlink;
-use crate::sys::tun::{TunConfig, TunDevice};
+use crate::sys::tun::{
+    TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN,
+};
+use crate::sys::udp as udpx;
+use privnet_core::offload::{self, GsoType};
+use std::os::fd::AsRawFd;
 
 /// Packets drained per readiness event before the loop looks at its other inputs.
 const BATCH: usize = 256;
@@ -37,6 +42,32 @@ const UNDERLAY_V4_OVERHEAD: usize = 28;
 const UNDERLAY_V6_OVERHEAD: usize = 48;
 /// Socket buffer size asked for (the kernel caps it unless we may force it).
 const SOCKET_BUFFER: usize = 8 << 20;
+/// Staging area for sealed datagrams awaiting a (GSO) send.
+const STAGE_BYTES: usize = 1 << 20;
+/// Free room the stage must have before reading another TUN super-packet (64 KiB of inner data
+/// becomes at most ~47 datagrams of overhead-inflated size).
+const STAGE_HEADROOM: usize = 80 * 1024;
+
+/// Sealed datagrams waiting to be sent, contiguous in one buffer so that runs to one destination
+/// with one size go out as a single `UDP_SEGMENT` send.
+struct Stage {
+    buf: Vec<u8>,
+    used: usize,
+    items: Vec<(usize, usize, SocketAddr)>,
+}
+
+impl Stage {
+    fn new() -> Self {
+        Self {
+            buf: vec![0u8; STAGE_BYTES],
+            used: 0,
+            items: Vec::with_capacity(1024),
+        }
+    }
+    fn room(&self) -> usize {
+        self.buf.len() - self.used
+    }
+}
 
 /// What the status socket and the metrics endpoint show, published by each network's loop.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -239,6 +270,15 @@ struct NetworkDriver {
     counters: DriverCounters,
     peer_names: HashMap<[u8; 32], String>,
     own_cert: privnet_core::identity::MemberCertificate,
+    stage: Stage,
+    /// The kernel takes `UDP_SEGMENT` sends on our socket.
+    gso: bool,
+    /// The TUN carries virtio-net headers (offloads on).
+    vnet: bool,
+    scratch: Vec<u8>,
+    coalescer: offload::Coalescer,
+    /// Inner packets (each behind its virtio-net header when `vnet`) waiting to be written to the TUN.
+    tun_stage: Stage,
 }
 
 impl NetworkDriver {
@@ -281,17 +321,34 @@ impl NetworkDriver {
             .with_context(|| format!("binding the underlay socket {}", net.listen))?;
         std_sock.set_nonblocking(true)?;
         crate::sys::set_socket_buffers(&std_sock, SOCKET_BUFFER);
+        let gso = udpx::gso_supported(std_sock.as_raw_fd());
+        let gro = udpx::enable_gro(std_sock.as_raw_fd());
         let udp = UdpSocket::from_std(std_sock)?;
         let listen = udp.local_addr()?;
 
         // TUN device, address, MTU, routes.
+        // Offloads (TSO/USO and checksum) through virtio-net headers when the kernel has them; plain
+        // packets otherwise.
         let tun = TunDevice::create(&TunConfig {
             name: net.tun.name.clone(),
             mtu: Some(u32::from(net.tun.mtu)),
-            vnet_hdr: false,
+            vnet_hdr: net.tun.offload,
             multi_queue: false,
         })
+        .or_else(|e| {
+            if !net.tun.offload {
+                return Err(e);
+            }
+            tracing::warn!("TUN offloads unavailable ({e}); using plain packets");
+            TunDevice::create(&TunConfig {
+                name: net.tun.name.clone(),
+                mtu: Some(u32::from(net.tun.mtu)),
+                vnet_hdr: false,
+                multi_queue: false,
+            })
+        })
         .with_context(|| format!("creating TUN device {:?}", net.tun.name))?;
+        let vnet = tun.vnet_hdr();
         let mut nl = Netlink::new().context("opening rtnetlink")?;
         let ifindex = tun.ifindex();
         let prefixes: Vec<IpNetwork> = net
@@ -371,6 +428,9 @@ impl NetworkDriver {
             addresses = ?addresses,
             mtu = net.tun.mtu,
             path_mtu,
+            tun_offload = vnet,
+            udp_gso = gso,
+            udp_gro = gro,
             "privnet up"
         );
         Ok(Self {
@@ -391,6 +451,12 @@ impl NetworkDriver {
             counters: DriverCounters::default(),
             peer_names,
             own_cert: cert.clone(),
+            stage: Stage::new(),
+            gso,
+            vnet,
+            scratch: vec![0u8; 65_536],
+            coalescer: offload::Coalescer::new(),
+            tun_stage: Stage::new(),
         })
     }
 
@@ -399,8 +465,8 @@ impl NetworkDriver {
         mut shutdown: watch::Receiver<bool>,
         mut reload: tokio::sync::broadcast::Receiver<Arc<Config>>,
     ) -> anyhow::Result<()> {
-        let mut in_buf = vec![0u8; 65_536];
-        let mut out_buf = vec![0u8; 65_536 + 64];
+        let mut in_buf = vec![0u8; 65_536 + VNET_HDR_LEN];
+        let mut out_buf = vec![0u8; 65_536 + 64 + VNET_HDR_LEN];
         let mut ctl_buf = vec![0u8; 2048];
         let mut snapshot_tick = tokio::time::interval(Duration::from_secs(1));
         snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -439,46 +505,224 @@ impl NetworkDriver {
     }
 
     async fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) {
+        let fd = self.udp.as_raw_fd();
         for _ in 0..BATCH {
-            let (n, from) = match self.udp.try_recv_from(in_buf) {
+            let (n, from, seg) = match self.udp.try_io(tokio::io::Interest::READABLE, || {
+                udpx::recv_segments(fd, in_buf)
+            }) {
                 Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!("udp recv: {e}");
                     self.counters.bump("udp_recv_error");
-                    return;
+                    break;
                 }
             };
             let now = Instant::now();
-            match self.node.decapsulate(from, &in_buf[..n], out_buf, now) {
-                Ok(Decapsulated::Packet { len, .. }) => {
-                    self.write_tun(&out_buf[..len]).await;
+            for dgram in in_buf[..n].chunks(seg.max(1)) {
+                match self.node.decapsulate(from, dgram, out_buf, now) {
+                    Ok(Decapsulated::Packet { len, .. }) => self.deliver(&out_buf[..len]),
+                    Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
+                    Err(_) => {} // counted by the node
                 }
-                Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
-                Err(_) => {} // counted by the node
+            }
+            // Everything received in one batch is delivered before waiting again.
+            self.finish_coalescing();
+            if self.tun_stage.room() < STAGE_HEADROOM {
+                self.flush_tun_stage().await;
             }
         }
+        self.finish_coalescing();
+        self.flush_tun_stage().await;
     }
 
-    async fn drain_tun(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) {
+    /// Queue a decrypted inner packet for the TUN, merging TCP segments when offloads are on.
+    fn deliver(&mut self, pkt: &[u8]) {
+        if !self.vnet {
+            let stage = &mut self.tun_stage;
+            let at = stage.used;
+            stage.buf[at..at + pkt.len()].copy_from_slice(pkt);
+            stage.items.push((at, pkt.len(), UNSPECIFIED));
+            stage.used += pkt.len();
+            return;
+        }
+        let stage = &mut self.tun_stage;
+        self.coalescer
+            .push(pkt, |p, info| stage_with_header(stage, p, info));
+    }
+
+    fn finish_coalescing(&mut self) {
+        let stage = &mut self.tun_stage;
+        self.coalescer
+            .finish(&mut |p: &[u8], info| stage_with_header(stage, p, info));
+    }
+
+    async fn flush_tun_stage(&mut self) {
+        let items = std::mem::take(&mut self.tun_stage.items);
+        let buf = std::mem::take(&mut self.tun_stage.buf);
+        for (at, len, _) in &items {
+            self.write_tun(&buf[*at..*at + *len]).await;
+        }
+        self.tun_stage.buf = buf;
+        self.tun_stage.items = items;
+        self.tun_stage.items.clear();
+        self.tun_stage.used = 0;
+    }
+
+    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) {
         for _ in 0..BATCH {
+            if self.stage.room() < STAGE_HEADROOM {
+                self.flush_stage().await;
+            }
             let n = match self.tun.try_recv(in_buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!("tun recv: {e}");
                     self.counters.bump("tun_recv_error");
-                    return;
+                    break;
                 }
             };
             let now = Instant::now();
-            let pkt = &in_buf[..n];
-            match self.node.encapsulate(pkt, out_buf, now) {
-                Ok(Encapsulated::Send(t)) => self.send_udp(&out_buf[..t.len], t.dst).await,
-                Ok(Encapsulated::Queued) => {}
-                Err(DropReason::NoRoute) => self.icmp_reply(pkt, IcmpKind::Unreachable).await,
-                Err(DropReason::TooBig) => self.icmp_reply(pkt, IcmpKind::TooBig).await,
-                Err(_) => {}
+            if !self.vnet {
+                self.seal_one(&in_buf[..n], now).await;
+                continue;
+            }
+            let Some(h) = VirtioNetHdr::decode(&in_buf[..n]) else {
+                self.counters.bump("tun_short_read");
+                continue;
+            };
+            let pkt = &mut in_buf[VNET_HDR_LEN..n];
+            match GsoType::from_virtio(h.gso_type) {
+                Some(GsoType::None) => {
+                    if h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+                        && offload::complete_checksum(
+                            pkt,
+                            usize::from(h.csum_start),
+                            usize::from(h.csum_offset),
+                        )
+                        .is_err()
+                    {
+                        self.counters.bump("tun_bad_checksum_offset");
+                        continue;
+                    }
+                    self.seal_one(pkt, now).await;
+                }
+                Some(kind) => {
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    let mut refused: Option<(DropReason, Vec<u8>)> = None;
+                    let r =
+                        offload::segment(pkt, kind, usize::from(h.gso_size), &mut scratch, |seg| {
+                            if let Err(e) = self.seal_staged(seg, now) {
+                                if refused.is_none() {
+                                    refused = Some((e, seg.to_vec()));
+                                }
+                            }
+                        });
+                    self.scratch = scratch;
+                    if r.is_err() {
+                        self.counters.bump("tun_bad_gso_packet");
+                    }
+                    if let Some((e, seg)) = refused {
+                        self.refused(e, &seg).await;
+                    }
+                }
+                None => self.counters.bump("tun_unknown_gso_type"),
+            }
+        }
+        self.flush_stage().await;
+    }
+
+    /// Seal one inner packet into the stage (no I/O).
+    fn seal_staged(&mut self, pkt: &[u8], now: Instant) -> Result<(), DropReason> {
+        let at = self.stage.used;
+        match self.node.encapsulate(pkt, &mut self.stage.buf[at..], now) {
+            Ok(Encapsulated::Send(t)) => {
+                self.stage.items.push((at, t.len, t.dst));
+                self.stage.used += t.len;
+                Ok(())
+            }
+            Ok(Encapsulated::Queued) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn seal_one(&mut self, pkt: &[u8], now: Instant) {
+        if let Err(e) = self.seal_staged(pkt, now) {
+            self.refused(e, pkt).await;
+        }
+    }
+
+    /// An inner packet the core refused: answer with ICMP where that helps the sender.
+    async fn refused(&mut self, e: DropReason, pkt: &[u8]) {
+        match e {
+            DropReason::NoRoute => self.icmp_reply(pkt, IcmpKind::Unreachable).await,
+            DropReason::TooBig => self.icmp_reply(pkt, IcmpKind::TooBig).await,
+            _ => {}
+        }
+    }
+
+    /// Send everything staged: runs of datagrams to one destination with one size (the last of a
+    /// run may be shorter) go out as one `UDP_SEGMENT` send.
+    async fn flush_stage(&mut self) {
+        let items = std::mem::take(&mut self.stage.items);
+        let buf = std::mem::take(&mut self.stage.buf);
+        let mut i = 0;
+        while i < items.len() {
+            let (start, size, dst) = items[i];
+            let mut j = i + 1;
+            let mut total = size;
+            if self.gso {
+                while j < items.len()
+                    && j - i < udpx::MAX_GSO_SEGMENTS
+                    && items[j].2 == dst
+                    && items[j].1 <= size
+                    && total + items[j].1 <= udpx::MAX_GSO_BYTES
+                {
+                    total += items[j].1;
+                    let last = items[j].1 < size;
+                    j += 1;
+                    if last {
+                        break;
+                    }
+                }
+            }
+            self.send_run(&buf[start..start + total], size, dst).await;
+            i = j;
+        }
+        self.stage.buf = buf;
+        self.stage.items = items;
+        self.stage.items.clear();
+        self.stage.used = 0;
+    }
+
+    async fn send_run(&mut self, bytes: &[u8], segment: usize, dst: SocketAddr) {
+        let fd = self.udp.as_raw_fd();
+        loop {
+            let r = self.udp.try_io(tokio::io::Interest::WRITABLE, || {
+                udpx::send_segments(fd, bytes, segment, &dst)
+            });
+            match r {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.udp.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) if bytes.len() > segment && self.gso => {
+                    // The kernel or the route refused segmentation: send one by one from now on.
+                    tracing::warn!(%dst, "UDP segmentation offload refused ({e}); sending datagrams one by one");
+                    self.gso = false;
+                    for d in bytes.chunks(segment) {
+                        self.send_udp(d, dst).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%dst, "udp send: {e}");
+                    self.counters.bump("udp_send_error");
+                    return;
+                }
             }
         }
     }
@@ -522,11 +766,18 @@ impl NetworkDriver {
     async fn icmp_reply(&mut self, original: &[u8], kind: IcmpKind) {
         let mut buf = [0u8; 1400];
         let mtu = u32::try_from(self.path_mtu).unwrap_or(1280);
+        // IPv4 errors come from the original destination, as if from the path towards it: Linux
+        // drops an IPv4 packet arriving on the TUN whose source is one of its own addresses (a
+        // "martian" unless accept_local=1), so an error sent from `our_v4` never reached the app.
+        let v4_from = match icmp::IpPeek::parse(original).map(|p| p.dst) {
+            Ok(IpAddr::V4(dst)) => Some(dst),
+            _ => self.our_v4,
+        };
         let n = match (original.first().map(|b| b >> 4), kind) {
-            (Some(4), IcmpKind::Unreachable) => self.our_v4.and_then(|a| {
+            (Some(4), IcmpKind::Unreachable) => v4_from.and_then(|a| {
                 icmp::build_v4_error(&mut buf, a, original, V4Error::HostUnreachable)
             }),
-            (Some(4), IcmpKind::TooBig) => self.our_v4.and_then(|a| {
+            (Some(4), IcmpKind::TooBig) => v4_from.and_then(|a| {
                 icmp::build_v4_error(
                     &mut buf,
                     a,
@@ -549,7 +800,13 @@ impl NetworkDriver {
                 IcmpKind::Unreachable => "icmp_unreachable_sent",
                 IcmpKind::TooBig => "icmp_too_big_sent",
             });
-            self.write_tun(&buf[..n]).await;
+            if self.vnet {
+                let mut framed = [0u8; 1400 + VNET_HDR_LEN];
+                framed[VNET_HDR_LEN..VNET_HDR_LEN + n].copy_from_slice(&buf[..n]);
+                self.write_tun(&framed[..VNET_HDR_LEN + n]).await;
+            } else {
+                self.write_tun(&buf[..n]).await;
+            }
         }
     }
 
@@ -681,6 +938,36 @@ impl NetworkDriver {
             }
         }
     }
+}
+
+/// Placeholder destination for TUN-stage items (which have none).
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Append `pkt` behind its virtio-net header to `stage`.
+fn stage_with_header(stage: &mut Stage, pkt: &[u8], info: offload::Coalesced) {
+    let at = stage.used;
+    let total = VNET_HDR_LEN + pkt.len();
+    if stage.buf.len() < at + total {
+        return;
+    }
+    let hdr = match info.gso {
+        GsoType::None => VirtioNetHdr::default(),
+        kind => VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: match kind {
+                GsoType::TcpV6 => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV6,
+                _ => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV4,
+            },
+            hdr_len: info.hdr_len,
+            gso_size: info.gso_size,
+            csum_start: info.csum_start,
+            csum_offset: info.csum_offset,
+        },
+    };
+    let _ = hdr.encode(&mut stage.buf[at..at + VNET_HDR_LEN]);
+    stage.buf[at + VNET_HDR_LEN..at + total].copy_from_slice(pkt);
+    stage.items.push((at, total, UNSPECIFIED));
+    stage.used += total;
 }
 
 #[derive(Clone, Copy)]

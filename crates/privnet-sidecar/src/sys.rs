@@ -12,6 +12,8 @@ pub mod netlink;
 pub mod netns;
 #[cfg(target_os = "linux")]
 pub mod tun;
+#[cfg(target_os = "linux")]
+pub mod udp;
 
 use std::io;
 
