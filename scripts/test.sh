@@ -15,8 +15,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "tools"
-if ! command -v ip >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2
+# Debian packages of the namespace tests (tests/netns/e2e.sh): ip, ping, iperf3, python3 (stdlib only).
+apt_missing=()
+for tool in ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3; do
+    command -v "${tool%%:*}" >/dev/null || apt_missing+=("${tool#*:}")
+done
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
@@ -30,6 +36,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (unit, simulation, namespace tests)"
 cargo test --workspace --all-features
+
+step "end-to-end tests: sidecars in network namespaces (tests/netns/e2e.sh)"
+cargo build --release -p privnet-sidecar -p privnet-testapp
+tests/netns/e2e.sh # uses target/release/privnet and target/release/privnet-testapp
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"
@@ -50,6 +60,11 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
         done
     )
 fi
+
+step "container pod test (podman: sidecar image, three pods, two privnet networks)"
+scripts/install-podman.sh
+export CONTAINERS_CONF=/etc/privnet-ci/containers.conf
+PODS_TEST_STAGE=full tests/container/pods.sh
 
 echo
 echo "scripts/test.sh: all checks passed"

@@ -102,6 +102,21 @@ pub async fn serve_metrics(addr: SocketAddr, snapshots: Snapshots) -> anyhow::Re
     Ok(())
 }
 
+fn joined(v: &serde_json::Value) -> String {
+    match v.as_array() {
+        Some(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => v.to_string(),
+    }
+}
+
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -166,14 +181,6 @@ pub fn render_metrics(snaps: &[NetworkSnapshot]) -> String {
     );
     for s in snaps {
         for (reason, n) in &s.drops {
-            let _ = writeln!(
-                o,
-                "privnet_drops_total{{network=\"{}\",reason=\"{}\"}} {n}",
-                label(&s.network),
-                label(reason)
-            );
-        }
-        for (reason, n) in &s.driver {
             let _ = writeln!(
                 o,
                 "privnet_drops_total{{network=\"{}\",reason=\"{}\"}} {n}",
@@ -298,7 +305,7 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
             g("member").as_str().unwrap_or("?"),
             g("public_key").as_str().unwrap_or("?"),
             g("device").as_str().unwrap_or("?"),
-            g("addresses"),
+            joined(&g("addresses")),
             g("listen").as_str().unwrap_or("?"),
             g("uptime_secs")
         );
@@ -308,6 +315,12 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
             g("tx_packets"), g("tx_bytes"), g("rx_packets"), g("rx_bytes"),
             g("handshakes_initiated"), g("handshakes_completed"), g("cookies_sent")
         );
+        if let Some(events) = n.get("driver").and_then(|d| d.as_object()) {
+            if !events.is_empty() {
+                let list: Vec<String> = events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let _ = writeln!(o, "  driver events: {}", list.join(", "));
+            }
+        }
         if let Some(drops) = n.get("drops").and_then(|d| d.as_array()) {
             if !drops.is_empty() {
                 let list: Vec<String> = drops
@@ -332,7 +345,7 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
                 o,
                 "  peer {} {} endpoint {} {} — {}, last handshake {}, rx {} B, tx {} B",
                 pg("name").as_str().unwrap_or("?"),
-                pg("addresses"),
+                joined(&pg("addresses")),
                 pg("endpoint").as_str().unwrap_or("-"),
                 pg("public_key").as_str().unwrap_or("?"),
                 if pg("established").as_bool() == Some(true) {

@@ -417,7 +417,8 @@ impl NetworkDriver {
             node.add_peer(pc, now)
                 .map_err(|e| anyhow!("peer {:?}: {e}", p.name))?;
             peer_names.insert(p.public_key, p.name.clone());
-            tracing::info!(peer = %p.name, endpoint = ?endpoint, addresses = ?p.addresses, "peer configured");
+            let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+            tracing::info!(peer = %p.name, endpoint = ?endpoint, addresses = %addrs.join(" "), "peer configured");
         }
         tracing::info!(
             network = %net.network,
@@ -876,7 +877,10 @@ impl NetworkDriver {
         )
         .into_iter()
         .map(|n| {
-            let subject = format!("{:?}", n.subject);
+            let subject = match &n.subject {
+                privnet_core::identity::ExpirySubject::Member { name, .. } => format!("member:{name}"),
+                privnet_core::identity::ExpirySubject::Ca { name, .. } => format!("ca:{name}"),
+            };
             if n.needs_attention() {
                 tracing::warn!(%subject, seconds_left = n.seconds_left, state = ?n.state, "certificate needs attention");
             }
