@@ -1,0 +1,239 @@
+# benches/lab/lib.sh — settings, /proc probes and the per-system driver of the privnet namespace lab.
+#
+# Sourced by benches/lab/systems/<name>.sh. A system file defines these hooks and ends with
+# `lab_main <name>`:
+#   sys_version   print one line describing the daemon (optional)
+#   sys_prepare   write keys/certificates/configs into $WORK                      (not timed)
+#   sys_start     launch one daemon in $NS_A and one in $NS_B, each in the foreground of its
+#                 `ip netns exec` so that `$!` is the daemon; set PIDS_A / PIDS_B; make sure the
+#                 overlay device carries $OV_A/$OV_PREFIX (A) and $OV_B/$OV_PREFIX (B) at MTU $OV_MTU.
+#                 Timed: setup_ms runs from just before this hook to the first ping reply A→B.
+#   sys_stop      stop by PID (lab_kill) and remove anything made outside $WORK; idempotent.
+# For a run without an overlay set LAB_TARGET=$UL_B before lab_main.
+#
+# Everything stays inside two namespaces joined by one veth pair:
+#   $NS_A: veth-a $UL_A/24 (MTU 1500)  <——>  $NS_B: veth-b $UL_B/24 (MTU 1500)
+#   overlay $OV_A/$OV_PREFIX (A)              overlay $OV_B/$OV_PREFIX (B), MTU $OV_MTU
+
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+: "${NS_A:=privnet-lab-a}" "${NS_B:=privnet-lab-b}"
+: "${UL_A:=10.199.0.1}" "${UL_B:=10.199.0.2}" "${UL_MTU:=1500}"
+: "${OV_A:=100.70.0.1}" "${OV_B:=100.70.0.2}" "${OV_PREFIX:=24}" "${OV_NET:=100.70.0.0/24}"
+: "${OV_MTU:=1440}"                  # 1500 - 20 (IPv4) - 8 (UDP) - 32 (header + tag)
+: "${RESULTS:=$LAB_DIR/results}"     # raw data: $RESULTS/raw/<name>/rep<REP>/
+: "${REP:=1}"
+: "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=200}" "${PING_INTERVAL:=0.01}"
+: "${SETUP_TIMEOUT:=30}" "${IPERF_PORT:=5201}"
+export NS_A NS_B UL_A UL_B OV_A OV_B OV_PREFIX OV_NET OV_MTU RESULTS REP
+
+PIDS_A="" PIDS_B=""
+LAB_TARGET=${LAB_TARGET:-}
+HZ=$(getconf CLK_TCK)
+
+say() { printf '[%s] %s: %s\n' "$(date +%T)" "${SYS_NAME:-lab}" "$*" >&2; }
+ns_a() { ip netns exec "$NS_A" "$@"; }
+ns_b() { ip netns exec "$NS_B" "$@"; }
+mono_ns() { date +%s%N; }
+
+# ---- namespaces ----------------------------------------------------------------------------------
+netns_down() {
+  local ns
+  for ns in "$NS_A" "$NS_B"; do
+    ip netns list | awk '{print $1}' | grep -qx "$ns" && ip netns del "$ns"
+  done
+  return 0
+}
+
+netns_up() {
+  netns_down
+  ip netns add "$NS_A"
+  ip netns add "$NS_B"
+  ip link add veth-a netns "$NS_A" type veth peer name veth-b netns "$NS_B"
+  ip -n "$NS_A" addr add "$UL_A/24" dev veth-a
+  ip -n "$NS_B" addr add "$UL_B/24" dev veth-b
+  ip -n "$NS_A" link set lo up
+  ip -n "$NS_B" link set lo up
+  ip -n "$NS_A" link set veth-a mtu "$UL_MTU" up
+  ip -n "$NS_B" link set veth-b mtu "$UL_MTU" up
+  local i
+  for i in $(seq 50); do
+    ns_a ping -n -q -c1 -W 0.2 "$UL_B" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  say "underlay $UL_A -> $UL_B does not answer"
+  return 1
+}
+
+# ---- processes -----------------------------------------------------------------------------------
+# TERM the given PIDs, wait up to 3 s, then KILL whatever is left. Only ever our own PIDs.
+lab_kill() {
+  local p i left
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for i in $(seq 30); do
+    left=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && left=1; done
+    ((left)) || return 0
+    sleep 0.1
+  done
+  for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
+}
+
+wait_for_path() {
+  local i
+  for i in $(seq 300); do [[ -e $1 ]] && return 0; sleep 0.01; done
+  say "gave up waiting for $1"
+  return 1
+}
+
+# utime+stime in clock ticks, summed over PIDs (all threads of each process).
+cpu_ticks() {
+  local p sum=0 t
+  for p in "$@"; do
+    t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    sum=$((sum + ${t:-0}))
+  done
+  echo "$sum"
+}
+# A /proc/PID/status field in KiB (VmRSS, VmHWM), summed over PIDs.
+status_kb() {
+  local field=$1 p sum=0 v
+  shift
+  for p in "$@"; do
+    v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+# Busy and total jiffies of the whole machine.
+machine_ticks() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+# UDP receive-buffer errors of a namespace and tx+rx drops over all its links (the TUN included).
+ns_drops() {
+  ip netns exec "$1" sh -c '
+    awk "/^Udp:/ && ++n == 2 {printf \"%s \", \$6}" /proc/net/snmp
+    cat /sys/class/net/*/statistics/tx_dropped /sys/class/net/*/statistics/rx_dropped | awk "{s += \$1} END {print s + 0}"'
+}
+
+# First ping reply from A to $1 within $2 seconds (one probe every 5 ms).
+first_reply() {
+  local target=$1 until=$(( $(mono_ns) + $2 * 1000000000 )) left
+  while (( $(mono_ns) < until )); do
+    left=$(( (until - $(mono_ns)) / 1000000000 + 1 ))
+    ns_a ping -n -q -c1 -i 0.005 -w "$left" "$target" >/dev/null 2>&1 && return 0
+    sleep 0.005
+  done
+  return 1
+}
+
+# One iperf3 test: a one-shot server in B, the client in A (-J). Around the client it samples the
+# daemons' CPU ticks, the machine's busy ticks and the drop counters.
+# usage: run_iperf LABEL iperf3-client-args...   -> $RUN/LABEL.json, LABEL.probe.json
+run_iperf() {
+  local label=$1 srv i
+  shift
+  ns_b iperf3 -s -1 -p "$IPERF_PORT" >"$RUN/$label.server.log" 2>&1 &
+  srv=$!
+  for i in $(seq 100); do
+    ns_b ss -Hltn "sport = :$IPERF_PORT" | grep -q . && break
+    sleep 0.02
+  done
+  local ca0 cb0 ca1 cb1 mb0 mt0 mb1 mt1 w0 w1 da0 db0 da1 db1
+  da0=$(ns_drops "$NS_A"); db0=$(ns_drops "$NS_B")
+  ca0=$(cpu_ticks $PIDS_A); cb0=$(cpu_ticks $PIDS_B)
+  read -r mb0 mt0 < <(machine_ticks)
+  w0=$(mono_ns)
+  timeout $((TCP_SECS + UDP_SECS + 40)) ip netns exec "$NS_A" \
+    iperf3 -c "$LAB_TARGET" -p "$IPERF_PORT" -J --connect-timeout 5000 "$@" \
+    >"$RUN/$label.json" 2>"$RUN/$label.err" || say "iperf3 $label exited $?"
+  w1=$(mono_ns)
+  read -r mb1 mt1 < <(machine_ticks)
+  ca1=$(cpu_ticks $PIDS_A); cb1=$(cpu_ticks $PIDS_B)
+  lab_kill "$srv"
+  wait "$srv" 2>/dev/null || true
+  da1=$(ns_drops "$NS_A"); db1=$(ns_drops "$NS_B")
+  jq -n --argjson wall_ns $((w1 - w0)) --argjson hz "$HZ" \
+    --argjson cpu_a $((ca1 - ca0)) --argjson cpu_b $((cb1 - cb0)) \
+    --argjson busy $((mb1 - mb0)) --argjson total $((mt1 - mt0)) \
+    --arg da0 "$da0" --arg da1 "$da1" --arg db0 "$db0" --arg db1 "$db1" '
+    def d(a; b): [(b | split(" ") | map(tonumber)), (a | split(" ") | map(tonumber))] | transpose | map(.[0] - .[1]);
+    { wall_s: ($wall_ns / 1e9),
+      daemon_cpu_s_a: ($cpu_a / $hz), daemon_cpu_s_b: ($cpu_b / $hz),
+      machine_busy_pct: (if $total > 0 then 100 * $busy / $total else null end),
+      drops_a: d($da0; $da1), drops_b: d($db0; $db1) }' >"$RUN/$label.probe.json"
+}
+
+lab_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  declare -F sys_stop >/dev/null && sys_stop >/dev/null 2>&1
+  netns_down
+  if [[ -n ${WORK:-} && -d $WORK ]]; then
+    cp "$WORK"/*.log "$RUN"/ 2>/dev/null
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+
+# The driver for one system and one repetition.
+lab_main() {
+  SYS_NAME=$1
+  LAB_TARGET=${LAB_TARGET:-$OV_B}
+  RUN=$RESULTS/raw/$SYS_NAME/rep$REP
+  rm -rf "$RUN"
+  mkdir -p "$RUN"
+  WORK=$(mktemp -d "/tmp/privnet-lab-$SYS_NAME.XXXXXX")
+  trap lab_cleanup EXIT INT TERM
+
+  netns_up
+  sys_prepare
+
+  local t0 setup_ms
+  say "rep $REP: starting"
+  t0=$(mono_ns)
+  sys_start
+  if ! first_reply "$LAB_TARGET" "$SETUP_TIMEOUT"; then
+    say "no reply from $LAB_TARGET within ${SETUP_TIMEOUT}s"
+    exit 1
+  fi
+  setup_ms=$(( ($(mono_ns) - t0) / 1000000 ))
+  say "first reply after ${setup_ms} ms (daemons A=[$PIDS_A] B=[$PIDS_B])"
+  sleep 1
+  # Idle footprint: after the handshake and one ping, before any measured traffic.
+  local rss_idle_a rss_idle_b p
+  rss_idle_a=$(status_kb VmRSS $PIDS_A); rss_idle_b=$(status_kb VmRSS $PIDS_B)
+  for p in $PIDS_A $PIDS_B; do
+    kill -0 "$p" 2>/dev/null || { say "daemon $p exited after setup"; exit 3; }
+  done
+
+  timeout 60 ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_TARGET" \
+    >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
+
+  run_iperf tcp1-ab -t "$TCP_SECS"
+  run_iperf tcp1-ba -t "$TCP_SECS" -R
+  run_iperf tcp4-ab -t "$TCP_SECS" -P 4
+  run_iperf udp1400 -u -b 0 -l 1400 -t "$UDP_SECS"
+  run_iperf udp64 -u -b 0 -l 64 -t "$UDP_SECS"
+
+  # A daemon that died (or was killed from outside) invalidates the repetition: no meta.json is
+  # written, summarize.py skips the rep, and the non-zero exit lets run.sh retry it.
+  for p in $PIDS_A $PIDS_B; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      say "rep $REP: daemon $p is gone before the end of the tests; repetition invalid"
+      exit 3
+    fi
+  done
+
+  local ver=""
+  declare -F sys_version >/dev/null && ver=$(sys_version 2>&1 | head -1)
+  jq -n --arg name "$SYS_NAME" --argjson rep "$REP" --arg version "$ver" --argjson setup_ms "$setup_ms" \
+    --arg target "$LAB_TARGET" --argjson ov_mtu "$OV_MTU" \
+    --argjson rss_idle_a_kb "$rss_idle_a" --argjson rss_idle_b_kb "$rss_idle_b" \
+    --argjson hwm_a_kb "$(status_kb VmHWM $PIDS_A)" --argjson hwm_b_kb "$(status_kb VmHWM $PIDS_B)" \
+    --arg pids_a "$PIDS_A" --arg pids_b "$PIDS_B" --argjson tcp_secs "$TCP_SECS" \
+    --argjson udp_secs "$UDP_SECS" --arg date "$(date -Is)" \
+    '$ARGS.named' >"$RUN/meta.json"
+  say "rep $REP: done"
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# privnet: our sidecar, `privnet up` in mode "tun". Identities come from the privnet CLI itself
+# (ca init, keygen, cert issue); the sidecar creates, addresses and raises its TUN from its certificate.
+# PRIVNET_BIN must point at a private copy of the binary (run.sh copies target/release/privnet, which
+# may be rebuilt while the lab runs).
+source "$(dirname "$0")/../lib.sh"
+: "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
+sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
+
+member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY DEV
+  cat <<TOML
+[node]
+network = "lab"
+private_key = "$WORK/$1/private.key"
+certificate = "$WORK/$1/member.crt"
+ca_certificates = ["$WORK/ca/ca.crt"]
+network_psk = "$WORK/ca/network.psk"
+listen = "$5:$PRIVNET_PORT"
+
+[tun]
+mode = "tun"
+name = "$6"
+mtu = $OV_MTU
+underlay_mtu = $UL_MTU
+
+[[peer]]
+name = "$2"
+public_key = "$(cat "$WORK/$2/private.key.pub")"
+addresses = ["$3"]
+endpoint = "$4:$PRIVNET_PORT"
+
+[status]
+socket = "$WORK/$1/status.sock"
+
+[log]
+level = "warn"
+format = "text"
+TOML
+}
+
+sys_prepare() {
+  local s ip
+  "$PRIVNET_BIN" ca init --name lab --prefix "$OV_NET" --out-dir "$WORK/ca" >/dev/null
+  for s in a b; do
+    mkdir -p "$WORK/$s"
+    "$PRIVNET_BIN" keygen --out "$WORK/$s/private.key" >/dev/null 2>&1
+    ip=$OV_A; [[ $s == b ]] && ip=$OV_B
+    "$PRIVNET_BIN" cert issue --ca-dir "$WORK/ca" --name "$s" --address "$ip" \
+      --public-key "$WORK/$s/private.key.pub" --out "$WORK/$s/member.crt" >/dev/null
+  done
+  member_toml a b "$OV_B" "$UL_B" "$UL_A" pvlab-a >"$WORK/a/member.toml"
+  member_toml b a "$OV_A" "$UL_A" "$UL_B" pvlab-b >"$WORK/b/member.toml"
+  "$PRIVNET_BIN" check --config "$WORK/a/member.toml" >/dev/null
+  "$PRIVNET_BIN" check --config "$WORK/b/member.toml" >/dev/null
+}
+
+sys_start() {
+  ip netns exec "$NS_A" "$PRIVNET_BIN" up --config "$WORK/a/member.toml" >"$WORK/daemon-a.log" 2>&1 &
+  PIDS_A=$!
+  ip netns exec "$NS_B" "$PRIVNET_BIN" up --config "$WORK/b/member.toml" >"$WORK/daemon-b.log" 2>&1 &
+  PIDS_B=$!
+}
+
+sys_stop() { lab_kill $PIDS_A $PIDS_B; }
+lab_main privnet
