@@ -4,12 +4,12 @@
 //! [`ReplayWindow::commit`] only after the packet authenticated. A forged packet with a far-future
 //! counter therefore can never move the window.
 //!
-//! The bitmap is `WORDS` 64-bit words (8192 bits, 1 KiB). Like RFC 6479, one word is kept as slack so
-//! the window can advance a word at a time: every counter in `(max - WINDOW, max]` is tracked exactly,
-//! where `WINDOW = 8192 - 64 = 8128`.
+//! The bitmap is `WORDS` 64-bit words (8256 bits). Like RFC 6479, one word is kept as slack so the
+//! window can advance a word at a time: every counter in `(max - WINDOW, max]` is tracked exactly,
+//! where `WINDOW = 8256 - 64 = 8192` (WireGuard's is 8128).
 
 /// 64-bit words in the bitmap.
-const WORDS: usize = 128;
+const WORDS: usize = 129;
 const BITS: u64 = (WORDS as u64) * 64;
 /// Number of most-recent counters for which duplicates are detected exactly.
 pub const WINDOW: u64 = BITS - 64;

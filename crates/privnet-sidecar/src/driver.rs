@@ -277,6 +277,8 @@ struct NetworkDriver {
     vnet: bool,
     scratch: Vec<u8>,
     coalescer: offload::Coalescer,
+    /// When each certificate's expiry was last warned about.
+    expiry_warned: HashMap<String, Instant>,
     /// Inner packets (each behind its virtio-net header when `vnet`) waiting to be written to the TUN.
     tun_stage: Stage,
 }
@@ -457,6 +459,7 @@ impl NetworkDriver {
             vnet,
             scratch: vec![0u8; 65_536],
             coalescer: offload::Coalescer::new(),
+            expiry_warned: HashMap::new(),
             tun_stage: Stage::new(),
         })
     }
@@ -881,8 +884,14 @@ impl NetworkDriver {
                 privnet_core::identity::ExpirySubject::Member { name, .. } => format!("member:{name}"),
                 privnet_core::identity::ExpirySubject::Ca { name, .. } => format!("ca:{name}"),
             };
-            if n.needs_attention() {
+            // Warn when a certificate needs attention, at most once an hour per certificate.
+            let due = self
+                .expiry_warned
+                .get(&subject)
+                .is_none_or(|t| now.saturating_duration_since(*t) >= Duration::from_secs(3600));
+            if n.needs_attention() && due {
                 tracing::warn!(%subject, seconds_left = n.seconds_left, state = ?n.state, "certificate needs attention");
+                self.expiry_warned.insert(subject.clone(), now);
             }
             (subject, i64::try_from(n.seconds_left).unwrap_or(i64::MAX))
         })
