@@ -1132,25 +1132,44 @@ impl Node {
         });
     }
 
+    /// mac1 of a handshake message, checked with our own mac1 key (before any other work).
+    fn check_mac1<'a>(&self, (covered, mac1): (&[u8], &'a [u8])) -> Result<&'a [u8], DropReason> {
+        if crypto::ct_eq(&crypto::mac16(&self.our_mac1_key, covered), mac1) {
+            Ok(mac1)
+        } else {
+            Err(DropReason::BadMac1)
+        }
+    }
+
+    /// Admission of a handshake message that passed mac1 and is about to cost Diffie-Hellman work:
+    /// load accounting; under load a valid mac2 (else a cookie reply to `from`, answering `sender`,
+    /// with `mac1` as associated data); then the per-source rate limit.
+    fn admit_handshake(
+        &mut self,
+        from: SocketAddr,
+        sender: u32,
+        mac1: &[u8],
+        (covered, mac2): (&[u8], &[u8]),
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        if self.load.record(now) {
+            let cookie = self.cookie_for(from, now);
+            if !crypto::ct_eq(&crypto::mac16(&cookie, covered), mac2) {
+                self.send_cookie_reply(from, sender, mac1, now);
+                return Err(DropReason::CookieRequired);
+            }
+        }
+        self.limiter.check(from.ip(), now)
+    }
+
     fn handle_initiation(
         &mut self,
         from: SocketAddr,
         m: &wire::Initiation<'_>,
         now: Instant,
     ) -> Result<(), DropReason> {
-        let (covered, mac1) = m.mac1_parts();
-        if !crypto::ct_eq(&crypto::mac16(&self.our_mac1_key, covered), mac1) {
-            return Err(DropReason::BadMac1);
-        }
-        if self.load.record(now) {
-            let cookie = self.cookie_for(from, now);
-            let (covered2, mac2) = m.mac2_parts();
-            if !crypto::ct_eq(&crypto::mac16(&cookie, covered2), mac2) {
-                self.send_cookie_reply(from, m.sender(), mac1, now);
-                return Err(DropReason::CookieRequired);
-            }
-        }
-        self.limiter.check(from.ip(), now)?;
+        let mac1 = self.check_mac1(m.mac1_parts())?;
+        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
         // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
         // which our X25519 refuses: the handshake stops there with `BadKey`.
 
@@ -1269,25 +1288,13 @@ impl Node {
         m: &wire::Response<'_>,
         now: Instant,
     ) -> Result<(), DropReason> {
-        let (covered, mac1) = m.mac1_parts();
-        if !crypto::ct_eq(&crypto::mac16(&self.our_mac1_key, covered), mac1) {
-            return Err(DropReason::BadMac1);
-        }
+        let mac1 = self.check_mac1(m.mac1_parts())?;
         let id = *self
             .indices
             .get(&m.receiver())
             .ok_or(DropReason::UnexpectedHandshake)?;
-        // Responses cost two DH operations too: the same load accounting, cookie and per-source
-        // limit as initiations (WireGuard does the same).
-        if self.load.record(now) {
-            let cookie = self.cookie_for(from, now);
-            let (covered2, mac2) = m.mac2_parts();
-            if !crypto::ct_eq(&crypto::mac16(&cookie, covered2), mac2) {
-                self.send_cookie_reply(from, m.sender(), mac1, now);
-                return Err(DropReason::CookieRequired);
-            }
-        }
-        self.limiter.check(from.ip(), now)?;
+        // Responses cost two DH operations too: the same admission as initiations (as WireGuard).
+        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
         let unix = self.unix_time(now).as_secs();
         let verifier = Arc::clone(&self.cfg.verifier);
         let p = self
