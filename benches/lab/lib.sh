@@ -27,6 +27,9 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${REP:=1}"
 : "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=200}" "${PING_INTERVAL:=0.01}"
 : "${SETUP_TIMEOUT:=30}" "${IPERF_PORT:=5201}"
+# PING_ONLY=1: stop after the ping test (latency work; the repetition is not summarized).
+# LAB_TESTS: the iperf3 tests to run after the ping, in order (default: all five).
+: "${LAB_TESTS:=tcp1-ab tcp1-ba tcp4-ab udp1400 udp64}"
 export NS_A NS_B UL_A UL_B OV_A OV_B OV_PREFIX OV_NET OV_MTU RESULTS REP
 
 PIDS_A="" PIDS_B=""
@@ -210,12 +213,22 @@ lab_main() {
 
   timeout 60 ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_TARGET" \
     >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
+  if [[ ${PING_ONLY:-0} == 1 ]]; then  # quick latency iterations: no iperf3, no meta.json
+    say "rep $REP: ping only: $(tail -1 "$RUN/ping.txt")"
+    return 0
+  fi
 
-  run_iperf tcp1-ab -t "$TCP_SECS"
-  run_iperf tcp1-ba -t "$TCP_SECS" -R
-  run_iperf tcp4-ab -t "$TCP_SECS" -P 4
-  run_iperf udp1400 -u -b 0 -l 1400 -t "$UDP_SECS"
-  run_iperf udp64 -u -b 0 -l 64 -t "$UDP_SECS"
+  local t
+  for t in $LAB_TESTS; do
+    case $t in
+      tcp1-ab) run_iperf tcp1-ab -t "$TCP_SECS" ;;
+      tcp1-ba) run_iperf tcp1-ba -t "$TCP_SECS" -R ;;
+      tcp4-ab) run_iperf tcp4-ab -t "$TCP_SECS" -P 4 ;;
+      udp1400) run_iperf udp1400 -u -b 0 -l 1400 -t "$UDP_SECS" ;;
+      udp64) run_iperf udp64 -u -b 0 -l 64 -t "$UDP_SECS" ;;
+      *) say "unknown test $t in LAB_TESTS"; exit 2 ;;
+    esac
+  done
 
   # A daemon that died (or was killed from outside) invalidates the repetition: no meta.json is
   # written, summarize.py skips the rep, and the non-zero exit lets run.sh retry it.

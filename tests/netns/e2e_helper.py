@@ -416,6 +416,89 @@ def cmd_listen(a):
             f.flush()
 
 
+BURST_MAGIC = b"PNB1"
+UDP_SEGMENT = 103  # linux/udp.h
+
+
+def burst_datagram(seq, size):
+    """Datagram `seq` of a burst test: magic, sequence number, length, then bytes derived from both."""
+    body = bytes((seq * 31 + i) & 0xFF for i in range(size - 12))
+    return BURST_MAGIC + struct.pack(">II", seq, size) + body
+
+
+def burst_plan(bursts, per_burst):
+    """(seq, size) of every datagram: each burst one size, its last datagram shorter."""
+    sizes = [64, 200, 1000, 1300]
+    plan, seq = [], 0
+    for b in range(bursts):
+        size = sizes[b % len(sizes)]
+        for i in range(per_burst):
+            plan.append((seq, size if i + 1 < per_burst else size // 2))
+            seq += 1
+    return plan
+
+
+def cmd_udp_burst_send(a):
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    plan = burst_plan(a.bursts, a.per_burst)
+    gso_bursts = 0
+    for k in range(a.bursts):
+        burst = [burst_datagram(seq, size) for seq, size in plan[k * a.per_burst:(k + 1) * a.per_burst]]
+        # Even bursts as one UDP_SEGMENT send (the way QUIC stacks send), odd ones one by one.
+        if k % 2 == 0:
+            try:
+                s.sendmsg([b"".join(burst)], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", len(burst[0])))],
+                          0, (a.host, a.port))
+                gso_bursts += 1
+                time.sleep(a.gap)
+                continue
+            except OSError:
+                pass
+        for d in burst:
+            s.sendto(d, (a.host, a.port))
+        time.sleep(a.gap)
+    print(f"sent {len(plan)} datagrams in {a.bursts} bursts, {gso_bursts} of them with UDP_SEGMENT")
+
+
+def cmd_udp_burst_recv(a):
+    """Receive a burst test for at most --seconds; print a JSON verdict (exit 1 on any corruption)."""
+    fam = socket.AF_INET6 if ":" in a.bind else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((a.bind, a.port))
+    s.settimeout(0.2)
+    if a.ready:
+        with open(a.ready, "w", encoding="ascii") as r:
+            r.write("ready\n")
+    expected = dict(burst_plan(a.bursts, a.per_burst))
+    seen, corrupt, dup = set(), 0, 0
+    deadline = time.monotonic() + a.seconds
+    idle_after_first = None
+    while time.monotonic() < deadline and len(seen) < len(expected):
+        try:
+            data, _ = s.recvfrom(65535)
+        except socket.timeout:
+            if seen and idle_after_first is not None and time.monotonic() - idle_after_first > 2:
+                break
+            continue
+        idle_after_first = time.monotonic()
+        if len(data) < 12 or data[:4] != BURST_MAGIC:
+            corrupt += 1
+            continue
+        seq, size = struct.unpack(">II", data[4:12])
+        if expected.get(seq) != size or len(data) != size or data != burst_datagram(seq, size):
+            corrupt += 1
+        elif seq in seen:
+            dup += 1
+        else:
+            seen.add(seq)
+    verdict = {"expected": len(expected), "received": len(seen), "corrupt": corrupt, "duplicates": dup}
+    print(json.dumps(verdict))
+    sys.exit(1 if corrupt or dup else 0)
+
+
 def cmd_udp_recover(a):
     fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -555,6 +638,23 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--ready")
     p.set_defaults(fn=cmd_listen)
+
+    p = sub.add_parser("udp-burst-send")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--bursts", type=int, default=64)
+    p.add_argument("--per-burst", type=int, default=32)
+    p.add_argument("--gap", type=float, default=0.005)
+    p.set_defaults(fn=cmd_udp_burst_send)
+
+    p = sub.add_parser("udp-burst-recv")
+    p.add_argument("port", type=int)
+    p.add_argument("--bind", default="0.0.0.0")
+    p.add_argument("--bursts", type=int, default=64)
+    p.add_argument("--per-burst", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--ready")
+    p.set_defaults(fn=cmd_udp_burst_recv)
 
     p = sub.add_parser("udp-recover")
     p.add_argument("host")

@@ -5,6 +5,7 @@
 # may be rebuilt while the lab runs).
 source "$(dirname "$0")/../lib.sh"
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
+# PRIVNET_BUSY_POLL_US: [tun] busy_poll_us of both members (unset: the sidecar's default).
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY DEV
@@ -22,6 +23,7 @@ mode = "tun"
 name = "$6"
 mtu = $OV_MTU
 underlay_mtu = $UL_MTU
+${PRIVNET_BUSY_POLL_US:+busy_poll_us = $PRIVNET_BUSY_POLL_US}
 
 [[peer]]
 name = "$2"

@@ -268,10 +268,17 @@ pub struct Coalesced {
     pub csum_offset: u16,
 }
 
-/// Merges consecutive TCP segments of one flow into one super-packet (receive-side GRO), so the
-/// driver writes one packet to the TUN where it received dozens. Only plain data segments (ACK,
-/// optionally PSH on the last) with identical headers but for sequence number, checksum, IPv4 id
-/// and length are merged; everything else is passed through unchanged.
+/// Merges consecutive packets of one flow into one super-packet (receive-side GRO), so the driver
+/// writes one packet to the TUN where it received dozens:
+/// - TCP: plain data segments (ACK, optionally PSH on the last) with identical headers but for
+///   sequence number (which must be contiguous), checksum, IPv4 id and length;
+/// - UDP (USO, `VIRTIO_NET_HDR_GSO_UDP_L4`): datagrams of one flow (same addresses, ports and IP
+///   header fields but for length, id and checksum) with equal payload sizes, the last possibly
+///   shorter, at most [`Coalescer::MAX_UDP_SEGMENTS`] of them. The kernel splits the super-packet
+///   back into the same datagrams before any socket sees them.
+///
+/// Everything else is passed through unchanged. The merged packet carries the pseudo-header sum in
+/// its checksum field (virtio `NEEDS_CSUM`).
 #[derive(Debug)]
 pub struct Coalescer {
     buf: Vec<u8>,
@@ -282,7 +289,24 @@ pub struct Coalescer {
     segs: usize,
     next_seq: u32,
     v4: bool,
+    udp: bool,
     open: bool,
+    /// Whether UDP datagrams may be merged (the TUN takes USO packets: Linux ≥ 6.2).
+    merge_udp: bool,
+    stats: CoalescerStats,
+}
+
+/// What a [`Coalescer`] merged so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoalescerStats {
+    /// TCP super-packets built.
+    pub tcp_super_packets: u64,
+    /// TCP segments that went into them.
+    pub tcp_segments: u64,
+    /// UDP (USO) super-packets built.
+    pub udp_super_packets: u64,
+    /// UDP datagrams that went into them.
+    pub udp_datagrams: u64,
 }
 
 impl Default for Coalescer {
@@ -294,6 +318,9 @@ impl Default for Coalescer {
 impl Coalescer {
     /// Largest super-packet built.
     pub const MAX: usize = 65_535;
+    /// Most UDP datagrams merged into one super-packet (the kernel's `UDP_MAX_SEGMENTS` of older
+    /// kernels; newer ones take 128).
+    pub const MAX_UDP_SEGMENTS: usize = 64;
 
     /// An empty coalescer.
     pub fn new() -> Self {
@@ -306,8 +333,23 @@ impl Coalescer {
             segs: 0,
             next_seq: 0,
             v4: false,
+            udp: false,
             open: false,
+            merge_udp: true,
+            stats: CoalescerStats::default(),
         }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CoalescerStats {
+        self.stats
+    }
+
+    /// Merge UDP datagrams (USO) or not. Only for a TUN whose kernel takes
+    /// `VIRTIO_NET_HDR_GSO_UDP_L4` packets (Linux ≥ 6.2); older ones refuse the write. The pending
+    /// packet, if any, must have been finished first.
+    pub fn set_merge_udp(&mut self, on: bool) {
+        self.merge_udp = on;
     }
 
     /// Whether a packet is pending.
@@ -319,6 +361,12 @@ impl Coalescer {
     /// `flush` receives it (bytes and header info). Then `pkt` is either kept pending or, if it can
     /// never be merged, passed to `flush` as is.
     pub fn push(&mut self, pkt: &[u8], mut flush: impl FnMut(&[u8], Coalesced)) {
+        if self.merge_udp {
+            if let Some((ip, v4)) = mergeable_udp(pkt) {
+                self.push_udp(pkt, ip, v4, flush);
+                return;
+            }
+        }
         let Some((ip, hdr, v4, seq, flags)) = mergeable(pkt) else {
             self.finish(&mut flush);
             flush(pkt, plain(pkt.len()));
@@ -326,6 +374,7 @@ impl Coalescer {
         };
         let payload = pkt.len() - hdr;
         let joins = self.open
+            && !self.udp
             && v4 == self.v4
             && ip == self.ip
             && hdr == self.hdr
@@ -346,15 +395,53 @@ impl Coalescer {
             return;
         }
         self.finish(&mut flush);
+        self.start(pkt, ip, hdr, v4, false);
+        self.next_seq = seq.wrapping_add(payload as u32);
+        self.open = flags & 0x08 == 0;
+    }
+
+    fn start(&mut self, pkt: &[u8], ip: usize, hdr: usize, v4: bool, udp: bool) {
         self.buf[..pkt.len()].copy_from_slice(pkt);
         self.len = pkt.len();
         self.hdr = hdr;
         self.ip = ip;
-        self.seg = payload;
+        self.seg = pkt.len() - hdr;
         self.segs = 1;
         self.v4 = v4;
-        self.next_seq = seq.wrapping_add(payload as u32);
-        self.open = flags & 0x08 == 0;
+        self.udp = udp;
+    }
+
+    fn push_udp(
+        &mut self,
+        pkt: &[u8],
+        ip: usize,
+        v4: bool,
+        mut flush: impl FnMut(&[u8], Coalesced),
+    ) {
+        let hdr = ip + 8;
+        let payload = pkt.len() - hdr;
+        let joins = self.open
+            && self.udp
+            && v4 == self.v4
+            && ip == self.ip
+            && payload <= self.seg
+            && self.segs < Self::MAX_UDP_SEGMENTS
+            && self.len + payload <= Self::MAX
+            && same_ip_headers(&self.buf[..ip], &pkt[..ip], v4)
+            && self.buf[ip..ip + 4] == pkt[ip..ip + 4];
+        if joins {
+            self.buf[self.len..self.len + payload].copy_from_slice(&pkt[hdr..]);
+            self.len += payload;
+            self.segs += 1;
+            // A shorter datagram can only be the last of a run.
+            if payload < self.seg {
+                self.open = false;
+            }
+            return;
+        }
+        self.finish(&mut flush);
+        self.start(pkt, ip, hdr, v4, true);
+        self.open = true;
     }
 
     /// Hand the pending packet, if any, to `flush`.
@@ -368,6 +455,14 @@ impl Coalescer {
         if self.segs == 1 {
             flush(&self.buf[..len], plain(len));
             return;
+        }
+        let segs = self.segs as u64;
+        if self.udp {
+            self.stats.udp_super_packets += 1;
+            self.stats.udp_datagrams += segs;
+        } else {
+            self.stats.tcp_super_packets += 1;
+            self.stats.tcp_segments += segs;
         }
         let (ip, hdr) = (self.ip, self.hdr);
         let b = &mut self.buf[..len];
@@ -388,21 +483,26 @@ impl Coalescer {
             (IpAddr::from(s), IpAddr::from(d))
         };
         // NEEDS_CSUM: the checksum field holds the pseudo-header sum, the kernel does the rest.
-        let ps = fold(pseudo(src, dst, 6, len - ip));
-        b[ip + 16..ip + 18].copy_from_slice(&ps.to_be_bytes());
+        let (proto, csum_offset, gso) = if self.udp {
+            // The UDP length field covers the whole super-packet, as in a USO send.
+            b[ip + 4..ip + 6].copy_from_slice(&((len - ip) as u16).to_be_bytes());
+            (17, 6, GsoType::Udp)
+        } else if self.v4 {
+            (6, 16, GsoType::TcpV4)
+        } else {
+            (6, 16, GsoType::TcpV6)
+        };
+        let ps = fold(pseudo(src, dst, proto, len - ip));
+        b[ip + csum_offset..ip + csum_offset + 2].copy_from_slice(&ps.to_be_bytes());
         flush(
             b,
             Coalesced {
                 len,
-                gso: if self.v4 {
-                    GsoType::TcpV4
-                } else {
-                    GsoType::TcpV6
-                },
+                gso,
                 hdr_len: hdr as u16,
                 gso_size: self.seg as u16,
                 csum_start: ip as u16,
-                csum_offset: 16,
+                csum_offset: csum_offset as u16,
             },
         );
     }
@@ -419,13 +519,13 @@ fn plain(len: usize) -> Coalesced {
     }
 }
 
-/// `(ip header len, ip+tcp header len, is v4, seq, flags)` of a TCP data segment that may be merged.
-fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
+/// `(ip header len, is v4)` of a plain IP packet carrying `proto`: IPv4 without options or
+/// fragmentation, IPv6 without extension headers, the IP length matching the packet's.
+fn plain_ip(pkt: &[u8], proto: u8) -> Option<(usize, bool)> {
     let first = *pkt.first()?;
-    let (ip, v4) = match first >> 4 {
+    match first >> 4 {
         4 => {
-            // No IP options, no fragments, TCP.
-            if first & 0xf != 5 || pkt.len() < 20 || pkt[9] != 6 {
+            if first & 0xf != 5 || pkt.len() < 20 || pkt[9] != proto {
                 return None;
             }
             let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
@@ -433,19 +533,32 @@ fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
             {
                 return None;
             }
-            (20, true)
+            Some((20, true))
         }
         6 => {
-            if pkt.len() < 40 || pkt[6] != 6 {
+            if pkt.len() < 40 || pkt[6] != proto {
                 return None;
             }
             if usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40 != pkt.len() {
                 return None;
             }
-            (40, false)
+            Some((40, false))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// `(ip header len, is v4)` of a UDP datagram that may be merged: a plain IP packet whose UDP
+/// length matches and which carries at least one payload byte.
+fn mergeable_udp(pkt: &[u8]) -> Option<(usize, bool)> {
+    let (ip, v4) = plain_ip(pkt, 17)?;
+    let udp_len = usize::from(u16::from_be_bytes([*pkt.get(ip + 4)?, *pkt.get(ip + 5)?]));
+    (udp_len == pkt.len() - ip && udp_len > 8).then_some((ip, v4))
+}
+
+/// `(ip header len, ip+tcp header len, is v4, seq, flags)` of a TCP data segment that may be merged.
+fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
+    let (ip, v4) = plain_ip(pkt, 6)?;
     let off = usize::from(*pkt.get(ip + 12)? >> 4) * 4;
     let hdr = ip + off;
     if off < 20 || pkt.len() <= hdr {
@@ -460,14 +573,20 @@ fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
     Some((ip, hdr, v4, seq, flags))
 }
 
-/// Headers equal except the fields that differ between segments of one burst.
-fn same_headers(a: &[u8], b: &[u8], ip: usize, v4: bool) -> bool {
+/// IP headers equal except the fields that differ between packets of one burst.
+fn same_ip_headers(a: &[u8], b: &[u8], v4: bool) -> bool {
     if v4 {
         // version/IHL, TOS, flags, TTL, protocol, addresses (skip length, id, checksum).
-        if a[0..2] != b[0..2] || a[6..10] != b[6..10] || a[12..20] != b[12..20] {
-            return false;
-        }
-    } else if a[0..4] != b[0..4] || a[6..40] != b[6..40] {
+        a[0..2] == b[0..2] && a[6..10] == b[6..10] && a[12..20] == b[12..20]
+    } else {
+        // version, traffic class, flow label, next header, hop limit, addresses (skip length).
+        a[0..4] == b[0..4] && a[6..40] == b[6..40]
+    }
+}
+
+/// Headers equal except the fields that differ between segments of one burst.
+fn same_headers(a: &[u8], b: &[u8], ip: usize, v4: bool) -> bool {
+    if !same_ip_headers(a, b, v4) {
         return false;
     }
     // TCP: ports, ack, data offset, window, urgent, options; skip seq (4..8), flags (13: PSH),
@@ -660,6 +779,188 @@ mod tests {
         for (a, b) in again.iter().zip(&segs) {
             assert_eq!(a[20..], b[20..]);
         }
+    }
+
+    fn udp_v4(payload: usize, dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28 + payload];
+        p[0] = 0x45;
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[4..6].copy_from_slice(&0x4321u16.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..22].copy_from_slice(&5001u16.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        for (i, b) in p[28..].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        let c = !fold(sum(&p[..20], 0));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let c = !fold(sum(
+            &p[20..],
+            pseudo(
+                IpAddr::from([10, 0, 0, 1]),
+                IpAddr::from([10, 0, 0, 2]),
+                17,
+                8 + payload,
+            ),
+        ));
+        p[26..28].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn coalesce(pkts: &[Vec<u8>]) -> Vec<(Vec<u8>, Coalesced)> {
+        let mut c = Coalescer::new();
+        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
+        for p in pkts {
+            c.push(p, |p, info| out.push((p.to_vec(), info)));
+        }
+        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
+        out
+    }
+
+    #[test]
+    fn coalescer_merges_udp_datagrams_into_uso_and_resegments_to_the_same_bytes() {
+        // 10 datagrams of 64 payload bytes and a shorter last one, as a USO send would make them.
+        let big = udp_v4(64 * 10 + 20, 9);
+        let mut scratch = vec![0u8; 2000];
+        let mut dgrams: Vec<Vec<u8>> = Vec::new();
+        segment(&big, GsoType::Udp, 64, &mut scratch, |s| {
+            dgrams.push(s.to_vec())
+        })
+        .unwrap();
+        assert_eq!(dgrams.len(), 11);
+        assert!(dgrams.iter().all(|d| transport_checksum_ok(d)));
+        let out = coalesce(&dgrams);
+        assert_eq!(out.len(), 1, "one super-packet");
+        let (p, info) = &out[0];
+        assert_eq!(info.gso, GsoType::Udp);
+        assert_eq!(
+            (
+                info.gso_size,
+                info.hdr_len,
+                info.csum_start,
+                info.csum_offset
+            ),
+            (64, 28, 20, 6)
+        );
+        assert_eq!(p.len(), big.len());
+        assert_eq!(
+            u16::from_be_bytes([p[2], p[3]]) as usize,
+            p.len(),
+            "IP length"
+        );
+        assert_eq!(
+            u16::from_be_bytes([p[24], p[25]]) as usize,
+            p.len() - 20,
+            "UDP length"
+        );
+        assert_eq!(fold(sum(&p[..20], 0)), 0xffff, "IPv4 header checksum");
+        assert_eq!(p[28..], big[28..], "payloads in order");
+        // The checksum field holds the pseudo-header sum (NEEDS_CSUM); completing it must give
+        // a valid checksum over the whole super-packet.
+        let mut whole = p.clone();
+        complete_checksum(&mut whole, 20, 6).unwrap();
+        assert!(transport_checksum_ok(&whole));
+        // What the kernel does with it: the same datagrams again.
+        let mut again: Vec<Vec<u8>> = Vec::new();
+        segment(p, GsoType::Udp, 64, &mut scratch, |s| {
+            again.push(s.to_vec())
+        })
+        .unwrap();
+        assert_eq!(again.len(), dgrams.len());
+        for (a, b) in again.iter().zip(&dgrams) {
+            assert_eq!(a[6..], b[6..], "same datagram but for the IPv4 id");
+        }
+    }
+
+    #[test]
+    fn coalescer_udp_runs_stop_at_flow_size_and_count_boundaries() {
+        // Another destination port: another flow.
+        let out = coalesce(&[udp_v4(64, 9), udp_v4(64, 9), udp_v4(64, 10)]);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].1.gso, out[1].1.gso), (GsoType::Udp, GsoType::None));
+        assert_eq!(out[1].0, udp_v4(64, 10));
+        // A larger datagram after a smaller one starts a new run; so does anything after a short one.
+        let out = coalesce(&[
+            udp_v4(64, 9),
+            udp_v4(100, 9),
+            udp_v4(100, 9),
+            udp_v4(50, 9),
+            udp_v4(50, 9),
+        ]);
+        let sizes: Vec<(usize, GsoType)> = out.iter().map(|(p, i)| (p.len(), i.gso)).collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (92, GsoType::None),
+                (28 + 250, GsoType::Udp),
+                (78, GsoType::None)
+            ]
+        );
+        // At most MAX_UDP_SEGMENTS per super-packet.
+        let many: Vec<Vec<u8>> = (0..100).map(|_| udp_v4(64, 9)).collect();
+        let mut c = Coalescer::new();
+        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
+        for p in &many {
+            c.push(p, |p, info| out.push((p.to_vec(), info)));
+        }
+        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
+        assert_eq!(
+            c.stats(),
+            CoalescerStats {
+                udp_super_packets: 2,
+                udp_datagrams: 100,
+                ..Default::default()
+            }
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0.len(), 28 + 64 * Coalescer::MAX_UDP_SEGMENTS);
+        assert_eq!(
+            out[1].0.len(),
+            28 + 64 * (100 - Coalescer::MAX_UDP_SEGMENTS)
+        );
+        // Not when the TUN cannot take USO packets.
+        let mut c = Coalescer::new();
+        c.set_merge_udp(false);
+        let mut n = 0;
+        for p in &many[..3] {
+            c.push(p, |_, info| {
+                assert_eq!(info.gso, GsoType::None);
+                n += 1;
+            });
+        }
+        c.finish(&mut |_: &[u8], _| n += 1);
+        assert_eq!(n, 3);
+        // TCP then UDP then TCP: nothing merges across protocols.
+        let out = coalesce(&[tcp_v4(100, 0x10), udp_v4(100, 9), tcp_v4(100, 0x10)]);
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|(_, i)| i.gso == GsoType::None));
+    }
+
+    #[test]
+    fn coalescer_merges_udp_over_ipv6() {
+        let mut p = vec![0u8; 40 + 8 + 64];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(8u16 + 64).to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p[24..40].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p[40..42].copy_from_slice(&1000u16.to_be_bytes());
+        p[42..44].copy_from_slice(&2000u16.to_be_bytes());
+        p[44..46].copy_from_slice(&(8u16 + 64).to_be_bytes());
+        let out = coalesce(&[p.clone(), p.clone(), p.clone()]);
+        assert_eq!(out.len(), 1);
+        let (q, info) = &out[0];
+        assert_eq!(info.gso, GsoType::Udp);
+        assert_eq!((info.hdr_len, info.csum_start, info.gso_size), (48, 40, 64));
+        assert_eq!(u16::from_be_bytes([q[4], q[5]]) as usize, q.len() - 40);
+        assert_eq!(u16::from_be_bytes([q[44], q[45]]) as usize, q.len() - 40);
     }
 
     #[test]

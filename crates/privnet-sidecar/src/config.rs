@@ -166,6 +166,19 @@ pub struct TunSection {
     /// Use TUN segmentation/checksum offloads (virtio-net headers, TSO) when the kernel offers them.
     #[serde(default = "default_offload")]
     pub offload: bool,
+    /// Keep polling this long (microseconds) after a packet before sleeping; 0 disables. Bounded
+    /// to a tenth of a core (see `busypoll.rs`).
+    #[serde(default = "default_busy_poll_us")]
+    pub busy_poll_us: u32,
+}
+
+/// Default busy-poll window after a packet, in microseconds.
+pub const DEFAULT_BUSY_POLL_US: u32 = 200;
+/// Largest busy-poll window accepted, in microseconds.
+pub const MAX_BUSY_POLL_US: u32 = 10_000;
+
+fn default_busy_poll_us() -> u32 {
+    DEFAULT_BUSY_POLL_US
 }
 
 fn default_offload() -> bool {
@@ -190,6 +203,7 @@ impl Default for TunSection {
             mtu: DEFAULT_MTU,
             underlay_mtu: DEFAULT_UNDERLAY_MTU,
             offload: true,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
         }
     }
 }
@@ -1041,6 +1055,15 @@ fn check_tun(ctx: &mut Ctx<'_>, tun: &TunSection, ipv4_underlay: bool) {
                 tun.underlay_mtu.saturating_sub(overhead),
                 if ipv4_underlay { 4 } else { 6 },
                 tun.mtu
+            ),
+        );
+    }
+    if tun.busy_poll_us > MAX_BUSY_POLL_US {
+        ctx.problem(
+            "tun.busy_poll_us",
+            format!(
+                "a busy-poll window of 0 (off) to {MAX_BUSY_POLL_US} microseconds; found {}",
+                tun.busy_poll_us
             ),
         );
     }

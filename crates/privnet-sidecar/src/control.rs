@@ -261,6 +261,38 @@ pub fn render_metrics(snaps: &[NetworkSnapshot]) -> String {
     }
     family(
         &mut o,
+        "privnet_driver_events_total",
+        "counter",
+        "Driver events: I/O errors and drops outside the core, ICMP errors generated, busy-poll windows, hits and windows refused for budget.",
+    );
+    for s in snaps {
+        let mut events: Vec<_> = s.driver.iter().collect();
+        events.sort();
+        for (event, n) in events {
+            let _ = writeln!(
+                o,
+                "privnet_driver_events_total{{network=\"{}\",event=\"{}\"}} {n}",
+                label(&s.network),
+                label(event)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "privnet_busy_poll_microseconds_total",
+        "counter",
+        "Time spent busy polling after packets (bounded to a tenth of a core).",
+    );
+    for s in snaps {
+        let _ = writeln!(
+            o,
+            "privnet_busy_poll_microseconds_total{{network=\"{}\"}} {}",
+            label(&s.network),
+            s.busy_poll_us
+        );
+    }
+    family(
+        &mut o,
         "privnet_certificate_expiry_seconds",
         "gauge",
         "Seconds until a certificate (own or CA) expires.",
@@ -379,9 +411,15 @@ mod tests {
                 ..Default::default()
             }],
             expiry: vec![("member a".into(), 100)],
+            driver: [("busy_poll_hits".to_owned(), 7)].into_iter().collect(),
+            busy_poll_us: 1234,
             ..Default::default()
         };
         let m = render_metrics(&[snap]);
+        assert!(
+            m.contains("privnet_driver_events_total{network=\"demo\",event=\"busy_poll_hits\"} 7")
+        );
+        assert!(m.contains("privnet_busy_poll_microseconds_total{network=\"demo\"} 1234"));
         assert!(m.contains("privnet_drops_total{network=\"demo\",reason=\"bad_mac1\"} 3"));
         assert!(m.contains("privnet_peer_rx_bytes_total{network=\"demo\",peer=\"b\\\"x\"} 10"));
         assert!(m.contains("privnet_peer_established{network=\"demo\",peer=\"b\\\"x\"} 1"));

@@ -25,6 +25,7 @@ use ring::rand::SecureRandom;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::busypoll::BusyPoll;
 use crate::config::{self, Config, NetworkConfig, TunMode};
 use crate::sys::netlink::Netlink;
 use crate::sys::tun::{
@@ -102,8 +103,10 @@ pub struct NetworkSnapshot {
     pub cookies_sent: u64,
     /// Drops by reason (non-zero only).
     pub drops: Vec<(String, u64)>,
-    /// Driver-level drops (I/O errors, ICMP generated...).
+    /// Driver-level drops (I/O errors, ICMP generated...) and busy-poll counts.
     pub driver: HashMap<String, u64>,
+    /// Microseconds spent busy polling.
+    pub busy_poll_us: u64,
     /// Peers.
     pub peers: Vec<PeerSnapshot>,
     /// Certificate expiry notices (subject, seconds left).
@@ -281,6 +284,8 @@ struct NetworkDriver {
     expiry_warned: HashMap<String, Instant>,
     /// Inner packets (each behind its virtio-net header when `vnet`) waiting to be written to the TUN.
     tun_stage: Stage,
+    /// Busy polling after activity.
+    busy: BusyPoll,
 }
 
 impl NetworkDriver {
@@ -351,6 +356,8 @@ impl NetworkDriver {
         })
         .with_context(|| format!("creating TUN device {:?}", net.tun.name))?;
         let vnet = tun.vnet_hdr();
+        let mut coalescer = offload::Coalescer::new();
+        coalescer.set_merge_udp(vnet && tun.offloads().uso);
         let mut nl = Netlink::new().context("opening rtnetlink")?;
         let ifindex = tun.ifindex();
         let prefixes: Vec<IpNetwork> = net
@@ -432,6 +439,7 @@ impl NetworkDriver {
             mtu = net.tun.mtu,
             path_mtu,
             tun_offload = vnet,
+            tun_uso = vnet && tun.offloads().uso,
             udp_gso = gso,
             udp_gro = gro,
             "privnet up"
@@ -458,9 +466,10 @@ impl NetworkDriver {
             gso,
             vnet,
             scratch: vec![0u8; 65_536],
-            coalescer: offload::Coalescer::new(),
+            coalescer,
             expiry_warned: HashMap::new(),
             tun_stage: Stage::new(),
+            busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
         })
     }
 
@@ -475,30 +484,48 @@ impl NetworkDriver {
         let mut snapshot_tick = tokio::time::interval(Duration::from_secs(1));
         snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush_control(&mut ctl_buf, Instant::now()).await;
+        // One timer, re-armed only when the core's next deadline changes (re-creating it on every
+        // wake-up would re-register it with the runtime's timer wheel each time).
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
+            let spinning = self.busy.spinning(Instant::now());
             let deadline = self.node.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
+            if deadline != armed {
+                timer
+                    .as_mut()
+                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+                armed = deadline;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 r = self.udp.readable() => {
                     r?;
                     self.drain_udp(&mut in_buf, &mut out_buf).await;
+                    self.busy.activity(Instant::now());
                 }
                 r = self.tun.readable() => {
                     r?;
                     self.drain_tun(&mut in_buf, &mut out_buf).await;
+                    self.busy.activity(Instant::now());
                 }
-                _ = sleep => {
+                _ = timer.as_mut(), if armed.is_some() => {
+                    armed = None;
                     self.node.handle_timeout(Instant::now());
                 }
                 _ = snapshot_tick.tick() => self.publish(),
                 Ok(cfg) = reload.recv() => self.reload(&cfg),
+                // Busy polling (see busypoll.rs): nothing was ready, but a packet was handled a
+                // moment ago. Let the runtime poll the kernel without sleeping (`yield_now` makes
+                // it look with a zero timeout) and let any other runnable thread on this CPU go
+                // first, then look again.
+                _ = tokio::task::yield_now(), if spinning => {
+                    std::thread::yield_now();
+                    continue;
+                }
             }
             self.flush_control(&mut ctl_buf, Instant::now()).await;
             self.drain_events();
@@ -530,14 +557,13 @@ impl NetworkDriver {
                     Err(_) => {} // counted by the node
                 }
             }
-            // Everything received in one batch is delivered before waiting again.
+            // What one receive call brought (up to a GRO train of segments, merged where they are
+            // one TCP flow) is written to the TUN at once: TUN writes are one packet per call anyway,
+            // so waiting for the next receive (which may only say "nothing more") would only add
+            // latency.
             self.finish_coalescing();
-            if self.tun_stage.room() < STAGE_HEADROOM {
-                self.flush_tun_stage().await;
-            }
+            self.flush_tun_stage().await;
         }
-        self.finish_coalescing();
-        self.flush_tun_stage().await;
     }
 
     /// Queue a decrypted inner packet for the TUN, merging TCP segments when offloads are on.
@@ -574,7 +600,13 @@ impl NetworkDriver {
     }
 
     async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) {
-        for _ in 0..BATCH {
+        for i in 0..BATCH {
+            // The first packet after a wake-up goes out before the next read: a lone packet (a
+            // ping, a request) must not wait for the read that only says "nothing more". The rest
+            // of a burst is batched into `UDP_SEGMENT` sends.
+            if i == 1 {
+                self.flush_stage().await;
+            }
             if self.stage.room() < STAGE_HEADROOM {
                 self.flush_stage().await;
             }
@@ -917,6 +949,27 @@ impl NetworkDriver {
                 spoofed: p.counters.spoofed,
             })
             .collect();
+        let busy = self.busy.stats();
+        let mut driver: HashMap<String, u64> = self
+            .counters
+            .counts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        let merged = self.coalescer.stats();
+        for (k, v) in [
+            ("tun_gro_tcp_super_packets", merged.tcp_super_packets),
+            ("tun_gro_tcp_segments", merged.tcp_segments),
+            ("tun_gro_udp_super_packets", merged.udp_super_packets),
+            ("tun_gro_udp_datagrams", merged.udp_datagrams),
+            ("busy_poll_windows", busy.windows),
+            ("busy_poll_hits", busy.hits),
+            ("busy_poll_over_budget", busy.over_budget),
+        ] {
+            if v > 0 {
+                driver.insert(k.to_owned(), v);
+            }
+        }
         let snap = NetworkSnapshot {
             network: self.name.clone(),
             member: self.member.clone(),
@@ -936,14 +989,10 @@ impl NetworkDriver {
                 .nonzero_drops()
                 .map(|(r, n)| (r.as_str().to_owned(), n))
                 .collect(),
-            driver: self
-                .counters
-                .counts
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
+            driver,
             peers,
             expiry,
+            busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
         };
         if let Ok(mut all) = self.snapshots.lock() {
             if let Some(slot) = all.get_mut(self.index) {
@@ -969,6 +1018,7 @@ fn stage_with_header(stage: &mut Stage, pkt: &[u8], info: offload::Coalesced) {
             flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
             gso_type: match kind {
                 GsoType::TcpV6 => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV6,
+                GsoType::Udp => crate::sys::tun::VIRTIO_NET_HDR_GSO_UDP_L4,
                 _ => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV4,
             },
             hdr_len: info.hdr_len,

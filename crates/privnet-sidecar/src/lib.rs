@@ -5,6 +5,7 @@
 // `unsafe_code` is denied by the workspace lints; `sys/` (TUN ioctls) may allow it locally.
 #![warn(missing_docs)]
 
+pub mod busypoll;
 pub mod cli;
 pub mod config;
 pub mod control;

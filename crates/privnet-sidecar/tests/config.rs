@@ -122,6 +122,7 @@ mode = "tun"
 name = "privnet0"
 mtu = 1420
 underlay_mtu = 1500
+busy_poll_us = 200
 
 [[peer]]
 name = "member-b"
@@ -240,6 +241,7 @@ fn minimal_config_uses_defaults() {
     assert!(n.peers.is_empty());
     assert_eq!(n.tun.mtu, config::DEFAULT_MTU);
     assert_eq!(n.tun.name, config::DEFAULT_TUN_NAME);
+    assert_eq!(n.tun.busy_poll_us, config::DEFAULT_BUSY_POLL_US);
     assert_eq!(cfg.metrics.listen, None);
     assert_eq!(cfg.status.socket, None);
     assert_eq!(cfg.log.level, LogLevel::Info);
@@ -299,6 +301,12 @@ fn cases() -> Vec<Case> {
         }),
         case("tun.underlay_mtu too large", "tun.underlay_mtu", |f| {
             f.replace("underlay_mtu = 1500", "underlay_mtu = 20000")
+        }),
+        case("tun.busy_poll_us too large", "tun.busy_poll_us", |f| {
+            f.replace("busy_poll_us = 200", "busy_poll_us = 20000")
+        }),
+        case("tun.busy_poll_us negative", "tun.busy_poll_us", |f| {
+            f.replace("busy_poll_us = 200", "busy_poll_us = -1")
         }),
         case("tun.mode unknown", "tun.mode", |f| {
             f.replace("mode = \"tun\"", "mode = \"tap\"")
