@@ -8,7 +8,7 @@
 //! and is picked up without a wake-up.
 //!
 //! Spinning costs CPU, so it is bounded twice: by the window after each packet, and by a budget of
-//! [`BUDGET_PERCENT`] of one core per second of wall time. Under sustained load the window never
+//! [`BUDGET_PERCENT`] of one core per second of wall time (each network of the process has its own). Under sustained load the window never
 //! expires (packets keep coming) and nothing is wasted; with sparse traffic the budget caps the cost.
 //! This is a pure state machine: the driver passes `now` in.
 

@@ -282,8 +282,6 @@ struct NetworkDriver {
     coalescer: offload::Coalescer,
     /// When each certificate's expiry was last warned about.
     expiry_warned: HashMap<String, Instant>,
-    /// Inner packets (each behind its virtio-net header when `vnet`) waiting to be written to the TUN.
-    tun_stage: Stage,
     /// Busy polling after activity.
     busy: BusyPoll,
 }
@@ -468,7 +466,6 @@ impl NetworkDriver {
             scratch: vec![0u8; 65_536],
             coalescer,
             expiry_warned: HashMap::new(),
-            tun_stage: Stage::new(),
             busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
         })
     }
@@ -558,57 +555,42 @@ impl NetworkDriver {
                 }
             }
             // What one receive call brought (up to a GRO train of segments, merged where they are
-            // one TCP flow) is written to the TUN at once: TUN writes are one packet per call anyway,
-            // so waiting for the next receive (which may only say "nothing more") would only add
-            // latency.
+            // one flow) is written to the TUN before the next receive: waiting for a receive that
+            // may only say "nothing more" would add latency and nothing else.
             self.finish_coalescing();
-            self.flush_tun_stage().await;
         }
     }
 
-    /// Queue a decrypted inner packet for the TUN, merging TCP segments when offloads are on.
+    /// Hand a decrypted inner packet to the TUN: at once without offloads, else through the
+    /// coalescer, which writes merged super-packets (or the packet itself) straight from its
+    /// buffer, behind a virtio-net header, with one `writev` each.
     fn deliver(&mut self, pkt: &[u8]) {
         if !self.vnet {
-            let stage = &mut self.tun_stage;
-            let at = stage.used;
-            stage.buf[at..at + pkt.len()].copy_from_slice(pkt);
-            stage.items.push((at, pkt.len(), UNSPECIFIED));
-            stage.used += pkt.len();
+            write_tun_now(&self.tun, &mut self.counters, &[], pkt);
             return;
         }
-        let stage = &mut self.tun_stage;
+        let (tun, counters) = (&self.tun, &mut self.counters);
         self.coalescer
-            .push(pkt, |p, info| stage_with_header(stage, p, info));
+            .push(pkt, |p, info| write_coalesced(tun, counters, p, info));
     }
 
     fn finish_coalescing(&mut self) {
-        let stage = &mut self.tun_stage;
+        let (tun, counters) = (&self.tun, &mut self.counters);
         self.coalescer
-            .finish(&mut |p: &[u8], info| stage_with_header(stage, p, info));
-    }
-
-    async fn flush_tun_stage(&mut self) {
-        let items = std::mem::take(&mut self.tun_stage.items);
-        let buf = std::mem::take(&mut self.tun_stage.buf);
-        for (at, len, _) in &items {
-            self.write_tun(&buf[*at..*at + *len]).await;
-        }
-        self.tun_stage.buf = buf;
-        self.tun_stage.items = items;
-        self.tun_stage.items.clear();
-        self.tun_stage.used = 0;
+            .finish(&mut |p: &[u8], info| write_coalesced(tun, counters, p, info));
     }
 
     async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) {
+        // One clock reading per batch (a batch takes well under a millisecond; the core's timers
+        // work in milliseconds), taken again after anything that may have waited.
+        let mut now = Instant::now();
         for i in 0..BATCH {
             // The first packet after a wake-up goes out before the next read: a lone packet (a
             // ping, a request) must not wait for the read that only says "nothing more". The rest
             // of a burst is batched into `UDP_SEGMENT` sends.
-            if i == 1 {
+            if i == 1 || self.stage.room() < STAGE_HEADROOM {
                 self.flush_stage().await;
-            }
-            if self.stage.room() < STAGE_HEADROOM {
-                self.flush_stage().await;
+                now = Instant::now();
             }
             let n = match self.tun.try_recv(in_buf) {
                 Ok(n) => n,
@@ -619,7 +601,6 @@ impl NetworkDriver {
                     break;
                 }
             };
-            let now = Instant::now();
             if !self.vnet {
                 self.seal_one(&in_buf[..n], now).await;
                 continue;
@@ -1002,16 +983,32 @@ impl NetworkDriver {
     }
 }
 
-/// Placeholder destination for TUN-stage items (which have none).
-const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-
-/// Append `pkt` behind its virtio-net header to `stage`.
-fn stage_with_header(stage: &mut Stage, pkt: &[u8], info: offload::Coalesced) {
-    let at = stage.used;
-    let total = VNET_HDR_LEN + pkt.len();
-    if stage.buf.len() < at + total {
-        return;
+/// Write one inner packet (`head` is its virtio-net header, or empty) to the TUN now. A TUN write
+/// does not block unless its send buffer was limited; if it would, the packet is dropped and
+/// counted rather than held.
+fn write_tun_now(tun: &TunDevice, counters: &mut DriverCounters, head: &[u8], pkt: &[u8]) {
+    let r = if head.is_empty() {
+        tun.try_send(pkt)
+    } else {
+        tun.try_send2(head, pkt)
+    };
+    match r {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => counters.bump("tun_write_full"),
+        Err(e) => {
+            tracing::debug!("tun write: {e}");
+            counters.bump("tun_write_error");
+        }
     }
+}
+
+/// Write a packet the coalescer produced, behind the virtio-net header it needs.
+fn write_coalesced(
+    tun: &TunDevice,
+    counters: &mut DriverCounters,
+    pkt: &[u8],
+    info: offload::Coalesced,
+) {
     let hdr = match info.gso {
         GsoType::None => VirtioNetHdr::default(),
         kind => VirtioNetHdr {
@@ -1027,10 +1024,12 @@ fn stage_with_header(stage: &mut Stage, pkt: &[u8], info: offload::Coalesced) {
             csum_offset: info.csum_offset,
         },
     };
-    let _ = hdr.encode(&mut stage.buf[at..at + VNET_HDR_LEN]);
-    stage.buf[at + VNET_HDR_LEN..at + total].copy_from_slice(pkt);
-    stage.items.push((at, total, UNSPECIFIED));
-    stage.used += total;
+    let mut head = [0u8; VNET_HDR_LEN];
+    if hdr.encode(&mut head).is_none() {
+        counters.bump("tun_write_error");
+        return;
+    }
+    write_tun_now(tun, counters, &head, pkt);
 }
 
 #[derive(Clone, Copy)]

@@ -282,6 +282,15 @@ impl TunDevice {
             .try_io(Interest::WRITABLE, |fd| write_fd(fd.as_raw_fd(), buf))
     }
 
+    /// Send one packet given as two pieces (a virtio-net header and the packet) in one `writev`,
+    /// without copying them together and without waiting. A TUN write only blocks when the
+    /// device's send buffer (unlimited unless `TUNSETSNDBUF` lowered it) is exhausted.
+    pub fn try_send2(&self, head: &[u8], body: &[u8]) -> io::Result<usize> {
+        self.fd.try_io(Interest::WRITABLE, |fd| {
+            writev2_fd(fd.as_raw_fd(), head, body)
+        })
+    }
+
     /// Wait until the device is readable, without reading (then drain with [`Self::try_recv`]).
     pub async fn readable(&self) -> io::Result<()> {
         self.fd.readable().await.map(|mut g| g.retain_ready())
@@ -448,6 +457,27 @@ fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the whole call.
         match cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn writev2_fd(fd: RawFd, head: &[u8], body: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    loop {
+        // SAFETY: both iovecs describe live, readable slices for the whole call; `writev` only
+        // reads through them despite the `*mut` in `iovec`.
+        match cvt_size(unsafe { libc::writev(fd, iov.as_ptr(), 2) }) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => return r,
         }
