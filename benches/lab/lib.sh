@@ -25,7 +25,7 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${OV_MTU:=1440}"                  # 1500 - 20 (IPv4) - 8 (UDP) - 32 (header + tag)
 : "${RESULTS:=$LAB_DIR/results}"     # raw data: $RESULTS/raw/<name>/rep<REP>/
 : "${REP:=1}"
-: "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=200}" "${PING_INTERVAL:=0.01}"
+: "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=500}" "${PING_INTERVAL:=0.01}"
 : "${SETUP_TIMEOUT:=30}" "${IPERF_PORT:=5201}"
 # PING_ONLY=1: stop after the ping test (latency work; the repetition is not summarized).
 # LAB_TESTS: the iperf3 tests to run after the ping, in order (default: all five).

@@ -263,7 +263,7 @@ pub fn render_metrics(snaps: &[NetworkSnapshot]) -> String {
         &mut o,
         "privnet_driver_events_total",
         "counter",
-        "Driver events: I/O errors and drops outside the core, ICMP errors generated, busy-poll windows, hits and windows refused for budget.",
+        "Driver events: I/O errors and drops outside the core, ICMP errors generated, packets merged for TUN writes (tun_gro_*), busy-poll windows, hits and windows refused for budget.",
     );
     for s in snaps {
         let mut events: Vec<_> = s.driver.iter().collect();
