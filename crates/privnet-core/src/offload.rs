@@ -685,23 +685,14 @@ mod tests {
     #[test]
     fn tcp_v6_and_small_packets() {
         let big = tcp_v6(3000);
-        let mut scratch = vec![0u8; 2000];
-        let mut segs: Vec<Vec<u8>> = Vec::new();
-        segment(&big, GsoType::TcpV6, 1400, &mut scratch, |s| {
-            segs.push(s.to_vec())
-        })
-        .unwrap();
+        let segs = segments(&big, GsoType::TcpV6, 1400);
         assert_eq!(segs.len(), 3);
         for s in &segs {
             assert!(transport_checksum_ok(s));
             assert_eq!(usize::from(u16::from_be_bytes([s[4], s[5]])) + 40, s.len());
         }
         let small = tcp_v4(100, 0x10);
-        let mut one = Vec::new();
-        segment(&small, GsoType::TcpV4, 1400, &mut scratch, |s| {
-            one.push(s.to_vec())
-        })
-        .unwrap();
+        let one = segments(&small, GsoType::TcpV4, 1400);
         assert_eq!(one.len(), 1);
         assert!(transport_checksum_ok(&one[0]));
     }
@@ -813,6 +804,14 @@ mod tests {
         p
     }
 
+    /// `segment` into owned packets.
+    fn segments(pkt: &[u8], kind: GsoType, mss: usize) -> Vec<Vec<u8>> {
+        let mut scratch = vec![0u8; 2000];
+        let mut out = Vec::new();
+        segment(pkt, kind, mss, &mut scratch, |s| out.push(s.to_vec())).unwrap();
+        out
+    }
+
     fn coalesce(pkts: &[Vec<u8>]) -> Vec<(Vec<u8>, Coalesced)> {
         let mut c = Coalescer::new();
         let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
@@ -827,12 +826,7 @@ mod tests {
     fn coalescer_merges_udp_datagrams_into_uso_and_resegments_to_the_same_bytes() {
         // 10 datagrams of 64 payload bytes and a shorter last one, as a USO send would make them.
         let big = udp_v4(64 * 10 + 20, 9);
-        let mut scratch = vec![0u8; 2000];
-        let mut dgrams: Vec<Vec<u8>> = Vec::new();
-        segment(&big, GsoType::Udp, 64, &mut scratch, |s| {
-            dgrams.push(s.to_vec())
-        })
-        .unwrap();
+        let dgrams = segments(&big, GsoType::Udp, 64);
         assert_eq!(dgrams.len(), 11);
         assert!(dgrams.iter().all(|d| transport_checksum_ok(d)));
         let out = coalesce(&dgrams);
@@ -867,11 +861,7 @@ mod tests {
         complete_checksum(&mut whole, 20, 6).unwrap();
         assert!(transport_checksum_ok(&whole));
         // What the kernel does with it: the same datagrams again.
-        let mut again: Vec<Vec<u8>> = Vec::new();
-        segment(p, GsoType::Udp, 64, &mut scratch, |s| {
-            again.push(s.to_vec())
-        })
-        .unwrap();
+        let again = segments(p, GsoType::Udp, 64);
         assert_eq!(again.len(), dgrams.len());
         for (a, b) in again.iter().zip(&dgrams) {
             assert_eq!(a[6..], b[6..], "same datagram but for the IPv4 id");
