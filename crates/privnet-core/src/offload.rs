@@ -522,6 +522,9 @@ fn plain(len: usize) -> Coalesced {
 /// `(ip header len, is v4)` of a plain IP packet carrying `proto`: IPv4 without options or
 /// fragmentation, IPv6 without extension headers, the IP length matching the packet's.
 fn plain_ip(pkt: &[u8], proto: u8) -> Option<(usize, bool)> {
+    if pkt.len() > Coalescer::MAX {
+        return None;
+    }
     let first = *pkt.first()?;
     match first >> 4 {
         4 => {
@@ -951,6 +954,19 @@ mod tests {
         assert_eq!((info.hdr_len, info.csum_start, info.gso_size), (48, 40, 64));
         assert_eq!(u16::from_be_bytes([q[4], q[5]]) as usize, q.len() - 40);
         assert_eq!(u16::from_be_bytes([q[44], q[45]]) as usize, q.len() - 40);
+    }
+
+    #[test]
+    fn coalescer_passes_through_a_jumbo_ipv6_packet_larger_than_its_buffer() {
+        // IPv6 payload length 65,535 + 40 header bytes: more than `Coalescer::MAX`.
+        let mut p = vec![0u8; 40 + 65_535];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&65_535u16.to_be_bytes());
+        p[6] = 17;
+        p[44..46].copy_from_slice(&65_535u16.to_be_bytes());
+        let out = coalesce(&[p.clone(), p.clone()]);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|(q, i)| i.gso == GsoType::None && *q == p));
     }
 
     #[test]

@@ -65,14 +65,38 @@ impl BusyPoll {
         self.stats
     }
 
-    /// The driver handled packets at `now`: count a hit if a window was open, then open a new
-    /// window if the budget allows.
-    pub fn activity(&mut self, now: Instant) {
+    /// Change the window (a configuration reload); the budget and counters carry on.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+        if window.is_zero() {
+            self.until = None;
+            self.last = None;
+        }
+    }
+
+    /// The driver woke up for I/O at `now`: spinning, if any, stops here (the time spent handling
+    /// packets is not spinning and is not charged to the budget).
+    pub fn woke(&mut self, now: Instant) {
+        if self.until.is_some() {
+            self.account(now);
+        }
+        self.last = None;
+    }
+
+    /// The driver handled `packets` packets, finishing at `now`. With packets, a window that was
+    /// open counts as a hit and a new window opens if the budget allows; without (a spurious
+    /// wake-up), an open window simply goes on.
+    pub fn handled(&mut self, now: Instant, packets: usize) {
         if self.window.is_zero() {
             return;
         }
+        if packets == 0 {
+            if self.until.is_some() {
+                self.last = Some(now);
+            }
+            return;
+        }
         if self.until.is_some() {
-            self.account(now);
             self.stats.hits += 1;
         }
         self.roll_period(now);
@@ -132,7 +156,8 @@ mod tests {
     fn zero_window_never_spins() {
         let t0 = Instant::now();
         let mut b = BusyPoll::new(Duration::ZERO);
-        b.activity(t0);
+        b.woke(t0);
+        b.handled(t0, 1);
         assert!(!b.spinning(t0));
         assert_eq!(b.stats(), BusyPollStats::default());
     }
@@ -142,7 +167,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = BusyPoll::new(200 * US);
         assert!(!b.spinning(t0), "no window before any activity");
-        b.activity(t0);
+        b.handled(t0, 1);
         assert!(b.spinning(t0 + 50 * US));
         assert!(b.spinning(t0 + 199 * US));
         assert!(!b.spinning(t0 + 200 * US));
@@ -156,14 +181,41 @@ mod tests {
     fn a_packet_inside_the_window_is_a_hit_and_reopens_it() {
         let t0 = Instant::now();
         let mut b = BusyPoll::new(200 * US);
-        b.activity(t0);
+        b.handled(t0, 1);
         assert!(b.spinning(t0 + 100 * US));
-        b.activity(t0 + 150 * US);
-        assert!(b.spinning(t0 + 300 * US), "window restarted at the hit");
-        assert!(!b.spinning(t0 + 350 * US));
+        // A packet at 150 us, handled until 1150 us: only the 150 us of spinning are charged.
+        b.woke(t0 + 150 * US);
+        b.handled(t0 + 1150 * US, 3);
+        assert!(b.spinning(t0 + 1300 * US), "window restarted after the hit");
+        assert!(!b.spinning(t0 + 1350 * US));
         let s = b.stats();
         assert_eq!((s.windows, s.hits), (2, 1));
         assert_eq!(s.spun, 350 * US);
+    }
+
+    #[test]
+    fn a_wake_up_that_reads_nothing_keeps_the_window_and_is_no_hit() {
+        let t0 = Instant::now();
+        let mut b = BusyPoll::new(200 * US);
+        b.handled(t0, 1);
+        b.woke(t0 + 50 * US);
+        b.handled(t0 + 60 * US, 0);
+        assert!(b.spinning(t0 + 150 * US), "same window");
+        assert!(!b.spinning(t0 + 200 * US), "which still ends at 200 us");
+        let s = b.stats();
+        assert_eq!((s.windows, s.hits), (1, 0));
+        assert_eq!(s.spun, 190 * US, "the 10 us of handling are not spinning");
+    }
+
+    #[test]
+    fn set_window_zero_stops_at_once() {
+        let t0 = Instant::now();
+        let mut b = BusyPoll::new(200 * US);
+        b.handled(t0, 1);
+        b.set_window(Duration::ZERO);
+        assert!(!b.spinning(t0 + 10 * US));
+        b.handled(t0 + 20 * US, 1);
+        assert!(!b.spinning(t0 + 30 * US));
     }
 
     #[test]
@@ -175,7 +227,8 @@ mod tests {
         // Sparse packets each followed by a full, fruitless window.
         let mut spun = Duration::ZERO;
         for _ in 0..1000 {
-            b.activity(t);
+            b.woke(t);
+            b.handled(t, 1);
             while b.spinning(t) {
                 t += 10 * US;
             }
@@ -189,7 +242,7 @@ mod tests {
         assert!(spun >= budget - Duration::from_millis(1), "spun {spun:?}");
         assert!(b.stats().over_budget > 0);
         // A new period brings a new budget.
-        b.activity(t0 + PERIOD + 100 * US);
+        b.handled(t0 + PERIOD + 100 * US, 1);
         assert!(b.spinning(t0 + PERIOD + 200 * US));
     }
 }

@@ -501,13 +501,15 @@ impl NetworkDriver {
                 _ = shutdown.changed() => break,
                 r = self.udp.readable() => {
                     r?;
-                    self.drain_udp(&mut in_buf, &mut out_buf).await;
-                    self.busy.activity(Instant::now());
+                    self.busy.woke(Instant::now());
+                    let n = self.drain_udp(&mut in_buf, &mut out_buf).await;
+                    self.busy.handled(Instant::now(), n);
                 }
                 r = self.tun.readable() => {
                     r?;
-                    self.drain_tun(&mut in_buf, &mut out_buf).await;
-                    self.busy.activity(Instant::now());
+                    self.busy.woke(Instant::now());
+                    let n = self.drain_tun(&mut in_buf, &mut out_buf).await;
+                    self.busy.handled(Instant::now(), n);
                 }
                 _ = timer.as_mut(), if armed.is_some() => {
                     armed = None;
@@ -532,8 +534,10 @@ impl NetworkDriver {
         Ok(())
     }
 
-    async fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) {
+    /// Receive and handle up to [`BATCH`] receive calls; returns the datagrams read.
+    async fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) -> usize {
         let fd = self.udp.as_raw_fd();
+        let mut read = 0;
         for _ in 0..BATCH {
             let (n, from, seg) = match self.udp.try_io(tokio::io::Interest::READABLE, || {
                 udpx::recv_segments(fd, in_buf)
@@ -548,6 +552,7 @@ impl NetworkDriver {
             };
             let now = Instant::now();
             for dgram in in_buf[..n].chunks(seg.max(1)) {
+                read += 1;
                 match self.node.decapsulate(from, dgram, out_buf, now) {
                     Ok(Decapsulated::Packet { len, .. }) => self.deliver(&out_buf[..len]),
                     Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
@@ -559,6 +564,7 @@ impl NetworkDriver {
             // may only say "nothing more" would add latency and nothing else.
             self.finish_coalescing();
         }
+        read
     }
 
     /// Hand a decrypted inner packet to the TUN: at once without offloads, else through the
@@ -580,10 +586,12 @@ impl NetworkDriver {
             .finish(&mut |p: &[u8], info| write_coalesced(tun, counters, p, info));
     }
 
-    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) {
+    /// Read and seal up to [`BATCH`] TUN packets; returns the packets read.
+    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) -> usize {
         // One clock reading per batch (a batch takes well under a millisecond; the core's timers
         // work in milliseconds), taken again after anything that may have waited.
         let mut now = Instant::now();
+        let mut read = 0;
         for i in 0..BATCH {
             // The first packet after a wake-up goes out before the next read: a lone packet (a
             // ping, a request) must not wait for the read that only says "nothing more". The rest
@@ -601,8 +609,11 @@ impl NetworkDriver {
                     break;
                 }
             };
+            read += 1;
             if !self.vnet {
-                self.seal_one(&in_buf[..n], now).await;
+                if self.seal_one(&in_buf[..n], now).await {
+                    now = Instant::now();
+                }
                 continue;
             }
             let Some(h) = VirtioNetHdr::decode(&in_buf[..n]) else {
@@ -623,7 +634,9 @@ impl NetworkDriver {
                         self.counters.bump("tun_bad_checksum_offset");
                         continue;
                     }
-                    self.seal_one(pkt, now).await;
+                    if self.seal_one(pkt, now).await {
+                        now = Instant::now();
+                    }
                 }
                 Some(kind) => {
                     let mut scratch = std::mem::take(&mut self.scratch);
@@ -642,12 +655,14 @@ impl NetworkDriver {
                     }
                     if let Some((e, seg)) = refused {
                         self.refused(e, &seg).await;
+                        now = Instant::now();
                     }
                 }
                 None => self.counters.bump("tun_unknown_gso_type"),
             }
         }
         self.flush_stage().await;
+        read
     }
 
     /// Seal one inner packet into the stage (no I/O).
@@ -664,9 +679,15 @@ impl NetworkDriver {
         }
     }
 
-    async fn seal_one(&mut self, pkt: &[u8], now: Instant) {
-        if let Err(e) = self.seal_staged(pkt, now) {
-            self.refused(e, pkt).await;
+    /// Seal one inner packet into the stage; a refused one is answered with ICMP where that helps.
+    /// Returns whether it was refused (the answer may have waited for the TUN).
+    async fn seal_one(&mut self, pkt: &[u8], now: Instant) -> bool {
+        match self.seal_staged(pkt, now) {
+            Ok(()) => false,
+            Err(e) => {
+                self.refused(e, pkt).await;
+                true
+            }
         }
     }
 
@@ -869,6 +890,8 @@ impl NetworkDriver {
             tracing::warn!(network = %self.name, "reload: network no longer configured; keeping it running");
             return;
         };
+        self.busy
+            .set_window(Duration::from_micros(u64::from(net.tun.busy_poll_us)));
         match self.verifier.set_store(net.identity.trust.clone()) {
             Ok(()) => {
                 self.node.revalidate(Instant::now());
@@ -987,11 +1010,7 @@ impl NetworkDriver {
 /// does not block unless its send buffer was limited; if it would, the packet is dropped and
 /// counted rather than held.
 fn write_tun_now(tun: &TunDevice, counters: &mut DriverCounters, head: &[u8], pkt: &[u8]) {
-    let r = if head.is_empty() {
-        tun.try_send(pkt)
-    } else {
-        tun.try_send2(head, pkt)
-    };
+    let r = tun.send_now(head, pkt);
     match r {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => counters.bump("tun_write_full"),

@@ -282,13 +282,13 @@ impl TunDevice {
             .try_io(Interest::WRITABLE, |fd| write_fd(fd.as_raw_fd(), buf))
     }
 
-    /// Send one packet given as two pieces (a virtio-net header and the packet) in one `writev`,
-    /// without copying them together and without waiting. A TUN write only blocks when the
+    /// Send one packet given as two pieces (a virtio-net header, possibly empty, and the packet)
+    /// in one `writev`, without copying them together and without waiting. This goes to the
+    /// kernel every time rather than through tokio's readiness cache, so one `EAGAIN` does not
+    /// turn the following writes into drops. A TUN write only fails with `EAGAIN` when the
     /// device's send buffer (unlimited unless `TUNSETSNDBUF` lowered it) is exhausted.
-    pub fn try_send2(&self, head: &[u8], body: &[u8]) -> io::Result<usize> {
-        self.fd.try_io(Interest::WRITABLE, |fd| {
-            writev2_fd(fd.as_raw_fd(), head, body)
-        })
+    pub fn send_now(&self, head: &[u8], body: &[u8]) -> io::Result<usize> {
+        writev2_fd(self.fd.get_ref().as_raw_fd(), head, body)
     }
 
     /// Wait until the device is readable, without reading (then drain with [`Self::try_recv`]).
