@@ -8,8 +8,10 @@
 //! and is picked up without a wake-up.
 //!
 //! Spinning costs CPU, so it is bounded twice: by the window after each packet, and by a budget of
-//! [`BUDGET_PERCENT`] of one core per second of wall time (each network of the process has its own). Under sustained load the window never
-//! expires (packets keep coming) and nothing is wasted; with sparse traffic the budget caps the cost.
+//! [`BUDGET_PERCENT`] of one core per second of wall time (each network of the process has its
+//! own). Only the time actually spent polling is charged. Under bulk traffic the windows between
+//! batches add up to that budget (measured: +9% of a core in the receiving daemon of a TCP stream,
+//! no throughput change), so members that only move bulk data may set `busy_poll_us = 0`.
 //! This is a pure state machine: the driver passes `now` in.
 
 use std::time::{Duration, Instant};
