@@ -628,6 +628,32 @@ fn underlay(i: u32) -> SocketAddr {
     )
 }
 
+/// Network-wide pre-shared key and network id of the memory scenario.
+const MEMORY_PSK: [u8; 32] = [3; 32];
+const MEMORY_NETWORK: [u8; 16] = [4; 16];
+
+/// Configuration of one node of the memory scenario: a stand-in credential named `name`, a fixed
+/// RNG seed, no rate limits, no handshakes started on configuration.
+fn memory_node_config(
+    key: StaticSecret,
+    name: String,
+    seed: u8,
+    verifier: &Arc<dyn CredentialVerifier>,
+) -> NodeConfig {
+    let mut cfg = NodeConfig::new(key, MEMORY_PSK, MEMORY_NETWORK, verifier.clone());
+    cfg.credential(
+        StandInCredential {
+            name,
+            addresses: vec![],
+        }
+        .encode(),
+    )
+    .rng_seed([seed; 32]);
+    unlimited(&mut cfg);
+    cfg.eager_handshakes = false;
+    cfg
+}
+
 /// Child process: build a hub Node with `peers` configured peers, establish sessions with the first
 /// `sessions` of them, print "rss_base rss_configured rss_sessions established elapsed_ms".
 fn memory_case_child(args: &[String]) {
@@ -638,8 +664,6 @@ fn memory_case_child(args: &[String]) {
         .unwrap_or(0)
         .min(peers);
     let t_start = Instant::now();
-    let psk = [3u8; 32];
-    let network_id = [4u8; 16];
     let hub_key = key_for(u64::MAX);
     let hub_pub = hub_key.public_key();
     let hub_ip = IpAddr::V4(Ipv4Addr::new(10, 64, 0, 1));
@@ -664,19 +688,9 @@ fn memory_case_child(args: &[String]) {
     let mut now = Instant::now();
 
     let rss_base = vm_kb("VmRSS:");
-    let mut cfg = NodeConfig::new(hub_key, psk, network_id, verifier.clone());
-    cfg.credential(
-        StandInCredential {
-            name: "hub".into(),
-            addresses: vec![],
-        }
-        .encode(),
-    )
-    .rng_seed([1; 32]);
-    unlimited(&mut cfg);
     // at rest: no handshakes started on configuration (the sidecar starts them eagerly; that is
     // handshake state, measured by the sessions case)
-    cfg.eager_handshakes = false;
+    let cfg = memory_node_config(hub_key, "hub".into(), 1, &verifier);
     let mut hub = Node::new(cfg, now, unix).expect("hub node");
     for i in 0..peers {
         let pc = PeerConfig::new(pubs[i as usize])
@@ -694,17 +708,7 @@ fn memory_case_child(args: &[String]) {
             break;
         }
         now += Duration::from_millis(1);
-        let mut cfg = NodeConfig::new(keys[i as usize].clone(), psk, network_id, verifier.clone());
-        cfg.credential(
-            StandInCredential {
-                name: format!("m{i}"),
-                addresses: vec![],
-            }
-            .encode(),
-        )
-        .rng_seed([2; 32]);
-        unlimited(&mut cfg);
-        cfg.eager_handshakes = false;
+        let cfg = memory_node_config(keys[i as usize].clone(), format!("m{i}"), 2, &verifier);
         let mut spoke = Node::new(cfg, now, unix).expect("spoke node");
         let to_hub = spoke
             .add_peer(

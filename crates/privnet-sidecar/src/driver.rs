@@ -32,6 +32,7 @@ use crate::sys::tun::{
     TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN,
 };
 use crate::sys::udp as udpx;
+use crate::turns::Turns;
 use privnet_core::offload::{self, GsoType};
 use std::os::fd::AsRawFd;
 
@@ -487,6 +488,7 @@ impl NetworkDriver {
         let timer = tokio::time::sleep_until(far());
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        let mut turns = Turns::new();
         loop {
             let spinning = self.busy.spinning(Instant::now());
             let deadline = self.node.poll_timeout();
@@ -499,17 +501,25 @@ impl NetworkDriver {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                r = self.udp.readable() => {
+                r = self.udp.readable(), if turns.udp_allowed() => {
                     r?;
                     self.busy.woke(Instant::now());
-                    let n = self.drain_udp(&mut in_buf, &mut out_buf).await;
+                    let (n, full) = self.drain_udp(&mut in_buf, &mut out_buf);
                     self.busy.handled(Instant::now(), n);
+                    if full {
+                        self.counters.bump("udp_batch_full");
+                    }
+                    turns.after_udp(full);
                 }
-                r = self.tun.readable() => {
+                r = self.tun.readable(), if turns.tun_allowed() => {
                     r?;
                     self.busy.woke(Instant::now());
-                    let n = self.drain_tun(&mut in_buf, &mut out_buf).await;
+                    let (n, full) = self.drain_tun(&mut in_buf, &mut out_buf).await;
                     self.busy.handled(Instant::now(), n);
+                    if full {
+                        self.counters.bump("tun_batch_full");
+                    }
+                    turns.after_tun(full);
                 }
                 _ = timer.as_mut(), if armed.is_some() => {
                     armed = None;
@@ -517,6 +527,8 @@ impl NetworkDriver {
                 }
                 _ = snapshot_tick.tick() => self.publish(),
                 Ok(cfg) = reload.recv() => self.reload(&cfg),
+                // A service pass after a full batch (see turns.rs) found nothing else ready.
+                () = std::future::ready(()), if turns.serving() => turns.served(),
                 // Busy polling (see busypoll.rs): nothing was ready, but a packet was handled a
                 // moment ago. Let the runtime poll the kernel without sleeping (`yield_now` makes
                 // it look with a zero timeout) and let any other runnable thread on this CPU go
@@ -534,19 +546,25 @@ impl NetworkDriver {
         Ok(())
     }
 
-    /// Receive and handle up to [`BATCH`] receive calls; returns the datagrams read.
-    async fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) -> usize {
+    /// Receive and handle up to [`BATCH`] receive calls; returns the datagrams read and whether
+    /// the batch was full (the socket did not run dry).
+    fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) -> (usize, bool) {
         let fd = self.udp.as_raw_fd();
         let mut read = 0;
+        let mut full = true;
         for _ in 0..BATCH {
             let (n, from, seg) = match self.udp.try_io(tokio::io::Interest::READABLE, || {
                 udpx::recv_segments(fd, in_buf)
             }) {
                 Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    full = false;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("udp recv: {e}");
                     self.counters.bump("udp_recv_error");
+                    full = false;
                     break;
                 }
             };
@@ -564,7 +582,7 @@ impl NetworkDriver {
             // may only say "nothing more" would add latency and nothing else.
             self.finish_coalescing();
         }
-        read
+        (read, full)
     }
 
     /// Hand a decrypted inner packet to the TUN: at once without offloads, else through the
@@ -586,12 +604,14 @@ impl NetworkDriver {
             .finish(&mut |p: &[u8], info| write_coalesced(tun, counters, p, info));
     }
 
-    /// Read and seal up to [`BATCH`] TUN packets; returns the packets read.
-    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) -> usize {
+    /// Read and seal up to [`BATCH`] TUN packets; returns the packets read and whether the batch
+    /// was full (the TUN did not run dry).
+    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) -> (usize, bool) {
         // One clock reading per batch (a batch takes well under a millisecond; the core's timers
         // work in milliseconds), taken again after anything that may have waited.
         let mut now = Instant::now();
         let mut read = 0;
+        let mut full = true;
         for i in 0..BATCH {
             // The first packet after a wake-up goes out before the next read: a lone packet (a
             // ping, a request) must not wait for the read that only says "nothing more". The rest
@@ -602,10 +622,14 @@ impl NetworkDriver {
             }
             let n = match self.tun.try_recv(in_buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    full = false;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("tun recv: {e}");
                     self.counters.bump("tun_recv_error");
+                    full = false;
                     break;
                 }
             };
@@ -662,7 +686,7 @@ impl NetworkDriver {
             }
         }
         self.flush_stage().await;
-        read
+        (read, full)
     }
 
     /// Seal one inner packet into the stage (no I/O).

@@ -13,3 +13,4 @@ pub mod driver;
 pub mod files;
 pub mod logging;
 pub mod sys;
+pub mod turns;
