@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use privnet_core::credential::{PeerIdentity, StandInCredential, StaticKeyVerifier};
-use privnet_core::crypto::{x25519, StaticSecret};
+use privnet_core::crypto::{x25519, CipherSuite, StaticSecret};
 use privnet_core::testing::{ipv4_udp, LinkConfig, TestNetwork};
 use privnet_core::{
     CredentialVerifier, Decapsulated, Encapsulated, Node, NodeConfig, PeerConfig, PeerId,
@@ -221,13 +221,15 @@ struct Pair {
     net: TestNetwork,
 }
 
-fn pair() -> Pair {
+fn pair(suite: CipherSuite) -> Pair {
     let net = TestNetwork::new(2, 91);
     let now = Instant::now();
     let mut ca = net.config(0, 7);
     unlimited(&mut ca);
+    ca.cipher = suite;
     let mut cb = net.config(1, 7);
     unlimited(&mut cb);
+    cb.cipher = suite;
     cb.eager_handshakes = false;
     let mut a = net.node(0, ca, now, net.unix_start);
     let mut b = net.node(1, cb, now, net.unix_start);
@@ -266,8 +268,13 @@ fn gbps(bytes: f64, secs: f64) -> f64 {
 
 fn scenario_seal(o: &Opts) -> Vec<Row> {
     let mut rows = Vec::new();
-    for len in [1420usize, 64] {
-        let mut p = pair();
+    for (suite, len) in [
+        (CipherSuite::Aes256Gcm, 1420usize),
+        (CipherSuite::Aes256Gcm, 64),
+        (CipherSuite::ChaCha20Poly1305, 1420),
+        (CipherSuite::ChaCha20Poly1305, 64),
+    ] {
+        let mut p = pair(suite);
         let packet = inner_packet(&p.net, 0, 1, len);
         let mut out = vec![0u8; 2048];
         // seal: time-bounded loop in chunks of 1024
@@ -286,7 +293,7 @@ fn scenario_seal(o: &Opts) -> Vec<Row> {
         let seal_ns = seal_s * 1e9 / n as f64;
 
         // open: seal a batch (untimed), then open it in order (timed)
-        let mut p = pair();
+        let mut p = pair(suite);
         let batch = 1024;
         let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(batch);
         let mut opened = vec![0u8; 2048];
@@ -315,7 +322,7 @@ fn scenario_seal(o: &Opts) -> Vec<Row> {
         let open_ns = open_time.as_secs_f64() * 1e9 / m as f64;
         rows.push(Row {
             scenario: "seal/open",
-            case: format!("{len} B inner packet"),
+            case: format!("{len} B inner packet, {suite}"),
             figures: vec![
                 ("seal_ns_per_pkt", seal_ns),
                 ("seal_gbit_s", gbps(len as f64, seal_ns / 1e9)),
@@ -533,7 +540,7 @@ fn scenario_udp(o: &Opts) -> Vec<Row> {
 
 fn scenario_handshake(o: &Opts) -> Vec<Row> {
     let budget = Duration::from_secs_f64(o.secs);
-    let mut p = pair();
+    let mut p = pair(CipherSuite::default());
     let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
     let t0 = Instant::now();
     let mut n = 0u64;

@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub network_psk: [u8; 32],
     /// The network id (bound into the Noise prologue).
     pub network_id: [u8; 16],
+    /// The network's AEAD (every member of a network must use the same).
+    pub cipher: crate::crypto::CipherSuite,
     /// Our credential (member certificate bytes) sent inside handshakes.
     pub credential: Vec<u8>,
     /// Validates credentials presented by peers.
@@ -89,6 +91,7 @@ impl NodeConfig {
             static_secret,
             network_psk,
             network_id,
+            cipher: crate::crypto::CipherSuite::default(),
             credential: Vec::new(),
             verifier,
             rng_seed: [0; 32],

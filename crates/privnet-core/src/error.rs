@@ -89,6 +89,8 @@ drop_reasons! {
     BufferTooSmall => "buffer_too_small",
     /// Inner packet larger than the tunnel MTU.
     TooBig => "too_big",
+    /// Handshake message (valid mac1) from a member configured with another cipher suite.
+    CipherMismatch => "cipher_mismatch",
 }
 
 impl fmt::Display for DropReason {

@@ -15,6 +15,7 @@ use crate::wire::{
 /// What the node's handshake functions need to know about the local member.
 pub(crate) struct LocalKeys<'a> {
     pub(crate) params: &'a NoiseParams,
+    pub(crate) cipher_id: u8,
     pub(crate) static_secret: &'a StaticSecret,
     pub(crate) static_public: &'a PublicKey,
     pub(crate) static_dh: &'a crate::crypto::StaticDhCache,
@@ -90,7 +91,7 @@ pub(crate) fn build_initiation(
     let noise_len = KEY_LEN + KEY_LEN + TAG_LEN + payload.len() + TAG_LEN;
     let total = INITIATION_NOISE_OFFSET + noise_len + 2 * MAC_LEN;
     let mut msg = vec![0u8; total];
-    wire::write_header(&mut msg, TYPE_INITIATION);
+    wire::write_handshake_header(&mut msg, TYPE_INITIATION, keys.cipher_id);
     msg[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&local_index.to_le_bytes());
     let n = state
         .write_message(
@@ -152,6 +153,7 @@ pub(crate) fn read_initiation(
 /// Build the response to a consumed initiation. Costs two Diffie-Hellman operations.
 pub(crate) fn build_response(
     mut state: HandshakeState,
+    cipher_id: u8,
     local_index: u32,
     remote_index: u32,
     credential: &[u8],
@@ -164,7 +166,7 @@ pub(crate) fn build_response(
     let noise_len = KEY_LEN + credential.len() + TAG_LEN;
     let total = RESPONSE_NOISE_OFFSET + noise_len + 2 * MAC_LEN;
     let mut msg = vec![0u8; total];
-    wire::write_header(&mut msg, TYPE_RESPONSE);
+    wire::write_handshake_header(&mut msg, TYPE_RESPONSE, cipher_id);
     msg[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&local_index.to_le_bytes());
     msg[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&remote_index.to_le_bytes());
     let n = state

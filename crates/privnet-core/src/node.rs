@@ -221,7 +221,9 @@ impl Node {
         if cfg.credential.len() > wire::MAX_CREDENTIAL_LEN {
             return Err(NodeError::CredentialTooLarge);
         }
-        let params: NoiseParams = crypto::NOISE_PARAMS
+        let params: NoiseParams = cfg
+            .cipher
+            .noise_params()
             .parse()
             .map_err(|_| NodeError::LowOrderKey)?;
         let our_public = cfg.static_secret.public_key();
@@ -834,6 +836,7 @@ impl Node {
         let ts = Tai64N::from_unix(self.unix_time(now));
         let keys = LocalKeys {
             params: &self.params,
+            cipher_id: self.cfg.cipher.wire_id(),
             static_secret: &self.cfg.static_secret,
             static_public: &self.our_public,
             static_dh: &self.static_dh,
@@ -1141,6 +1144,22 @@ impl Node {
         }
     }
 
+    /// The cipher suite named by a handshake message that passed mac1 (so it comes from a holder
+    /// of the network's key) must be ours: another one is a different Noise protocol, which would
+    /// fail later as an anonymous `handshake_failed`.
+    fn check_cipher(&self, id: u8) -> Result<(), DropReason> {
+        if id == self.cfg.cipher.wire_id() {
+            Ok(())
+        } else {
+            tracing::debug!(
+                ours = %self.cfg.cipher,
+                theirs = ?crypto::CipherSuite::from_wire_id(id),
+                "handshake from a member with another cipher suite"
+            );
+            Err(DropReason::CipherMismatch)
+        }
+    }
+
     /// Admission of a handshake message that passed mac1 and is about to cost Diffie-Hellman work:
     /// load accounting; under load a valid mac2 (else a cookie reply to `from`, answering `sender`,
     /// with `mac1` as associated data); then the per-source rate limit.
@@ -1169,6 +1188,7 @@ impl Node {
         now: Instant,
     ) -> Result<(), DropReason> {
         let mac1 = self.check_mac1(m.mac1_parts())?;
+        self.check_cipher(m.cipher_id())?;
         self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
         // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
         // which our X25519 refuses: the handshake stops there with `BadKey`.
@@ -1177,6 +1197,7 @@ impl Node {
         self.rng.fill_bytes(&mut seed);
         let keys = LocalKeys {
             params: &self.params,
+            cipher_id: self.cfg.cipher.wire_id(),
             static_secret: &self.cfg.static_secret,
             static_public: &self.our_public,
             static_dh: &self.static_dh,
@@ -1241,6 +1262,7 @@ impl Node {
         let local_index = self.new_index(id);
         let built = handshake::build_response(
             rx.state,
+            self.cfg.cipher.wire_id(),
             local_index,
             m.sender(),
             &self.cfg.credential,
@@ -1289,6 +1311,7 @@ impl Node {
         now: Instant,
     ) -> Result<(), DropReason> {
         let mac1 = self.check_mac1(m.mac1_parts())?;
+        self.check_cipher(m.cipher_id())?;
         let id = *self
             .indices
             .get(&m.receiver())

@@ -3,11 +3,14 @@
 //! All integers are little-endian. Every message starts with a 4-byte header:
 //!
 //! ```text
-//!  0      1        2        4
-//!  +------+--------+--------+
-//!  | type | version| reserved (0) |
-//!  +------+--------+--------+
+//!  0      1         2         3          4
+//!  +------+---------+---------+----------+
+//!  | type | version | cipher  | reserved |
+//!  +------+---------+---------+----------+
 //! ```
+//!
+//! `cipher` is the sender's [`CipherSuite`](crate::crypto::CipherSuite) wire id in initiations and
+//! responses (covered by mac1) and 0 in the other types; `reserved` is 0.
 //!
 //! Parsing is two-layered in the smoltcp style: [`parse`] checks the header and the exact length
 //! rules once and returns a borrowed view; once a view exists none of its accessors can panic.
@@ -75,8 +78,14 @@ pub const RESPONSE_NOISE_OFFSET: usize = HEADER_LEN + 8;
 /// Write the common header for `msg_type` into `buf[..4]`.
 #[inline]
 pub fn write_header(buf: &mut [u8], msg_type: u8) {
+    write_handshake_header(buf, msg_type, 0);
+}
+
+/// Write the common header of an initiation or response naming the cipher suite `cipher_id`.
+#[inline]
+pub fn write_handshake_header(buf: &mut [u8], msg_type: u8, cipher_id: u8) {
     if let Some(h) = buf.get_mut(..HEADER_LEN) {
-        h.copy_from_slice(&[msg_type, VERSION, 0, 0]);
+        h.copy_from_slice(&[msg_type, VERSION, cipher_id, 0]);
     }
 }
 
@@ -122,6 +131,10 @@ impl<'a> Initiation<'a> {
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
+    /// The sender's cipher suite wire id (header byte 2).
+    pub fn cipher_id(&self) -> u8 {
+        self.bytes.get(2).copied().unwrap_or(0)
+    }
     /// The initiator's session index.
     pub fn sender(&self) -> u32 {
         u32_at(self.bytes, HEADER_LEN)
@@ -155,6 +168,10 @@ impl<'a> Response<'a> {
     /// The whole message.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+    /// The sender's cipher suite wire id (header byte 2).
+    pub fn cipher_id(&self) -> u8 {
+        self.bytes.get(2).copied().unwrap_or(0)
     }
     /// The responder's session index.
     pub fn sender(&self) -> u32 {
@@ -252,8 +269,9 @@ pub fn parse(datagram: &[u8]) -> Result<Message<'_>, DropReason> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(DropReason::BadLength);
     }
-    let (t, v, r) = (datagram[0], datagram[1], [datagram[2], datagram[3]]);
-    if v != VERSION || r != [0, 0] {
+    let (t, v, cipher, reserved) = (datagram[0], datagram[1], datagram[2], datagram[3]);
+    let handshake = t == TYPE_INITIATION || t == TYPE_RESPONSE;
+    if v != VERSION || reserved != 0 || (cipher != 0 && !handshake) {
         return Err(DropReason::BadType);
     }
     let len = datagram.len();
@@ -347,6 +365,24 @@ mod tests {
         write_header(&mut d, TYPE_DATA);
         d[3] = 1;
         assert_eq!(parse(&d).err(), Some(DropReason::BadType));
+        // the cipher byte is meaningful only in initiations and responses
+        for (t, len) in [
+            (TYPE_DATA, DATA_MIN_LEN),
+            (TYPE_COOKIE_REPLY, COOKIE_REPLY_LEN),
+            (TYPE_INITIATION, INITIATION_MIN_LEN),
+            (TYPE_RESPONSE, RESPONSE_MIN_LEN),
+        ] {
+            let mut b = vec![0u8; len];
+            write_handshake_header(&mut b, t, 7);
+            let handshake = t == TYPE_INITIATION || t == TYPE_RESPONSE;
+            assert_eq!(parse(&b).is_ok(), handshake, "type {t}");
+            match parse(&b) {
+                Ok(Message::Initiation(m)) => assert_eq!(m.cipher_id(), 7),
+                Ok(Message::Response(m)) => assert_eq!(m.cipher_id(), 7),
+                Ok(_) => panic!("type {t}"),
+                Err(e) => assert_eq!(e, DropReason::BadType),
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use privnet_core::config::{REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_ATTEMPT_TIME};
+use privnet_core::crypto::CipherSuite;
 use privnet_core::testing::{ipv4_udp, udp_payload, LinkConfig, Sim, TestNetwork};
 use privnet_core::{DropReason, Encapsulated};
 
@@ -476,4 +477,63 @@ fn persistent_keepalive_keeps_an_idle_session_up_indefinitely() {
     }
     assert!(sim.nodes[0].node.stats().keepalives_sent >= 40);
     assert!(sim.nodes[0].node.stats().handshakes_completed >= 8);
+}
+
+/// A two-member network whose members use the given cipher suites.
+fn sim_with_suites(net: &TestNetwork, seed: u64, suites: [CipherSuite; 2]) -> Sim {
+    let mut sim = Sim::new(seed, LinkConfig::default());
+    let now = sim.now;
+    for (i, suite) in suites.into_iter().enumerate() {
+        let mut cfg = net.config(i, seed);
+        cfg.cipher = suite;
+        let node = net.node(i, cfg, now, net.unix_start);
+        sim.add_node(node, net.underlay[i]);
+    }
+    sim
+}
+
+#[test]
+fn both_cipher_suites_carry_traffic() {
+    for (k, suite) in CipherSuite::ALL.into_iter().enumerate() {
+        let net = TestNetwork::new(2, 40 + k as u8);
+        let mut sim = sim_with_suites(&net, 40 + k as u64, [suite; 2]);
+        sim.run_until_cond(Duration::from_secs(5), |s| established(s, 0, 1, &net))
+            .unwrap_or_else(|| panic!("{suite}: no handshake"));
+        for i in 0..10 {
+            assert!(matches!(
+                sim.send_packet(0, &packet(&net, 0, 1, i)),
+                Ok(Encapsulated::Send(_))
+            ));
+        }
+        sim.run_for(Duration::from_millis(50));
+        assert_eq!(seqs(&sim, 1), (0..10).collect::<Vec<_>>(), "{suite}");
+        for n in &sim.nodes {
+            assert_eq!(n.node.stats().dropped(DropReason::CipherMismatch), 0);
+            assert_eq!(n.node.stats().dropped(DropReason::HandshakeFailed), 0);
+        }
+    }
+}
+
+#[test]
+fn members_with_different_cipher_suites_never_connect_and_say_why() {
+    let net = TestNetwork::new(2, 42);
+    let mut sim = sim_with_suites(
+        &net,
+        42,
+        [CipherSuite::Aes256Gcm, CipherSuite::ChaCha20Poly1305],
+    );
+    for i in 0..3 {
+        let _ = sim.send_packet(0, &packet(&net, 0, 1, i));
+    }
+    sim.run_for(Duration::from_secs(20));
+    assert!(!established(&sim, 0, 1, &net));
+    assert!(!established(&sim, 1, 0, &net));
+    assert!(seqs(&sim, 1).is_empty());
+    // Both sides initiated (eagerly, then retransmitting every 5 s); each counted the other's
+    // initiations as a cipher mismatch, not as an anonymous handshake failure.
+    for n in &sim.nodes {
+        let mismatches = n.node.stats().dropped(DropReason::CipherMismatch);
+        assert!(mismatches >= 2, "{mismatches}: {:?}", n.node.stats());
+        assert_eq!(n.node.stats().dropped(DropReason::HandshakeFailed), 0);
+    }
 }

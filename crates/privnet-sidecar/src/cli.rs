@@ -725,7 +725,7 @@ fn check(a: &CheckArgs) -> ExitCode {
             for n in &cfg.networks {
                 let c = &n.identity.certificate;
                 println!(
-                    "ok: {}: network `{}` ({}), member `{}` ({}), {} peer(s), listen {}, certificate expires {}",
+                    "ok: {}: network `{}` ({}), member `{}` ({}), {} peer(s), listen {}, cipher {}, certificate expires {}",
                     n.file.display(),
                     n.network,
                     n.network_id,
@@ -733,6 +733,7 @@ fn check(a: &CheckArgs) -> ExitCode {
                     join(c.addresses()),
                     n.peers.len(),
                     n.listen,
+                    n.cipher,
                     utc(c.not_after().min(n.identity.trust.cas().iter().map(CaCertificate::not_after).max().unwrap_or(0)))
                 );
             }

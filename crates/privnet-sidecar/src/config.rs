@@ -20,6 +20,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ipnetwork::IpNetwork;
+use privnet_core::crypto::CipherSuite;
 use privnet_core::identity::{
     CaCertificate, CertError, MemberCertificate, NetworkId, NoiseKeyPair, RevocationList,
     TrustStore, TrustStoreError,
@@ -112,6 +113,30 @@ pub struct NodeSection {
     /// Policy file (optional).
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// The network's AEAD; the same on every member of the network.
+    #[serde(default)]
+    pub cipher: CipherName,
+}
+
+/// `[node] cipher`: the configuration names of [`CipherSuite`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum CipherName {
+    /// AES-256-GCM (default).
+    #[default]
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl From<CipherName> for CipherSuite {
+    fn from(c: CipherName) -> Self {
+        match c {
+            CipherName::Aes256Gcm => CipherSuite::Aes256Gcm,
+            CipherName::ChaCha20Poly1305 => CipherSuite::ChaCha20Poly1305,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -578,6 +603,8 @@ pub struct NetworkConfig {
     pub paths: IdentityPaths,
     /// UDP listen address.
     pub listen: SocketAddr,
+    /// The network's AEAD (`[node] cipher`).
+    pub cipher: CipherSuite,
     /// Static peers.
     pub peers: Vec<PeerConfig>,
     /// Overlay interface.
@@ -1003,6 +1030,7 @@ fn validate_network(ctx: &mut Ctx<'_>, raw: &FileConfig, now: u64) -> Option<Net
         },
         paths,
         listen: node.listen,
+        cipher: node.cipher.into(),
         peers,
         tun,
         policy,

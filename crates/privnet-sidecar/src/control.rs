@@ -332,13 +332,14 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
         let g = |k: &str| n.get(k).cloned().unwrap_or(serde_json::Value::Null);
         let _ = writeln!(
             o,
-            "network {} — member {} ({}), device {} {}, listening on {}, up {} s",
+            "network {} — member {} ({}), device {} {}, listening on {}, cipher {}, up {} s",
             g("network").as_str().unwrap_or("?"),
             g("member").as_str().unwrap_or("?"),
             g("public_key").as_str().unwrap_or("?"),
             g("device").as_str().unwrap_or("?"),
             joined(&g("addresses")),
             g("listen").as_str().unwrap_or("?"),
+            g("cipher").as_str().unwrap_or("?"),
             g("uptime_secs")
         );
         let _ = writeln!(

@@ -82,6 +82,8 @@ pub struct NetworkSnapshot {
     pub public_key: String,
     /// Underlay listen address.
     pub listen: String,
+    /// The network's cipher suite.
+    pub cipher: String,
     /// TUN device.
     pub device: String,
     /// Our overlay addresses.
@@ -285,6 +287,8 @@ struct NetworkDriver {
     expiry_warned: HashMap<String, Instant>,
     /// Busy polling after activity.
     busy: BusyPoll,
+    /// The network's AEAD (fixed for the life of the process).
+    cipher: privnet_core::crypto::CipherSuite,
 }
 
 impl NetworkDriver {
@@ -320,6 +324,7 @@ impl NetworkDriver {
         );
         cfg.credential(cert.to_bytes()).rng_seed(seed);
         cfg.mtu = path_mtu;
+        cfg.cipher = net.cipher;
         let mut node = Node::new(cfg, now, unix).map_err(|e| anyhow!("node: {e}"))?;
 
         // Underlay socket.
@@ -468,6 +473,7 @@ impl NetworkDriver {
             coalescer,
             expiry_warned: HashMap::new(),
             busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
+            cipher: net.cipher,
         })
     }
 
@@ -916,6 +922,10 @@ impl NetworkDriver {
         };
         self.busy
             .set_window(Duration::from_micros(u64::from(net.tun.busy_poll_us)));
+        if net.cipher != self.cipher {
+            tracing::warn!(network = %self.name, running = %self.cipher, configured = %net.cipher,
+                "reload: a new cipher takes effect only after a restart (every member of the network must change it); keeping the running one");
+        }
         match self.verifier.set_store(net.identity.trust.clone()) {
             Ok(()) => {
                 self.node.revalidate(Instant::now());
@@ -1003,6 +1013,7 @@ impl NetworkDriver {
             member: self.member.clone(),
             public_key: b64(&self.node.public_key()),
             listen: self.listen.to_string(),
+            cipher: self.cipher.to_string(),
             device: self.tun.name().to_owned(),
             addresses: self.addresses.clone(),
             uptime_secs: now.saturating_duration_since(self.started).as_secs(),

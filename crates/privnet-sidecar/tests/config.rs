@@ -2,6 +2,7 @@
 //! offending key), and several networks in one process.
 #![allow(clippy::unwrap_used)]
 
+use privnet_core::crypto::CipherSuite;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,7 @@ network_psk = "network.psk"
 revocation_list = "revoked.txt"
 listen = "0.0.0.0:51820"
 policy = "policy.toml"
+cipher = "chacha20-poly1305"
 
 [tun]
 mode = "tun"
@@ -218,6 +220,7 @@ fn valid_config_loads() {
     assert_eq!(n.peers[1].addresses[1], "10.88.1.0/24".parse().unwrap());
     assert_eq!(n.peers[1].endpoint, None);
     assert_eq!(n.tun.mode, TunMode::Tun);
+    assert_eq!(n.cipher, CipherSuite::ChaCha20Poly1305);
     assert_eq!(n.paths.private_key, fx.dir.join("member-a.key"));
     assert_eq!(
         n.policy.as_deref(),
@@ -235,6 +238,7 @@ fn minimal_config_uses_defaults() {
     fx.replace("listen = \"0.0.0.0:51820\"\n", "");
     fx.replace("revocation_list = \"revoked.txt\"\n", "");
     fx.replace("policy = \"policy.toml\"\n", "");
+    fx.replace("cipher = \"chacha20-poly1305\"\n", "");
     let cfg = fx.load().unwrap();
     let n = &cfg.networks[0];
     assert_eq!(n.listen.port(), 51820);
@@ -242,6 +246,7 @@ fn minimal_config_uses_defaults() {
     assert_eq!(n.tun.mtu, config::DEFAULT_MTU);
     assert_eq!(n.tun.name, config::DEFAULT_TUN_NAME);
     assert_eq!(n.tun.busy_poll_us, config::DEFAULT_BUSY_POLL_US);
+    assert_eq!(n.cipher, CipherSuite::Aes256Gcm);
     assert_eq!(cfg.metrics.listen, None);
     assert_eq!(cfg.status.socket, None);
     assert_eq!(cfg.log.level, LogLevel::Info);
@@ -307,6 +312,9 @@ fn cases() -> Vec<Case> {
         }),
         case("tun.busy_poll_us negative", "tun.busy_poll_us", |f| {
             f.replace("busy_poll_us = 200", "busy_poll_us = -1")
+        }),
+        case("node.cipher unknown", "node.cipher", |f| {
+            f.replace("cipher = \"chacha20-poly1305\"", "cipher = \"aes\"")
         }),
         case("tun.mode unknown", "tun.mode", |f| {
             f.replace("mode = \"tun\"", "mode = \"tap\"")
