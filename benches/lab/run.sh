@@ -12,7 +12,7 @@
 # 4. measures the one-core ChaCha20-Poly1305 ceiling with openssl, pinned to CPU $PIN_CPU,
 # 5. writes results/results.md and results/results.json (and raw data in results/raw/).
 #
-# Environment: REPS=3, SYSTEMS="baseline wireguard-go boringtun nebula privnet", SKIP_INSTALL=1,
+# Environment: REPS=3, SYSTEMS="baseline wireguard-go boringtun nebula privnet privnet-chacha", SKIP_INSTALL=1,
 # SKIP_BUILD=1 (use target/release/privnet as it is), SKIP_CRYPTO=1, RUN_TIMEOUT=300 (s per system run),
 # RESULTS=benches/lab/results, plus the test knobs of lib.sh (TCP_SECS, UDP_SECS, PING_COUNT, ...).
 set -euo pipefail
@@ -20,7 +20,7 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
 REPS=${REPS:-3}
-SYSTEMS=${SYSTEMS:-"baseline wireguard-go boringtun nebula privnet"}
+SYSTEMS=${SYSTEMS:-"baseline wireguard-go boringtun nebula privnet privnet-chacha"}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 PIN_CPU=${PIN_CPU:-1}
 export RESULTS=${RESULTS:-$LAB_DIR/results}
@@ -53,7 +53,7 @@ for t in iperf3 jq ip ping python3; do command -v "$t" >/dev/null || die "missin
 # ---- 2. privnet binary -----------------------------------------------------------------------------
 BIN_DIR=$(mktemp -d /tmp/privnet-lab-bin.XXXXXX)
 trap 'rm -rf "$BIN_DIR"' EXIT
-if [[ " $SYSTEMS " == *" privnet "* ]]; then
+if [[ " $SYSTEMS " == *" privnet"* ]]; then
   if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$REPO" && cargo build --release -p privnet-sidecar --bin privnet) || die "cargo build failed"
   fi

@@ -1,7 +1,7 @@
 //! The responder side of the handshake. The target writes a correct mac1 into the input (when it is
 //! long enough to be an initiation) so the fuzzer gets past the cheap check and into Noise
 //! processing, credential verification and timestamp logic. Invariant: no panic, every refusal is
-//! counted, and a refused message never creates a session.
+//! counted, and a refused message never creates a session. Both cipher suites are covered.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use privnet_core::crypto;
@@ -12,13 +12,21 @@ fuzz_target!(|data: &[u8]| {
     let net = TestNetwork::new(2, 200);
     let mut cfg = net.config(0, 1);
     cfg.eager_handshakes = false;
+    // Byte 2 of the input picks the cipher suite of the node and of the message alike, so both
+    // suites' Noise processing is reached (the raw input fed below covers the mismatch path).
+    let suite = if data.get(2).is_some_and(|b| b & 1 == 1) {
+        crypto::CipherSuite::ChaCha20Poly1305
+    } else {
+        crypto::CipherSuite::Aes256Gcm
+    };
+    cfg.cipher = suite;
     let now = std::time::Instant::now();
     let mut node: Node = net.node(0, cfg, now, net.unix_start);
     let mut msg = data.to_vec();
     if msg.len() >= 4 {
         msg[0] = 1;
         msg[1] = 1;
-        msg[2] = 0;
+        msg[2] = suite.wire_id();
         msg[3] = 0;
     }
     let len = msg.len();

@@ -6,6 +6,8 @@
 source "$(dirname "$0")/../lib.sh"
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
 # PRIVNET_BUSY_POLL_US: [tun] busy_poll_us of both members (unset: the sidecar's default).
+# PRIVNET_CIPHER: [node] cipher of both members (unset: the default, aes-256-gcm); PRIVNET_SYSTEM: the
+# name the results are filed under (systems/privnet-chacha.sh sets both).
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY DEV
@@ -17,6 +19,7 @@ certificate = "$WORK/$1/member.crt"
 ca_certificates = ["$WORK/ca/ca.crt"]
 network_psk = "$WORK/ca/network.psk"
 listen = "$5:$PRIVNET_PORT"
+${PRIVNET_CIPHER:+cipher = \"$PRIVNET_CIPHER\"}
 
 [tun]
 mode = "tun"
@@ -64,4 +67,4 @@ sys_start() {
 }
 
 sys_stop() { lab_kill $PIDS_A $PIDS_B; }
-lab_main privnet
+lab_main "${PRIVNET_SYSTEM:-privnet}"

@@ -45,23 +45,30 @@ pub enum OffloadError {
     BadSize,
 }
 
-/// One's-complement sum of `data` (big-endian 16-bit words), not folded.
+/// One's-complement sum of `data` (big-endian 16-bit words) added to `acc`, not folded.
+///
+/// The data is summed in native little-endian 32-bit words (no byte swaps, which lets the compiler
+/// vectorise the loop), folded, and byte-swapped into the big-endian domain once at the end: the
+/// one's-complement sum does not depend on byte order (RFC 1071 §2.B). The folded result is the
+/// same as summing big-endian words one by one (checked against that in the tests).
 #[inline]
-pub fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
+pub fn sum(data: &[u8], acc: u64) -> u64 {
+    let mut le: u64 = 0;
+    let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc = acc.wrapping_add(w >> 32).wrapping_add(w & 0xffff_ffff);
+        le += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     }
-    let mut rest = chunks.remainder();
-    while rest.len() >= 2 {
-        acc = acc.wrapping_add(u64::from(u16::from_be_bytes([rest[0], rest[1]])));
-        rest = &rest[2..];
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 2 <= rest.len() {
+        le += u64::from(u16::from_le_bytes([rest[i], rest[i + 1]]));
+        i += 2;
     }
-    if let Some(&b) = rest.first() {
-        acc = acc.wrapping_add(u64::from(b) << 8);
+    if let Some(&b) = rest.get(i) {
+        // an odd last byte is the high byte of a big-endian word: the low byte here
+        le += u64::from(b);
     }
-    acc
+    acc.wrapping_add(u64::from(fold(le).swap_bytes()))
 }
 
 /// Fold a sum to 16 bits.
@@ -620,6 +627,46 @@ pub fn transport_checksum_ok(pkt: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The textbook sum: big-endian 16-bit words, one at a time.
+    fn reference_sum(data: &[u8], mut acc: u64) -> u64 {
+        for w in data.chunks(2) {
+            let hi = u64::from(w[0]) << 8;
+            acc += hi | w.get(1).map_or(0, |&b| u64::from(b));
+        }
+        acc
+    }
+
+    #[test]
+    fn sum_equals_the_textbook_sum() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data = vec![0u8; 1600];
+        for round in 0..3000 {
+            for b in data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if round % 7 == 0 {
+                data.iter_mut().for_each(|b| *b = 0xff); // all-ones words: the two zeros
+            }
+            if round % 11 == 0 {
+                data.iter_mut().for_each(|b| *b = 0);
+            }
+            let len = (x % 1600) as usize;
+            let acc = if round % 3 == 0 { x >> 40 } else { 0 };
+            assert_eq!(
+                fold(sum(&data[..len], acc)),
+                fold(reference_sum(&data[..len], acc)),
+                "len {len} acc {acc}"
+            );
+        }
+        for len in 0..9 {
+            let d = [0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xfe];
+            assert_eq!(fold(sum(&d[..len], 5)), fold(reference_sum(&d[..len], 5)));
+        }
+    }
 
     fn tcp_v4(payload: usize, flags: u8) -> Vec<u8> {
         let mut p = vec![0u8; 20 + 32 + payload];

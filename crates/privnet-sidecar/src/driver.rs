@@ -530,9 +530,16 @@ impl NetworkDriver {
                 _ = timer.as_mut(), if armed.is_some() => {
                     armed = None;
                     self.node.handle_timeout(Instant::now());
+                    turns.after_service();
                 }
-                _ = snapshot_tick.tick() => self.publish(),
-                Ok(cfg) = reload.recv() => self.reload(&cfg),
+                _ = snapshot_tick.tick() => {
+                    self.publish();
+                    turns.after_service();
+                }
+                Ok(cfg) = reload.recv() => {
+                    self.reload(&cfg);
+                    turns.after_service();
+                }
                 // A service pass after a full batch (see turns.rs) found nothing else ready.
                 () = std::future::ready(()), if turns.serving() => turns.served(),
                 // Busy polling (see busypoll.rs): nothing was ready, but a packet was handled a

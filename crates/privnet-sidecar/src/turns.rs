@@ -11,10 +11,14 @@
 //! machine makes the loop pay its debts before that input goes again:
 //! * after a full UDP batch the TUN gets a turn before the socket does,
 //! * after any full batch the timer, snapshot and reload get a *service pass* in which neither
-//!   packet input is polled; the pass ends when none of them is ready.
+//!   packet input is polled; the pass ends when none of them is ready, or after
+//!   [`MAX_SERVICE_ITEMS`] of them (so a timer that stays due cannot stop the packets in turn).
 //!
 //! So under a flood of both inputs the loop runs UDP, TUN, service, UDP, ...; without a full batch
 //! nothing changes. This is a pure state machine, tested below without I/O.
+
+/// Most timer/snapshot/reload items handled in one service pass.
+pub const MAX_SERVICE_ITEMS: u8 = 4;
 
 /// Which inputs the next pass of the driver's loop may poll.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct Turns {
     owe_tun: bool,
     /// The non-packet inputs are owed a pass.
     owe_service: bool,
+    /// Items the service pass may still handle.
+    service_left: u8,
 }
 
 impl Turns {
@@ -51,7 +57,7 @@ impl Turns {
     pub fn after_udp(&mut self, full: bool) {
         if full {
             self.owe_tun = true;
-            self.owe_service = true;
+            self.owe_service();
         }
     }
 
@@ -59,7 +65,24 @@ impl Turns {
     pub fn after_tun(&mut self, full: bool) {
         self.owe_tun = false;
         if full {
+            self.owe_service();
+        }
+    }
+
+    fn owe_service(&mut self) {
+        if !self.owe_service {
             self.owe_service = true;
+            self.service_left = MAX_SERVICE_ITEMS;
+        }
+    }
+
+    /// A timer, snapshot or reload was handled (in a service pass or not).
+    pub fn after_service(&mut self) {
+        if self.owe_service {
+            self.service_left = self.service_left.saturating_sub(1);
+            if self.service_left == 0 {
+                self.served();
+            }
         }
     }
 
@@ -124,7 +147,10 @@ mod tests {
                     t.after_tun(tun == Some(true));
                     tun_dry = tun == Some(false);
                 }
-                Pick::Service => service_ready = false,
+                Pick::Service => {
+                    service_ready = false;
+                    t.after_service();
+                }
                 Pick::Served => t.served(),
                 Pick::Sleep => {}
             }
@@ -185,6 +211,27 @@ mod tests {
         for p in [Udp, Tun, Service] {
             assert!(longest_gap(&picks, p) <= 8, "{p:?}: {picks:?}");
         }
+    }
+
+    #[test]
+    fn a_timer_that_stays_due_cannot_stop_the_packets() {
+        // the timer is ready on every pass (a deadline that handling does not clear)
+        let mut t = Turns::new();
+        let mut picks = Vec::new();
+        for _ in 0..40 {
+            let p = pick(&t, true, true, true);
+            match p {
+                Pick::Udp => t.after_udp(true),
+                Pick::Tun => t.after_tun(true),
+                Pick::Service => t.after_service(),
+                Pick::Served => t.served(),
+                Pick::Sleep => {}
+            }
+            picks.push(p);
+        }
+        let gap = usize::from(MAX_SERVICE_ITEMS) + 1;
+        assert!(longest_gap(&picks, Pick::Udp) <= gap + 1, "{picks:?}");
+        assert!(longest_gap(&picks, Pick::Tun) <= gap + 1, "{picks:?}");
     }
 
     #[test]
