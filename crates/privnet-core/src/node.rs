@@ -266,6 +266,11 @@ impl Node {
         })
     }
 
+    /// The network's cipher suite (`NodeConfig::cipher`).
+    pub fn cipher(&self) -> crypto::CipherSuite {
+        self.cfg.cipher
+    }
+
     /// Our Noise static public key.
     pub fn public_key(&self) -> PublicKey {
         self.our_public

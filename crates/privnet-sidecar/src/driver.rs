@@ -287,8 +287,6 @@ struct NetworkDriver {
     expiry_warned: HashMap<String, Instant>,
     /// Busy polling after activity.
     busy: BusyPoll,
-    /// The network's AEAD (fixed for the life of the process).
-    cipher: privnet_core::crypto::CipherSuite,
 }
 
 impl NetworkDriver {
@@ -473,7 +471,6 @@ impl NetworkDriver {
             coalescer,
             expiry_warned: HashMap::new(),
             busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
-            cipher: net.cipher,
         })
     }
 
@@ -520,7 +517,7 @@ impl NetworkDriver {
                 r = self.tun.readable(), if turns.tun_allowed() => {
                     r?;
                     self.busy.woke(Instant::now());
-                    let (n, full) = self.drain_tun(&mut in_buf, &mut out_buf).await;
+                    let (n, full) = self.drain_tun(&mut in_buf).await;
                     self.busy.handled(Instant::now(), n);
                     if full {
                         self.counters.bump("tun_batch_full");
@@ -619,9 +616,9 @@ impl NetworkDriver {
 
     /// Read and seal up to [`BATCH`] TUN packets; returns the packets read and whether the batch
     /// was full (the TUN did not run dry).
-    async fn drain_tun(&mut self, in_buf: &mut [u8], _out_buf: &mut [u8]) -> (usize, bool) {
+    async fn drain_tun(&mut self, in_buf: &mut [u8]) -> (usize, bool) {
         // One clock reading per batch (a batch takes well under a millisecond; the core's timers
-        // work in milliseconds), taken again after anything that may have waited.
+        // work in milliseconds), taken again after each send, which may have waited.
         let mut now = Instant::now();
         let mut read = 0;
         let mut full = true;
@@ -648,9 +645,7 @@ impl NetworkDriver {
             };
             read += 1;
             if !self.vnet {
-                if self.seal_one(&in_buf[..n], now).await {
-                    now = Instant::now();
-                }
+                self.seal_one(&in_buf[..n], now);
                 continue;
             }
             let Some(h) = VirtioNetHdr::decode(&in_buf[..n]) else {
@@ -671,28 +666,25 @@ impl NetworkDriver {
                         self.counters.bump("tun_bad_checksum_offset");
                         continue;
                     }
-                    if self.seal_one(pkt, now).await {
-                        now = Instant::now();
-                    }
+                    self.seal_one(pkt, now);
                 }
                 Some(kind) => {
                     let mut scratch = std::mem::take(&mut self.scratch);
-                    let mut refused: Option<(DropReason, Vec<u8>)> = None;
+                    // Segments of one super-packet share their fate: only the first refused one
+                    // is answered.
+                    let mut answered = false;
                     let r =
                         offload::segment(pkt, kind, usize::from(h.gso_size), &mut scratch, |seg| {
                             if let Err(e) = self.seal_staged(seg, now) {
-                                if refused.is_none() {
-                                    refused = Some((e, seg.to_vec()));
+                                if !answered {
+                                    answered = true;
+                                    self.refused(e, seg);
                                 }
                             }
                         });
                     self.scratch = scratch;
                     if r.is_err() {
                         self.counters.bump("tun_bad_gso_packet");
-                    }
-                    if let Some((e, seg)) = refused {
-                        self.refused(e, &seg).await;
-                        now = Instant::now();
                     }
                 }
                 None => self.counters.bump("tun_unknown_gso_type"),
@@ -717,22 +709,17 @@ impl NetworkDriver {
     }
 
     /// Seal one inner packet into the stage; a refused one is answered with ICMP where that helps.
-    /// Returns whether it was refused (the answer may have waited for the TUN).
-    async fn seal_one(&mut self, pkt: &[u8], now: Instant) -> bool {
-        match self.seal_staged(pkt, now) {
-            Ok(()) => false,
-            Err(e) => {
-                self.refused(e, pkt).await;
-                true
-            }
+    fn seal_one(&mut self, pkt: &[u8], now: Instant) {
+        if let Err(e) = self.seal_staged(pkt, now) {
+            self.refused(e, pkt);
         }
     }
 
     /// An inner packet the core refused: answer with ICMP where that helps the sender.
-    async fn refused(&mut self, e: DropReason, pkt: &[u8]) {
+    fn refused(&mut self, e: DropReason, pkt: &[u8]) {
         match e {
-            DropReason::NoRoute => self.icmp_reply(pkt, IcmpKind::Unreachable).await,
-            DropReason::TooBig => self.icmp_reply(pkt, IcmpKind::TooBig).await,
+            DropReason::NoRoute => self.icmp_reply(pkt, IcmpKind::Unreachable),
+            DropReason::TooBig => self.icmp_reply(pkt, IcmpKind::TooBig),
             _ => {}
         }
     }
@@ -820,25 +807,9 @@ impl NetworkDriver {
         }
     }
 
-    async fn write_tun(&mut self, bytes: &[u8]) {
-        loop {
-            match self.tun.try_send(bytes) {
-                Ok(_) => return,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.tun.writable().await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("tun write: {e}");
-                    self.counters.bump("tun_write_error");
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn icmp_reply(&mut self, original: &[u8], kind: IcmpKind) {
+    /// Answer `original` with an ICMP error written to the TUN (like every TUN write, at once:
+    /// see [`write_tun_now`]).
+    fn icmp_reply(&mut self, original: &[u8], kind: IcmpKind) {
         let mut buf = [0u8; 1400];
         let mtu = u32::try_from(self.path_mtu).unwrap_or(1280);
         // IPv4 errors come from the original destination, as if from the path towards it: Linux
@@ -875,13 +846,9 @@ impl NetworkDriver {
                 IcmpKind::Unreachable => "icmp_unreachable_sent",
                 IcmpKind::TooBig => "icmp_too_big_sent",
             });
-            if self.vnet {
-                let mut framed = [0u8; 1400 + VNET_HDR_LEN];
-                framed[VNET_HDR_LEN..VNET_HDR_LEN + n].copy_from_slice(&buf[..n]);
-                self.write_tun(&framed[..VNET_HDR_LEN + n]).await;
-            } else {
-                self.write_tun(&buf[..n]).await;
-            }
+            // behind an all-zero virtio-net header (no offload) when the TUN expects one
+            let head: &[u8] = if self.vnet { &[0u8; VNET_HDR_LEN] } else { &[] };
+            write_tun_now(&self.tun, &mut self.counters, head, &buf[..n]);
         }
     }
 
@@ -929,8 +896,8 @@ impl NetworkDriver {
         };
         self.busy
             .set_window(Duration::from_micros(u64::from(net.tun.busy_poll_us)));
-        if net.cipher != self.cipher {
-            tracing::warn!(network = %self.name, running = %self.cipher, configured = %net.cipher,
+        if net.cipher != self.node.cipher() {
+            tracing::warn!(network = %self.name, running = %self.node.cipher(), configured = %net.cipher,
                 "reload: a new cipher takes effect only after a restart (every member of the network must change it); keeping the running one");
         }
         match self.verifier.set_store(net.identity.trust.clone()) {
@@ -1020,7 +987,7 @@ impl NetworkDriver {
             member: self.member.clone(),
             public_key: b64(&self.node.public_key()),
             listen: self.listen.to_string(),
-            cipher: self.cipher.to_string(),
+            cipher: self.node.cipher().to_string(),
             device: self.tun.name().to_owned(),
             addresses: self.addresses.clone(),
             uptime_secs: now.saturating_duration_since(self.started).as_secs(),

@@ -25,9 +25,7 @@ pub const MAX_SERVICE_ITEMS: u8 = 4;
 pub struct Turns {
     /// The TUN is owed a turn before the socket is polled again.
     owe_tun: bool,
-    /// The non-packet inputs are owed a pass.
-    owe_service: bool,
-    /// Items the service pass may still handle.
+    /// Items the service pass owed to the non-packet inputs may still handle (0: none owed).
     service_left: u8,
 }
 
@@ -39,18 +37,18 @@ impl Turns {
 
     /// May the socket be polled in this pass?
     pub fn udp_allowed(&self) -> bool {
-        !self.owe_service
+        !self.serving()
     }
 
     /// May the TUN be polled in this pass?
     pub fn tun_allowed(&self) -> bool {
-        !self.owe_service || self.owe_tun
+        !self.serving() || self.owe_tun
     }
 
     /// Is a service pass under way (the loop must not block on the other inputs alone: when none
     /// of them is ready it calls [`Turns::served`] and goes on)?
     pub fn serving(&self) -> bool {
-        self.owe_service
+        self.service_left > 0
     }
 
     /// A UDP batch was handled; `full` if it ended at its size limit.
@@ -70,16 +68,15 @@ impl Turns {
     }
 
     fn owe_service(&mut self) {
-        if !self.owe_service {
-            self.owe_service = true;
+        if !self.serving() {
             self.service_left = MAX_SERVICE_ITEMS;
         }
     }
 
     /// A timer, snapshot or reload was handled (in a service pass or not).
     pub fn after_service(&mut self) {
-        if self.owe_service {
-            self.service_left = self.service_left.saturating_sub(1);
+        if self.serving() {
+            self.service_left -= 1;
             if self.service_left == 0 {
                 self.served();
             }

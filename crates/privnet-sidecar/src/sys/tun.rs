@@ -276,12 +276,6 @@ impl TunDevice {
             .try_io(Interest::READABLE, |fd| read_fd(fd.as_raw_fd(), buf))
     }
 
-    /// Send one packet without waiting; [`io::ErrorKind::WouldBlock`] if it would block.
-    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.fd
-            .try_io(Interest::WRITABLE, |fd| write_fd(fd.as_raw_fd(), buf))
-    }
-
     /// Send one packet given as two pieces (a virtio-net header, possibly empty, and the packet)
     /// in one `writev`, without copying them together and without waiting. This goes to the
     /// kernel every time rather than through tokio's readiness cache, so one `EAGAIN` does not
@@ -294,11 +288,6 @@ impl TunDevice {
     /// Wait until the device is readable, without reading (then drain with [`Self::try_recv`]).
     pub async fn readable(&self) -> io::Result<()> {
         self.fd.readable().await.map(|mut g| g.retain_ready())
-    }
-
-    /// Wait until the device is writable, without writing.
-    pub async fn writable(&self) -> io::Result<()> {
-        self.fd.writable().await.map(|mut g| g.retain_ready())
     }
 }
 
