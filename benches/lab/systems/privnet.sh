@@ -6,6 +6,7 @@
 source "$(dirname "$0")/../lib.sh"
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
 # PRIVNET_BUSY_POLL_US: [tun] busy_poll_us of both members (unset: the sidecar's default).
+# PRIVNET_BATCH_HOLD_US: [tun] batch_hold_us of both members (unset: the sidecar's default).
 # PRIVNET_CIPHER: [node] cipher of both members (unset: the default, aes-256-gcm); PRIVNET_SYSTEM: the
 # name the results are filed under (systems/privnet-chacha.sh sets both).
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
@@ -27,6 +28,7 @@ name = "$6"
 mtu = $OV_MTU
 underlay_mtu = $UL_MTU
 ${PRIVNET_BUSY_POLL_US:+busy_poll_us = $PRIVNET_BUSY_POLL_US}
+${PRIVNET_BATCH_HOLD_US:+batch_hold_us = $PRIVNET_BATCH_HOLD_US}
 
 [[peer]]
 name = "$2"

@@ -195,6 +195,20 @@ pub struct TunSection {
     /// to a tenth of a core (see `busypoll.rs`).
     #[serde(default = "default_busy_poll_us")]
     pub busy_poll_us: u32,
+    /// When a dense send batch (4+ packets) runs dry, sleep this long (microseconds) and read the
+    /// TUN again before sending it, at most 4 times per batch; 0 (the default) disables. For
+    /// members that send streams of small packets; it costs TCP throughput (see `hold.rs`).
+    #[serde(default = "default_batch_hold_us")]
+    pub batch_hold_us: u32,
+}
+
+/// Default hold of a dense send batch, in microseconds.
+pub const DEFAULT_BATCH_HOLD_US: u32 = 0;
+/// Largest hold accepted, in microseconds.
+pub const MAX_BATCH_HOLD_US: u32 = 1_000;
+
+fn default_batch_hold_us() -> u32 {
+    DEFAULT_BATCH_HOLD_US
 }
 
 /// Default busy-poll window after a packet, in microseconds.
@@ -229,6 +243,7 @@ impl Default for TunSection {
             underlay_mtu: DEFAULT_UNDERLAY_MTU,
             offload: true,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            batch_hold_us: DEFAULT_BATCH_HOLD_US,
         }
     }
 }
@@ -1092,6 +1107,15 @@ fn check_tun(ctx: &mut Ctx<'_>, tun: &TunSection, ipv4_underlay: bool) {
             format!(
                 "a busy-poll window of 0 (off) to {MAX_BUSY_POLL_US} microseconds; found {}",
                 tun.busy_poll_us
+            ),
+        );
+    }
+    if tun.batch_hold_us > MAX_BATCH_HOLD_US {
+        ctx.problem(
+            "tun.batch_hold_us",
+            format!(
+                "a batch hold of 0 (off) to {MAX_BATCH_HOLD_US} microseconds; found {}",
+                tun.batch_hold_us
             ),
         );
     }

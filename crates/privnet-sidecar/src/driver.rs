@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::busypoll::BusyPoll;
 use crate::config::{self, Config, NetworkConfig, TunMode};
+use crate::hold::BatchHold;
 use crate::sys::netlink::Netlink;
 use crate::sys::tun::{
     TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN,
@@ -287,6 +288,8 @@ struct NetworkDriver {
     expiry_warned: HashMap<String, Instant>,
     /// Busy polling after activity.
     busy: BusyPoll,
+    /// Holding dense send batches (see hold.rs).
+    hold: BatchHold,
 }
 
 impl NetworkDriver {
@@ -471,6 +474,7 @@ impl NetworkDriver {
             coalescer,
             expiry_warned: HashMap::new(),
             busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
+            hold: BatchHold::new(Duration::from_micros(u64::from(net.tun.batch_hold_us))),
         })
     }
 
@@ -622,6 +626,7 @@ impl NetworkDriver {
         let mut now = Instant::now();
         let mut read = 0;
         let mut full = true;
+        let mut holds = 0;
         for i in 0..BATCH {
             // The first packet after a wake-up goes out before the next read: a lone packet (a
             // ping, a request) must not wait for the read that only says "nothing more". The rest
@@ -633,8 +638,18 @@ impl NetworkDriver {
             let n = match self.tun.try_recv(in_buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    full = false;
-                    break;
+                    // A dense batch may wait a moment for more (see hold.rs).
+                    match self.hold_batch(in_buf, read, holds) {
+                        Some(n) => {
+                            holds += 1;
+                            now = Instant::now();
+                            n
+                        }
+                        None => {
+                            full = false;
+                            break;
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::debug!("tun recv: {e}");
@@ -692,6 +707,29 @@ impl NetworkDriver {
         }
         self.flush_stage().await;
         (read, full)
+    }
+
+    /// The TUN ran dry after `read` packets of a batch held `holds` times: if the batch hold
+    /// allows (see hold.rs), sleep its window and read again. Returns the length of the packet
+    /// that came meanwhile, or `None` (send the batch).
+    fn hold_batch(&mut self, in_buf: &mut [u8], read: usize, holds: u32) -> Option<usize> {
+        let window = self.hold.begin(read, holds, !self.stage.items.is_empty())?;
+        let start = Instant::now();
+        // The thread sleeps (no CPU), the runtime with it: a bounded stall, see hold.rs.
+        std::thread::sleep(window);
+        // Straight to the kernel: tokio's readiness cache says "not readable" until the reactor
+        // runs again.
+        let got = match self.tun.recv_now(in_buf) {
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                tracing::debug!("tun recv: {e}");
+                self.counters.bump("tun_recv_error");
+                None
+            }
+        };
+        self.hold.end(start.elapsed(), got.is_some());
+        got
     }
 
     /// Seal one inner packet into the stage (no I/O).
@@ -896,6 +934,8 @@ impl NetworkDriver {
         };
         self.busy
             .set_window(Duration::from_micros(u64::from(net.tun.busy_poll_us)));
+        self.hold
+            .set_window(Duration::from_micros(u64::from(net.tun.batch_hold_us)));
         if net.cipher != self.node.cipher() {
             tracing::warn!(network = %self.name, running = %self.node.cipher(), configured = %net.cipher,
                 "reload: a new cipher takes effect only after a restart (every member of the network must change it); keeping the running one");
@@ -962,6 +1002,7 @@ impl NetworkDriver {
             })
             .collect();
         let busy = self.busy.stats();
+        let hold = self.hold.stats();
         let mut driver: HashMap<String, u64> = self
             .counters
             .counts
@@ -977,6 +1018,9 @@ impl NetworkDriver {
             ("busy_poll_windows", busy.windows),
             ("busy_poll_hits", busy.hits),
             ("busy_poll_over_budget", busy.over_budget),
+            ("batch_holds", hold.holds),
+            ("batch_hold_hits", hold.hits),
+            ("batch_hold_misses", hold.misses),
         ] {
             if v > 0 {
                 driver.insert(k.to_owned(), v);

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod driver;
 pub mod files;
+pub mod hold;
 pub mod logging;
 pub mod sys;
 pub mod turns;

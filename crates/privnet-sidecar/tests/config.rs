@@ -125,6 +125,7 @@ name = "privnet0"
 mtu = 1420
 underlay_mtu = 1500
 busy_poll_us = 200
+batch_hold_us = 20
 
 [[peer]]
 name = "member-b"
@@ -246,6 +247,7 @@ fn minimal_config_uses_defaults() {
     assert_eq!(n.tun.mtu, config::DEFAULT_MTU);
     assert_eq!(n.tun.name, config::DEFAULT_TUN_NAME);
     assert_eq!(n.tun.busy_poll_us, config::DEFAULT_BUSY_POLL_US);
+    assert_eq!(n.tun.batch_hold_us, config::DEFAULT_BATCH_HOLD_US);
     assert_eq!(n.cipher, CipherSuite::Aes256Gcm);
     assert_eq!(cfg.metrics.listen, None);
     assert_eq!(cfg.status.socket, None);
@@ -312,6 +314,9 @@ fn cases() -> Vec<Case> {
         }),
         case("tun.busy_poll_us negative", "tun.busy_poll_us", |f| {
             f.replace("busy_poll_us = 200", "busy_poll_us = -1")
+        }),
+        case("tun.batch_hold_us too large", "tun.batch_hold_us", |f| {
+            f.replace("batch_hold_us = 20", "batch_hold_us = 5000")
         }),
         case("node.cipher unknown", "node.cipher", |f| {
             f.replace("cipher = \"chacha20-poly1305\"", "cipher = \"aes\"")

@@ -276,6 +276,12 @@ impl TunDevice {
             .try_io(Interest::READABLE, |fd| read_fd(fd.as_raw_fd(), buf))
     }
 
+    /// Read one packet straight from the kernel, bypassing tokio's readiness cache (which says
+    /// "not readable" after one `EAGAIN` until the reactor runs again); `WouldBlock` when empty.
+    pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        read_fd(self.fd.get_ref().as_raw_fd(), buf)
+    }
+
     /// Send one packet given as two pieces (a virtio-net header, possibly empty, and the packet)
     /// in one `writev`, without copying them together and without waiting. This goes to the
     /// kernel every time rather than through tokio's readiness cache, so one `EAGAIN` does not

@@ -1,0 +1,146 @@
+//! Holding a dense send batch open for a moment (`[tun] batch_hold_us`): interrupt moderation for
+//! the TUN.
+//!
+//! The sender reads the TUN until it runs dry, then sends what it staged as `UDP_SEGMENT` runs.
+//! When an application sends a stream of small packets only slightly slower than the sidecar
+//! reads them, the TUN runs dry every dozen packets, and every batch pays the same fixed costs:
+//! a wake-up and a send here, and on the receiving member a wake-up, a receive, a TUN write and a
+//! wake-up of the receiving application. Those costs land on both hosts and compete with the
+//! applications for CPU.
+//!
+//! So when a batch is already dense (at least [`MIN_BURST`] packets read since the wake-up) and
+//! the TUN runs dry, the driver sleeps for `batch_hold_us` (the thread sleeps: this costs no CPU)
+//! and reads again. If more packets came, they join the batch; if not, the batch is sent. A batch
+//! is held at most [`MAX_HOLDS`] times, so no packet waits longer than `MAX_HOLDS` sleeps (each
+//! `batch_hold_us` plus the kernel's timer slack, 50 µs by default). A lone packet or a short
+//! exchange (a ping, a request, an ACK) is never held; TCP bulk arrives as TSO super-packets, a
+//! few reads per batch.
+//!
+//! While the driver sleeps it does not read its socket either: received packets wait as long
+//! (bounded the same way). That is why it is off by default: measured in the lab
+//! (docs/BENCHMARKS.md §5) with a 20 µs window, the 64-byte UDP flood's batches grew from ~16 to
+//! ~60 datagrams, the sending daemon's CPU fell ~17% and the receiving daemon's ~20%, and ~12%
+//! more datagrams reached the receiving application; but one TCP stream lost ~12% of its
+//! throughput, because the ACKs coming back wait out the sleeps. Members that mostly send
+//! streams of small datagrams (telemetry, unbatched UDP) may turn it on.
+//!
+//! A pure state machine: the driver asks, sleeps and reports back.
+
+use std::time::Duration;
+
+/// Packets a batch must have read before it is held.
+pub const MIN_BURST: usize = 4;
+/// Holds per batch at most.
+pub const MAX_HOLDS: u32 = 4;
+
+/// Counters, reported with the driver's events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HoldStats {
+    /// Holds (sleeps) done.
+    pub holds: u64,
+    /// Holds after which more packets had come.
+    pub hits: u64,
+    /// Holds after which none had (the batch was then sent).
+    pub misses: u64,
+    /// Total time slept holding.
+    pub held: Duration,
+}
+
+/// The hold window and its per-batch bound.
+#[derive(Debug)]
+pub struct BatchHold {
+    window: Duration,
+    stats: HoldStats,
+}
+
+impl BatchHold {
+    /// A hold with the given window; a zero window never holds.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            stats: HoldStats::default(),
+        }
+    }
+
+    /// Change the window (a configuration reload); the counters carry on.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> HoldStats {
+        self.stats
+    }
+
+    /// The TUN ran dry after `read` packets of this batch, which has been held `holds` times and
+    /// has packets waiting to be sent (`waiting`). Returns how long to sleep before reading again,
+    /// or `None` to send the batch now.
+    pub fn begin(&self, read: usize, holds: u32, waiting: bool) -> Option<Duration> {
+        if self.window.is_zero() || !waiting || read < MIN_BURST || holds >= MAX_HOLDS {
+            return None;
+        }
+        Some(self.window)
+    }
+
+    /// A hold ended after `slept`, with more packets (`hit`) or without.
+    pub fn end(&mut self, slept: Duration, hit: bool) {
+        self.stats.holds += 1;
+        self.stats.held += slept;
+        if hit {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn zero_window_never_holds() {
+        let h = BatchHold::new(Duration::ZERO);
+        assert_eq!(h.begin(100, 0, true), None);
+    }
+
+    #[test]
+    fn short_bursts_and_empty_stages_are_not_held() {
+        let h = BatchHold::new(20 * US);
+        for read in 0..MIN_BURST {
+            assert_eq!(h.begin(read, 0, true), None, "{read} packets read");
+        }
+        assert_eq!(h.begin(MIN_BURST, 0, false), None, "nothing waits");
+        assert_eq!(h.begin(MIN_BURST, 0, true), Some(20 * US));
+    }
+
+    #[test]
+    fn a_batch_is_held_at_most_max_holds_times() {
+        let mut h = BatchHold::new(20 * US);
+        let mut holds = 0;
+        while let Some(d) = h.begin(64, holds, true) {
+            h.end(d + 3 * US, true);
+            holds += 1;
+            assert!(holds <= MAX_HOLDS);
+        }
+        assert_eq!(holds, MAX_HOLDS);
+        h.end(20 * US, false);
+        let s = h.stats();
+        assert_eq!(
+            (s.holds, s.hits, s.misses),
+            (u64::from(MAX_HOLDS) + 1, 4, 1)
+        );
+        assert_eq!(s.held, 23 * US * MAX_HOLDS + 20 * US);
+    }
+
+    #[test]
+    fn a_reload_changes_the_window() {
+        let mut h = BatchHold::new(20 * US);
+        h.set_window(Duration::ZERO);
+        assert_eq!(h.begin(64, 0, true), None);
+        h.set_window(50 * US);
+        assert_eq!(h.begin(64, 0, true), Some(50 * US));
+    }
+}
