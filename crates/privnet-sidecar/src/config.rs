@@ -195,15 +195,15 @@ pub struct TunSection {
     /// to a tenth of a core (see `busypoll.rs`).
     #[serde(default = "default_busy_poll_us")]
     pub busy_poll_us: u32,
-    /// When a dense send batch (4+ packets) runs dry, sleep this long (microseconds) and read the
-    /// TUN again before sending it, at most 4 times per batch; 0 (the default) disables. For
-    /// members that send streams of small packets; it costs TCP throughput (see `hold.rs`).
+    /// When a dense send batch (4+ packets) runs dry, wait up to this long (microseconds) for more
+    /// before sending it, at most 4 times per batch; packets on the underlay socket end the wait;
+    /// 0 disables (see `hold.rs`).
     #[serde(default = "default_batch_hold_us")]
     pub batch_hold_us: u32,
 }
 
 /// Default hold of a dense send batch, in microseconds.
-pub const DEFAULT_BATCH_HOLD_US: u32 = 0;
+pub const DEFAULT_BATCH_HOLD_US: u32 = 20;
 /// Largest hold accepted, in microseconds.
 pub const MAX_BATCH_HOLD_US: u32 = 1_000;
 

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::busypoll::BusyPoll;
 use crate::config::{self, Config, NetworkConfig, TunMode};
-use crate::hold::BatchHold;
+use crate::hold::{BatchHold, HoldEnd};
 use crate::sys::netlink::Netlink;
 use crate::sys::tun::{
     TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN,
@@ -710,13 +710,28 @@ impl NetworkDriver {
     }
 
     /// The TUN ran dry after `read` packets of a batch held `holds` times: if the batch hold
-    /// allows (see hold.rs), sleep its window and read again. Returns the length of the packet
-    /// that came meanwhile, or `None` (send the batch).
+    /// allows (see hold.rs), wait up to its window for the TUN or the socket. Returns the length of
+    /// a packet that came on the TUN meanwhile, or `None` (send the batch).
     fn hold_batch(&mut self, in_buf: &mut [u8], read: usize, holds: u32) -> Option<usize> {
         let window = self.hold.begin(read, holds, !self.stage.items.is_empty())?;
         let start = Instant::now();
-        // The thread sleeps (no CPU), the runtime with it: a bounded stall, see hold.rs.
-        std::thread::sleep(window);
+        let ready = match crate::sys::poll_in(self.tun.as_raw_fd(), self.udp.as_raw_fd(), window) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("batch hold poll: {e}");
+                self.counters.bump("batch_hold_poll_error");
+                self.hold.end(start.elapsed(), HoldEnd::Miss);
+                return None;
+            }
+        };
+        if ready.second {
+            self.hold.end(start.elapsed(), HoldEnd::Socket);
+            return None;
+        }
+        if !ready.first {
+            self.hold.end(start.elapsed(), HoldEnd::Miss);
+            return None;
+        }
         // Straight to the kernel: tokio's readiness cache says "not readable" until the reactor
         // runs again.
         let got = match self.tun.recv_now(in_buf) {
@@ -728,7 +743,12 @@ impl NetworkDriver {
                 None
             }
         };
-        self.hold.end(start.elapsed(), got.is_some());
+        let how = if got.is_some() {
+            HoldEnd::Hit
+        } else {
+            HoldEnd::Miss
+        };
+        self.hold.end(start.elapsed(), how);
         got
     }
 
@@ -1021,6 +1041,7 @@ impl NetworkDriver {
             ("batch_holds", hold.holds),
             ("batch_hold_hits", hold.hits),
             ("batch_hold_misses", hold.misses),
+            ("batch_hold_socket", hold.socket),
         ] {
             if v > 0 {
                 driver.insert(k.to_owned(), v);

@@ -9,20 +9,20 @@
 //! applications for CPU.
 //!
 //! So when a batch is already dense (at least [`MIN_BURST`] packets read since the wake-up) and
-//! the TUN runs dry, the driver sleeps for `batch_hold_us` (the thread sleeps: this costs no CPU)
-//! and reads again. If more packets came, they join the batch; if not, the batch is sent. A batch
-//! is held at most [`MAX_HOLDS`] times, so no packet waits longer than `MAX_HOLDS` sleeps (each
-//! `batch_hold_us` plus the kernel's timer slack, 50 µs by default). A lone packet or a short
-//! exchange (a ping, a request, an ACK) is never held; TCP bulk arrives as TSO super-packets, a
-//! few reads per batch.
+//! the TUN runs dry, the driver waits up to `batch_hold_us` (in `ppoll`, which costs no CPU) for
+//! the TUN or the underlay socket to become readable:
+//! - more packets on the TUN join the batch ([`HoldEnd::Hit`]);
+//! - packets on the socket end the hold at once ([`HoldEnd::Socket`]): the batch is sent and they
+//!   are served, so ACKs, handshakes and the other direction's traffic never wait for a hold;
+//! - when the window runs out the batch is sent ([`HoldEnd::Miss`]).
 //!
-//! While the driver sleeps it does not read its socket either: received packets wait as long
-//! (bounded the same way). That is why it is off by default: measured in the lab
-//! (docs/BENCHMARKS.md §5) with a 20 µs window, the 64-byte UDP flood's batches grew from ~16 to
-//! ~60 datagrams, the sending daemon's CPU fell ~17% and the receiving daemon's ~20%, and ~12%
-//! more datagrams reached the receiving application; but one TCP stream lost ~12% of its
-//! throughput, because the ACKs coming back wait out the sleeps. Members that mostly send
-//! streams of small datagrams (telemetry, unbatched UDP) may turn it on.
+//! A batch is held at most [`MAX_HOLDS`] times, so no packet waits longer than `MAX_HOLDS` windows
+//! (each `batch_hold_us` plus the kernel's timer slack, 50 µs by default). A lone packet or a
+//! short exchange (a ping, a request) is never held; TCP bulk arrives as TSO super-packets, a few
+//! reads per batch, and its ACKs end holds.
+//!
+//! The wait holds the runtime thread, so other networks served by the same process wait as long
+//! (bounded the same way). Measured figures: docs/BENCHMARKS.md §6.
 //!
 //! A pure state machine: the driver asks, sleeps and reports back.
 
@@ -33,6 +33,17 @@ pub const MIN_BURST: usize = 4;
 /// Holds per batch at most.
 pub const MAX_HOLDS: u32 = 4;
 
+/// How a hold ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// More packets came on the TUN: they join the batch.
+    Hit,
+    /// The window ran out: the batch is sent.
+    Miss,
+    /// The underlay socket had packets (ACKs, handshakes): the batch is sent and they are served.
+    Socket,
+}
+
 /// Counters, reported with the driver's events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HoldStats {
@@ -42,6 +53,8 @@ pub struct HoldStats {
     pub hits: u64,
     /// Holds after which none had (the batch was then sent).
     pub misses: u64,
+    /// Holds cut short by packets on the underlay socket.
+    pub socket: u64,
     /// Total time slept holding.
     pub held: Duration,
 }
@@ -82,14 +95,14 @@ impl BatchHold {
         Some(self.window)
     }
 
-    /// A hold ended after `slept`, with more packets (`hit`) or without.
-    pub fn end(&mut self, slept: Duration, hit: bool) {
+    /// A hold ended after `waited`, as `how`.
+    pub fn end(&mut self, waited: Duration, how: HoldEnd) {
         self.stats.holds += 1;
-        self.stats.held += slept;
-        if hit {
-            self.stats.hits += 1;
-        } else {
-            self.stats.misses += 1;
+        self.stats.held += waited;
+        match how {
+            HoldEnd::Hit => self.stats.hits += 1,
+            HoldEnd::Miss => self.stats.misses += 1,
+            HoldEnd::Socket => self.stats.socket += 1,
         }
     }
 }
@@ -121,18 +134,19 @@ mod tests {
         let mut h = BatchHold::new(20 * US);
         let mut holds = 0;
         while let Some(d) = h.begin(64, holds, true) {
-            h.end(d + 3 * US, true);
+            h.end(d + 3 * US, HoldEnd::Hit);
             holds += 1;
             assert!(holds <= MAX_HOLDS);
         }
         assert_eq!(holds, MAX_HOLDS);
-        h.end(20 * US, false);
+        h.end(20 * US, HoldEnd::Miss);
+        h.end(2 * US, HoldEnd::Socket);
         let s = h.stats();
         assert_eq!(
-            (s.holds, s.hits, s.misses),
-            (u64::from(MAX_HOLDS) + 1, 4, 1)
+            (s.holds, s.hits, s.misses, s.socket),
+            (u64::from(MAX_HOLDS) + 2, 4, 1, 1)
         );
-        assert_eq!(s.held, 23 * US * MAX_HOLDS + 20 * US);
+        assert_eq!(s.held, 23 * US * MAX_HOLDS + 22 * US);
     }
 
     #[test]

@@ -48,6 +48,65 @@ pub fn set_socket_buffers(sock: &std::net::UdpSocket, bytes: usize) {
     }
 }
 
+/// Which of two descriptors [`poll_in`] found readable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readable {
+    /// The first descriptor.
+    pub first: bool,
+    /// The second descriptor.
+    pub second: bool,
+}
+
+/// Wait up to `timeout` (nanosecond resolution, plus the kernel's timer slack) until `first` or
+/// `second` is readable, without going through the async runtime; both `false` when the time ran
+/// out. An interrupted wait counts as a timeout.
+#[cfg(target_os = "linux")]
+pub fn poll_in(
+    first: std::os::fd::RawFd,
+    second: std::os::fd::RawFd,
+    timeout: std::time::Duration,
+) -> io::Result<Readable> {
+    let mut fds = [
+        libc::pollfd {
+            fd: first,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: second,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from(timeout.subsec_nanos()).unwrap_or(0),
+    };
+    // SAFETY: `fds` is a live array of exactly `fds.len()` initialized pollfd structs and `ts` a
+    // live timespec, both borrowed for the duration of the call; a null signal mask leaves the
+    // thread's mask unchanged. The descriptors are only polled, never closed or read here.
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(Readable::default());
+        }
+        return Err(e);
+    }
+    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
+    Ok(Readable {
+        first: ready(&fds[0]),
+        second: ready(&fds[1]),
+    })
+}
+
 /// Convert a `-1`-on-error libc return value into an `io::Result`, capturing `errno`.
 #[cfg(target_os = "linux")]
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
