@@ -80,7 +80,8 @@ pub fn poll_in(
     ];
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::try_from(timeout.subsec_nanos()).unwrap_or(0),
+        // Below 10^9: fits every `c_long`, 32-bit ones included.
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `fds` is a live array of exactly `fds.len()` initialized pollfd structs and `ts` a
     // live timespec, both borrowed for the duration of the call; a null signal mask leaves the
