@@ -42,7 +42,9 @@ pub const UNDER_LOAD_AFTER: Duration = Duration::from_secs(1);
 pub const MAX_TIMESTAMP_SKEW: Duration = Duration::from_secs(600);
 
 /// Configuration of one member of one network.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output leaves out the secrets (static key, network PSK, RNG seed).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NodeConfig {
     /// Our Noise static private key.
@@ -79,7 +81,83 @@ pub struct NodeConfig {
     pub mtu: usize,
 }
 
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("static_public", &self.static_secret.public_key())
+            .field("network_id", &self.network_id)
+            .field("cipher", &self.cipher)
+            .field("credential_len", &self.credential.len())
+            .field("verifier", &self.verifier)
+            .field(
+                "under_load_handshakes_per_sec",
+                &self.under_load_handshakes_per_sec,
+            )
+            .field("handshake_rate_per_source", &self.handshake_rate_per_source)
+            .field(
+                "handshake_burst_per_source",
+                &self.handshake_burst_per_source,
+            )
+            .field("limiter_max_sources", &self.limiter_max_sources)
+            .field("max_queued_per_peer", &self.max_queued_per_peer)
+            .field("max_peers", &self.max_peers)
+            .field("accept_unknown_peers", &self.accept_unknown_peers)
+            .field("eager_handshakes", &self.eager_handshakes)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node's settings once its secrets went into its keys (`handshake::LocalKeys`).
+pub(crate) struct Settings {
+    pub(crate) cipher: crate::crypto::CipherSuite,
+    pub(crate) credential: Vec<u8>,
+    pub(crate) verifier: Arc<dyn CredentialVerifier>,
+    pub(crate) under_load_handshakes_per_sec: u32,
+    pub(crate) handshake_rate_per_source: u32,
+    pub(crate) handshake_burst_per_source: u32,
+    pub(crate) limiter_max_sources: usize,
+    pub(crate) max_queued_per_peer: usize,
+    pub(crate) max_peers: usize,
+    pub(crate) accept_unknown_peers: bool,
+    pub(crate) eager_handshakes: bool,
+    pub(crate) mtu: usize,
+}
+
+/// What the node takes apart from a [`NodeConfig`].
+pub(crate) struct Parts {
+    pub(crate) static_secret: StaticSecret,
+    pub(crate) network_psk: [u8; 32],
+    pub(crate) network_id: [u8; 16],
+    pub(crate) rng_seed: [u8; 32],
+    pub(crate) settings: Settings,
+}
+
 impl NodeConfig {
+    /// Take the configuration apart: the secrets for the keys, the rest as settings.
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts {
+            static_secret: self.static_secret,
+            network_psk: self.network_psk,
+            network_id: self.network_id,
+            rng_seed: self.rng_seed,
+            settings: Settings {
+                cipher: self.cipher,
+                credential: self.credential,
+                verifier: self.verifier,
+                under_load_handshakes_per_sec: self.under_load_handshakes_per_sec,
+                handshake_rate_per_source: self.handshake_rate_per_source,
+                handshake_burst_per_source: self.handshake_burst_per_source,
+                limiter_max_sources: self.limiter_max_sources,
+                max_queued_per_peer: self.max_queued_per_peer,
+                max_peers: self.max_peers,
+                accept_unknown_peers: self.accept_unknown_peers,
+                eager_handshakes: self.eager_handshakes,
+                mtu: self.mtu,
+            },
+        }
+    }
+
     /// A configuration with defaults for everything but the identity.
     pub fn new(
         static_secret: StaticSecret,
@@ -131,7 +209,8 @@ pub struct PeerConfig {
     /// Overlay prefixes routed to this peer before its credential is known. After a handshake the
     /// routes and the anti-spoofing check use the prefixes its verified credential grants.
     pub allowed_ips: Vec<IpNetwork>,
-    /// Send a keepalive at least this often (for NAT mappings).
+    /// Send a keepalive at least this often (for NAT mappings). `Duration::ZERO` means off (as in
+    /// WireGuard); anything else below one second is refused by `Node::add_peer`.
     pub persistent_keepalive: Option<Duration>,
 }
 

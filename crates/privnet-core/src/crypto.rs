@@ -288,6 +288,13 @@ impl StaticDhCache {
         }
     }
 
+    /// Forget `peer` (removed from the node): its cached result is wiped.
+    pub(crate) fn forget(&self, peer: &PublicKey) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(peer);
+        }
+    }
+
     fn get_or_compute(&self, private: &[u8; 32], peer: &PublicKey) -> Option<[u8; 32]> {
         let cached = self
             .0

@@ -1,7 +1,11 @@
-//! Drop reasons and counters.
+//! Drop reasons, counters and the error type of each fallible operation.
 //!
 //! Every packet the core refuses maps to exactly one [`DropReason`], and every reason has a counter in
 //! [`Stats`]. Hot-path reasons are a small `Copy` enum so counting costs one array increment.
+//!
+//! Each operation has its own error type, so that a caller can only be handed the failures that
+//! operation can have: [`EncapsulateError`] (outbound packets), [`DecapsulateError`] (datagrams from
+//! the underlay; it carries the [`DropReason`] counted for it) and [`NodeError`] (configuration).
 
 use std::fmt;
 
@@ -155,6 +159,96 @@ impl Stats {
             .map(|r| (*r, self.dropped(*r)))
             .filter(|(_, n)| *n > 0)
     }
+}
+
+/// Why [`Node::encapsulate`](crate::Node::encapsulate) or
+/// [`Node::encapsulate_to`](crate::Node::encapsulate_to) refused an inner packet. Every refusal is
+/// counted in [`Stats`] under [`EncapsulateError::reason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncapsulateError {
+    /// The packet is larger than the tunnel MTU (`NodeConfig::mtu`) or than a Noise message.
+    #[error("inner packet larger than the tunnel MTU")]
+    TooBig,
+    /// Not a well-formed IPv4 or IPv6 packet.
+    #[error("inner packet is not a well-formed IPv4/IPv6 packet")]
+    Malformed,
+    /// No peer owns the destination address.
+    #[error("no member owns the destination address")]
+    NoRoute,
+    /// The peer has no known underlay endpoint.
+    #[error("the peer has no known underlay endpoint")]
+    NoEndpoint,
+    /// The output buffer cannot hold the sealed datagram.
+    #[error("output buffer too small for the sealed datagram")]
+    BufferTooSmall,
+    /// The session's send counter is exhausted (a new handshake is under way).
+    #[error("session send counter exhausted")]
+    CounterLimit,
+    /// The peer id names no peer (it was removed).
+    #[error("no such peer")]
+    UnknownPeer,
+}
+
+impl EncapsulateError {
+    /// The drop counter this refusal is counted under.
+    pub const fn reason(self) -> DropReason {
+        match self {
+            Self::TooBig => DropReason::TooBig,
+            Self::Malformed => DropReason::MalformedInner,
+            Self::NoRoute | Self::UnknownPeer => DropReason::NoRoute,
+            Self::NoEndpoint => DropReason::NoEndpoint,
+            Self::BufferTooSmall => DropReason::BufferTooSmall,
+            Self::CounterLimit => DropReason::CounterLimit,
+        }
+    }
+}
+
+/// Why [`Node::decapsulate`](crate::Node::decapsulate) refused a datagram: the reason it was
+/// counted under in [`Stats`]. Only inbound reasons occur (never `NoRoute`, `TooBig`, `QueueFull`,
+/// `HandshakeTimeout` or `NoEndpoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("datagram dropped: {reason}")]
+pub struct DecapsulateError {
+    reason: DropReason,
+}
+
+impl DecapsulateError {
+    pub(crate) const fn new(reason: DropReason) -> Self {
+        Self { reason }
+    }
+
+    /// The drop counter this datagram was counted under.
+    pub const fn reason(self) -> DropReason {
+        self.reason
+    }
+}
+
+/// Errors from [`Node::new`](crate::Node::new) and [`Node::add_peer`](crate::Node::add_peer).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A public key is a low-order point.
+    #[error("public key is a low-order point")]
+    LowOrderKey,
+    /// The peer is ourselves.
+    #[error("peer key is our own key")]
+    OwnKey,
+    /// The peer is already configured.
+    #[error("peer already configured")]
+    DuplicatePeer,
+    /// Too many peers (`NodeConfig::max_peers`).
+    #[error("too many peers")]
+    TooManyPeers,
+    /// Our credential is larger than a handshake can carry.
+    #[error("credential larger than {} bytes", crate::wire::MAX_CREDENTIAL_LEN)]
+    CredentialTooLarge,
+    /// The Noise library does not support the configured cipher suite.
+    #[error("the Noise library does not support cipher suite {0}")]
+    UnsupportedCipher(crate::crypto::CipherSuite),
+    /// A persistent keepalive shorter than one second (zero means off).
+    #[error("persistent keepalive of {0:?} is below the 1 s minimum (0 turns it off)")]
+    KeepaliveTooShort(std::time::Duration),
 }
 
 #[cfg(test)]

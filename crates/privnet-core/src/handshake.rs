@@ -1,8 +1,11 @@
 //! The Noise_IKpsk2 handshake messages on top of snow: building and consuming initiations and
-//! responses, mac1/mac2 framing. Pure functions; the node owns the state machine around them.
+//! responses, mac1/mac2 framing. Pure functions; the peer state machine (`peer.rs`) owns the state
+//! around them.
 
 use snow::params::NoiseParams;
 use snow::{Builder, HandshakeState, StatelessTransportState};
+
+use zeroize::Zeroizing;
 
 use crate::crypto::{self, PublicKey, Resolver, StaticSecret};
 use crate::error::DropReason;
@@ -12,15 +15,53 @@ use crate::wire::{
     MAX_CREDENTIAL_LEN, RESPONSE_NOISE_OFFSET, TAG_LEN, TYPE_INITIATION, TYPE_RESPONSE,
 };
 
-/// What the node's handshake functions need to know about the local member.
-pub(crate) struct LocalKeys<'a> {
-    pub(crate) params: &'a NoiseParams,
+/// What the handshake functions need to know about the local member: built once by the node.
+pub(crate) struct LocalKeys {
+    pub(crate) params: NoiseParams,
     pub(crate) cipher_id: u8,
-    pub(crate) static_secret: &'a StaticSecret,
-    pub(crate) static_public: &'a PublicKey,
-    pub(crate) static_dh: &'a crate::crypto::StaticDhCache,
-    pub(crate) psk: &'a [u8; 32],
-    pub(crate) prologue: &'a [u8],
+    pub(crate) static_secret: StaticSecret,
+    pub(crate) static_public: PublicKey,
+    pub(crate) static_dh: crate::crypto::StaticDhCache,
+    pub(crate) psk: Zeroizing<[u8; 32]>,
+    pub(crate) prologue: [u8; 26],
+    /// mac1 key of messages sent to us.
+    pub(crate) mac1_key: [u8; 32],
+    /// Key of the cookie replies we send.
+    pub(crate) cookie_key: [u8; 32],
+}
+
+impl LocalKeys {
+    /// Derive everything from the member's static secret, the network PSK and id.
+    pub(crate) fn new(
+        params: NoiseParams,
+        cipher_id: u8,
+        static_secret: StaticSecret,
+        psk: [u8; 32],
+        network_id: &[u8; 16],
+    ) -> Self {
+        let static_public = static_secret.public_key();
+        Self {
+            params,
+            cipher_id,
+            mac1_key: crypto::mac1_key(&psk, &static_public),
+            cookie_key: crypto::cookie_key(&psk, &static_public),
+            static_secret,
+            static_public,
+            static_dh: crate::crypto::StaticDhCache::default(),
+            psk: Zeroizing::new(psk),
+            prologue: crypto::prologue(network_id),
+        }
+    }
+
+    /// mac1 key of messages we send to the holder of `remote`.
+    pub(crate) fn mac1_key_for(&self, remote: &PublicKey) -> [u8; 32] {
+        crypto::mac1_key(&self.psk, remote)
+    }
+
+    /// Key of the cookie replies the holder of `remote` sends us.
+    pub(crate) fn cookie_key_of(&self, remote: &PublicKey) -> [u8; 32] {
+        crypto::cookie_key(&self.psk, remote)
+    }
 }
 
 fn map_snow(e: snow::Error) -> DropReason {
@@ -30,17 +71,17 @@ fn map_snow(e: snow::Error) -> DropReason {
     }
 }
 
-fn builder<'a>(keys: &'a LocalKeys<'a>, seed: [u8; 32]) -> Result<Builder<'a>, DropReason> {
+fn builder(keys: &LocalKeys, seed: [u8; 32]) -> Result<Builder<'_>, DropReason> {
     let resolver = Resolver::new(
         seed,
-        keys.static_secret,
-        *keys.static_public,
+        &keys.static_secret,
+        keys.static_public,
         keys.static_dh.clone(),
     );
     Builder::with_resolver(keys.params.clone(), Box::new(resolver))
         .local_private_key(keys.static_secret.as_bytes())
-        .and_then(|b| b.psk(2, keys.psk))
-        .and_then(|b| b.prologue(keys.prologue))
+        .and_then(|b| b.psk(2, &keys.psk))
+        .and_then(|b| b.prologue(&keys.prologue))
         .map_err(|_| DropReason::HandshakeFailed)
 }
 
@@ -69,7 +110,7 @@ pub(crate) struct PendingInitiation {
 /// Build an initiation to `remote`. Returns the pending state and the message bytes.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_initiation(
-    keys: &LocalKeys<'_>,
+    keys: &LocalKeys,
     remote: &PublicKey,
     remote_mac1_key: &[u8; 32],
     local_index: u32,
@@ -78,8 +119,10 @@ pub(crate) fn build_initiation(
     cookie: Option<&[u8; 16]>,
     seed: [u8; 32],
 ) -> Result<(PendingInitiation, Vec<u8>), DropReason> {
+    // `Node::new` refuses a larger credential; this keeps the message within its length bounds
+    // even if that check moved.
     if credential.len() > MAX_CREDENTIAL_LEN {
-        return Err(DropReason::BufferTooSmall);
+        return Err(DropReason::HandshakeFailed);
     }
     let mut state = builder(keys, seed)?
         .remote_public_key(remote)
@@ -123,7 +166,7 @@ pub(crate) struct ReceivedInitiation {
 
 /// Consume an initiation (mac1/mac2 already checked). Costs two Diffie-Hellman operations.
 pub(crate) fn read_initiation(
-    keys: &LocalKeys<'_>,
+    keys: &LocalKeys,
     msg: &Initiation<'_>,
     seed: [u8; 32],
 ) -> Result<ReceivedInitiation, DropReason> {
@@ -161,7 +204,7 @@ pub(crate) fn build_response(
     cookie: Option<&[u8; 16]>,
 ) -> Result<(StatelessTransportState, Vec<u8>), DropReason> {
     if credential.len() > MAX_CREDENTIAL_LEN {
-        return Err(DropReason::BufferTooSmall);
+        return Err(DropReason::HandshakeFailed);
     }
     let noise_len = KEY_LEN + credential.len() + TAG_LEN;
     let total = RESPONSE_NOISE_OFFSET + noise_len + 2 * MAC_LEN;

@@ -28,28 +28,70 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Declares a module that is private to the crate, except with the `test-util` feature, where it
+/// is public (and hidden from the docs) so that the fuzz targets, the benchmarks and the protocol
+/// tests can reach internals. Without the feature its `pub` items are unreachable by design.
+macro_rules! internal_mod {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[cfg(feature = "test-util")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-util"))]
+        #[allow(unreachable_pub, dead_code)]
+        mod $name;
+    };
+}
+
 pub mod config;
 pub mod credential;
 pub mod crypto;
 pub mod error;
-pub mod icmp;
 pub mod identity;
 pub mod node;
-pub mod offload;
-pub mod ratelimit;
-pub mod replay;
-pub mod router;
-pub mod tai64n;
-pub mod wire;
 
+internal_mod!(
+    /// ICMP error generation for inner packets the node cannot deliver.
+    icmp
+);
+internal_mod!(
+    /// Software segmentation and coalescing of TUN super-packets.
+    offload
+);
+internal_mod!(
+    /// The handshake replay window.
+    replay
+);
+internal_mod!(
+    /// Longest-prefix routing of inner destinations to peers.
+    router
+);
+internal_mod!(
+    /// Per-source handshake limits and the load detector.
+    ratelimit
+);
+internal_mod!(
+    /// TAI64N timestamps.
+    tai64n
+);
+internal_mod!(
+    /// The outer wire format.
+    wire
+);
+
+mod cookie;
+mod event;
 mod handshake;
 mod peer;
+mod peers;
 mod session;
+mod timers;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use credential::{CredentialError, CredentialVerifier, PeerIdentity};
-pub use error::{DropReason, Stats};
+pub use error::{DecapsulateError, DropReason, EncapsulateError, NodeError, Stats};
 pub use node::{Decapsulated, Encapsulated, Event, Node, PeerId, Transmit};

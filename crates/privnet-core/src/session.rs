@@ -1,10 +1,12 @@
 //! One transport session (a "keypair" in WireGuard terms): snow's stateless transport with an explicit
-//! counter nonce, the send counter, the replay window and the session's age.
+//! counter nonce, the send counter, the replay window and the session's age; and a peer's ring of
+//! [`Sessions`] (current, previous, next) with WireGuard's rotation rules.
 
 use std::time::Instant;
 
 use crate::config::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
-use crate::error::DropReason;
+use crate::error::{DropReason, EncapsulateError};
+use crate::peers::Retired;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::wire::{self, DATA_HEADER_LEN, TAG_LEN, TYPE_DATA};
 
@@ -65,13 +67,17 @@ impl Session {
 
     /// Seal `plaintext` as a data message into `out`; returns the datagram length.
     #[inline]
-    pub(crate) fn seal(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, DropReason> {
+    pub(crate) fn seal(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, EncapsulateError> {
         let total = DATA_HEADER_LEN + plaintext.len() + TAG_LEN;
         if out.len() < total {
-            return Err(DropReason::BufferTooSmall);
+            return Err(EncapsulateError::BufferTooSmall);
         }
         if self.send_counter >= REJECT_AFTER_MESSAGES {
-            return Err(DropReason::CounterLimit);
+            return Err(EncapsulateError::CounterLimit);
         }
         let counter = self.send_counter;
         let (hdr, body) = out.split_at_mut(DATA_HEADER_LEN);
@@ -81,7 +87,9 @@ impl Session {
         let n = self
             .transport
             .write_message(counter, plaintext, &mut body[..plaintext.len() + TAG_LEN])
-            .map_err(|_| DropReason::BufferTooSmall)?;
+            // The buffer was checked above: snow refuses only a message longer than a Noise
+            // message may be (65,535 bytes).
+            .map_err(|_| EncapsulateError::TooBig)?;
         self.send_counter += 1;
         Ok(DATA_HEADER_LEN + n)
     }
@@ -121,5 +129,117 @@ impl Session {
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn set_send_counter(&mut self, c: u64) {
         self.send_counter = c;
+    }
+}
+
+/// Which slot of the ring a session is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Current,
+    Previous,
+    Next,
+}
+
+/// A peer's sessions: `current` sends; `previous` still receives after a rotation (packets in
+/// flight); `next` is a responder session not yet confirmed by the initiator's first data packet.
+///
+/// Every change returns the indices it displaced as [`Retired`], so that the node's index map
+/// forgets them (see `peers.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    current: Option<Box<Session>>,
+    previous: Option<Box<Session>>,
+    next: Option<Box<Session>>,
+}
+
+fn index_of(s: Option<Box<Session>>) -> Option<u32> {
+    s.map(|s| s.local_index)
+}
+
+impl Sessions {
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&Session> {
+        self.current.as_deref()
+    }
+
+    #[inline]
+    pub(crate) fn current_mut(&mut self) -> Option<&mut Session> {
+        self.current.as_deref_mut()
+    }
+
+    /// The unconfirmed responder session.
+    pub(crate) fn next(&self) -> Option<&Session> {
+        self.next.as_deref()
+    }
+
+    /// Whether any session exists.
+    pub(crate) fn any(&self) -> bool {
+        self.current.is_some() || self.previous.is_some() || self.next.is_some()
+    }
+
+    /// The session with local index `index`.
+    #[inline]
+    pub(crate) fn find_mut(&mut self, index: u32) -> Option<(Slot, &mut Session)> {
+        if let Some(s) = self.current.as_deref_mut() {
+            if s.local_index == index {
+                return Some((Slot::Current, s));
+            }
+        }
+        if let Some(s) = self.next.as_deref_mut() {
+            if s.local_index == index {
+                return Some((Slot::Next, s));
+            }
+        }
+        if let Some(s) = self.previous.as_deref_mut() {
+            if s.local_index == index {
+                return Some((Slot::Previous, s));
+            }
+        }
+        None
+    }
+
+    /// Local indices of every session.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        [&self.current, &self.previous, &self.next]
+            .into_iter()
+            .filter_map(|s| s.as_ref().map(|s| s.local_index))
+    }
+
+    /// A responder session was created: it waits in `next` for confirmation (replacing an older
+    /// unconfirmed one).
+    pub(crate) fn install_next(&mut self, session: Box<Session>) -> Retired {
+        Retired::one(index_of(self.next.replace(session)))
+    }
+
+    /// Our initiation was answered: the new session becomes `current`. WireGuard's rotation: an
+    /// unconfirmed responder session becomes `previous` (it may still receive), otherwise the old
+    /// current does.
+    pub(crate) fn install_initiated(&mut self, session: Box<Session>) -> Retired {
+        let retired = if self.next.is_some() {
+            let old_current = index_of(self.current.take());
+            let old_previous = std::mem::replace(&mut self.previous, self.next.take());
+            Retired::one(old_current).with(index_of(old_previous))
+        } else {
+            let old_previous = std::mem::replace(&mut self.previous, self.current.take());
+            Retired::one(index_of(old_previous))
+        };
+        self.current = Some(session);
+        retired
+    }
+
+    /// The first packet on `next` confirmed it: next → current → previous.
+    pub(crate) fn confirm_next(&mut self) -> Retired {
+        let stale = index_of(self.previous.take());
+        self.previous = self.current.take();
+        self.current = self.next.take();
+        Retired::one(stale)
+    }
+
+    /// Drop every session.
+    pub(crate) fn clear(&mut self) -> Retired {
+        Retired::one(index_of(self.current.take()))
+            .with(index_of(self.previous.take()))
+            .with(index_of(self.next.take()))
     }
 }

@@ -194,7 +194,10 @@ impl Sim {
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
         let r = match self.nodes.get_mut(dst) {
-            Some(n) => n.node.decapsulate(src, bytes, &mut buf, now),
+            Some(n) => n
+                .node
+                .decapsulate(src, bytes, &mut buf, now)
+                .map_err(|e| e.reason()),
             None => Err(crate::DropReason::NoRoute),
         };
         if let Ok(Decapsulated::Packet { peer, len }) = r {
@@ -295,7 +298,10 @@ impl Sim {
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
         let r = match self.nodes.get_mut(i) {
-            Some(n) => n.node.encapsulate(packet, &mut buf, now),
+            Some(n) => n
+                .node
+                .encapsulate(packet, &mut buf, now)
+                .map_err(|e| e.reason()),
             None => Err(crate::DropReason::NoRoute),
         };
         if let Ok(Encapsulated::Send(t)) = r {
@@ -358,6 +364,8 @@ impl Sim {
             if due {
                 self.nodes[i].node.handle_timeout(now);
                 self.flush(i);
+                // Every timer pass of every simulation checks the node's table invariants.
+                self.nodes[i].node.check_invariants();
             }
         }
         true

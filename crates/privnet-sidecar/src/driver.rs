@@ -19,7 +19,7 @@ use privnet_core::icmp::{self, V4Error, V6Error};
 use privnet_core::identity::{expiry_report, CertVerifier};
 use privnet_core::node::{Event, PeerStatus};
 use privnet_core::{
-    CredentialVerifier, Decapsulated, DropReason, Encapsulated, Node, NodeConfig, PeerConfig,
+    CredentialVerifier, Decapsulated, EncapsulateError, Encapsulated, Node, NodeConfig, PeerConfig,
 };
 use ring::rand::SecureRandom;
 use tokio::net::UdpSocket;
@@ -753,7 +753,7 @@ impl NetworkDriver {
     }
 
     /// Seal one inner packet into the stage (no I/O).
-    fn seal_staged(&mut self, pkt: &[u8], now: Instant) -> Result<(), DropReason> {
+    fn seal_staged(&mut self, pkt: &[u8], now: Instant) -> Result<(), EncapsulateError> {
         let at = self.stage.used;
         match self.node.encapsulate(pkt, &mut self.stage.buf[at..], now) {
             Ok(Encapsulated::Send(t)) => {
@@ -774,10 +774,10 @@ impl NetworkDriver {
     }
 
     /// An inner packet the core refused: answer with ICMP where that helps the sender.
-    fn refused(&mut self, e: DropReason, pkt: &[u8]) {
+    fn refused(&mut self, e: EncapsulateError, pkt: &[u8]) {
         match e {
-            DropReason::NoRoute => self.icmp_reply(pkt, IcmpKind::Unreachable),
-            DropReason::TooBig => self.icmp_reply(pkt, IcmpKind::TooBig),
+            EncapsulateError::NoRoute => self.icmp_reply(pkt, IcmpKind::Unreachable),
+            EncapsulateError::TooBig => self.icmp_reply(pkt, IcmpKind::TooBig),
             _ => {}
         }
     }

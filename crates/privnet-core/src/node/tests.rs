@@ -1,0 +1,145 @@
+//! Node-level behaviour: the peer table (remove and re-add), the index map invariant, timers.
+
+use std::time::{Duration, Instant};
+
+use crate::config::PeerConfig;
+use crate::event::{DownReason, Event};
+use crate::testing::TestNetwork;
+use crate::{Decapsulated, EncapsulateError, Encapsulated, Node, NodeError};
+
+fn shuttle(from: &mut Node, from_addr: std::net::SocketAddr, to: &mut Node, now: Instant) {
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    while let Some(t) = from.poll_transmit(&mut buf, now) {
+        let _ = to.decapsulate(from_addr, &buf[..t.len], &mut out, now);
+    }
+}
+
+fn pair(net: &TestNetwork, now: Instant, accept_unknown: bool) -> (Node, Node) {
+    let mut ca = net.config(0, 1);
+    let mut cb = net.config(1, 1);
+    ca.accept_unknown_peers = accept_unknown;
+    cb.accept_unknown_peers = accept_unknown;
+    (
+        net.node(0, ca, now, net.unix_start),
+        net.node(1, cb, now, net.unix_start),
+    )
+}
+
+fn connect(a: &mut Node, b: &mut Node, net: &TestNetwork, now: Instant) {
+    for _ in 0..4 {
+        shuttle(a, net.underlay[0], b, now);
+        shuttle(b, net.underlay[1], a, now);
+    }
+}
+
+#[test]
+fn removed_peer_is_forgotten_and_can_be_added_again() {
+    let net = TestNetwork::new(2, 31);
+    let now = Instant::now();
+    let (mut a, mut b) = pair(&net, now, false);
+    connect(&mut a, &mut b, &net, now);
+    let id = a.peer_by_key(&net.public(1)).unwrap();
+    assert!(a.is_established(id));
+    a.check_invariants();
+
+    assert!(a.remove_peer(id));
+    assert!(!a.remove_peer(id), "a removed id names nothing");
+    a.check_invariants();
+    assert_eq!(a.peer_by_key(&net.public(1)), None);
+    assert_eq!(a.peer_count(), 0);
+    assert!(matches!(
+        a.poll_event(),
+        Some(Event::PeerUp { .. }) | Some(Event::PeerDown { .. })
+    ));
+    while let Some(e) = a.poll_event() {
+        if let Event::PeerDown { peer, reason } = e {
+            assert_eq!((peer, reason), (id, DownReason::Removed));
+        }
+    }
+    // Its traffic is no longer routed, and the stale id addresses nothing.
+    let pkt = crate::testing::ipv4_udp(net.overlay[0], net.overlay[1], b"x");
+    let mut out = vec![0u8; 2048];
+    assert_eq!(
+        a.encapsulate(&pkt, &mut out, now),
+        Err(EncapsulateError::NoRoute)
+    );
+    assert_eq!(
+        a.encapsulate_to(id, &pkt, &mut out, now),
+        Err(EncapsulateError::UnknownPeer)
+    );
+    // With accept_unknown_peers = false, the removed key can no longer handshake.
+    let t1 = now + Duration::from_secs(1);
+    let b_id = b.peer_by_key(&net.public(0)).unwrap();
+    b.initiate_handshake(b_id, t1);
+    let before = a.stats().dropped(crate::DropReason::BadCredential);
+    shuttle(&mut b, net.underlay[1], &mut a, t1);
+    assert_eq!(
+        a.stats().dropped(crate::DropReason::BadCredential),
+        before + 1
+    );
+    assert_eq!(a.peer_count(), 0);
+
+    // Added again: a new id, and the handshake works.
+    let pc = PeerConfig::new(net.public(1))
+        .endpoint(net.underlay[1])
+        .allowed_ip(ipnetwork::IpNetwork::new(net.overlay[1], 32).unwrap());
+    let t2 = now + Duration::from_secs(2);
+    let again = a.add_peer(pc.clone(), t2).unwrap();
+    assert_ne!(again, id);
+    assert_eq!(a.add_peer(pc, t2), Err(NodeError::DuplicatePeer));
+    connect(&mut a, &mut b, &net, t2);
+    assert!(a.is_established(again));
+    a.check_invariants();
+    let sent = a.encapsulate(&pkt, &mut out, t2).unwrap();
+    let Encapsulated::Send(t) = sent else {
+        panic!("no session after re-add");
+    };
+    let mut inner = vec![0u8; 2048];
+    assert!(matches!(
+        b.decapsulate(net.underlay[0], &out[..t.len], &mut inner, t2),
+        Ok(Decapsulated::Packet { .. })
+    ));
+}
+
+#[test]
+fn persistent_keepalive_zero_is_off_and_sub_second_is_refused() {
+    let net = TestNetwork::new(3, 32);
+    let now = Instant::now();
+    let mut cfg = net.config(0, 1);
+    cfg.eager_handshakes = false;
+    let mut a = Node::new(cfg, now, net.unix_start).unwrap();
+    let zero = PeerConfig::new(net.public(1)).persistent_keepalive(Duration::ZERO);
+    a.add_peer(zero, now).unwrap();
+    assert_eq!(a.poll_timeout(), None, "no timer for a keepalive of zero");
+    a.handle_timeout(now + Duration::from_secs(3600));
+    let short = PeerConfig::new(net.public(2)).persistent_keepalive(Duration::from_millis(10));
+    assert!(matches!(
+        a.add_peer(short, now),
+        Err(NodeError::KeepaliveTooShort(_))
+    ));
+}
+
+#[test]
+fn wake_queue_stays_small_under_steady_traffic() {
+    let net = TestNetwork::new(2, 33);
+    let now = Instant::now();
+    let (mut a, mut b) = pair(&net, now, true);
+    connect(&mut a, &mut b, &net, now);
+    let pkt = crate::testing::ipv4_udp(net.overlay[0], net.overlay[1], &[0; 64]);
+    let back = crate::testing::ipv4_udp(net.overlay[1], net.overlay[0], &[0; 64]);
+    let (mut out, mut inner) = (vec![0u8; 2048], vec![0u8; 2048]);
+    for i in 0..10_000u64 {
+        let t = now + Duration::from_micros(i * 50);
+        if let Ok(Encapsulated::Send(x)) = a.encapsulate(&pkt, &mut out, t) {
+            let _ = b.decapsulate(net.underlay[0], &out[..x.len], &mut inner, t);
+        }
+        if let Ok(Encapsulated::Send(x)) = b.encapsulate(&back, &mut out, t) {
+            let _ = a.decapsulate(net.underlay[1], &out[..x.len], &mut inner, t);
+        }
+    }
+    // The data path moves deadlines later, which needs no new hint.
+    assert!(a.wake.len() < 10, "{} hints", a.wake.len());
+    a.check_invariants();
+    b.check_invariants();
+}
