@@ -17,6 +17,8 @@
 //!
 //! Every loop is bounded by a packet or iteration count and by wall time (`--secs`, default 2 s per
 //! measurement). Only ratios within one run on one machine mean anything.
+// An I/O program, not sans-IO code: it reads clocks and opens sockets (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

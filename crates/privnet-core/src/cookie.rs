@@ -106,6 +106,7 @@ impl ReceivedCookie {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take the origin of their clock from the real one
 mod tests {
     use super::*;
     use rand_core::SeedableRng;

@@ -241,8 +241,13 @@ pub enum NodeError {
     #[error("too many peers")]
     TooManyPeers,
     /// Our credential is larger than a handshake can carry.
-    #[error("credential larger than {} bytes", crate::wire::MAX_CREDENTIAL_LEN)]
-    CredentialTooLarge,
+    #[error("credential of {len} bytes is larger than the {max} a handshake can carry")]
+    CredentialTooLarge {
+        /// The credential's length.
+        len: usize,
+        /// The largest a handshake carries.
+        max: usize,
+    },
     /// The Noise library does not support the configured cipher suite.
     #[error("the Noise library does not support cipher suite {0}")]
     UnsupportedCipher(crate::crypto::CipherSuite),

@@ -89,7 +89,10 @@ impl Node {
     /// [`NodeError::UnsupportedCipher`] if the Noise library lacks the configured suite.
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration) -> Result<Self, NodeError> {
         if cfg.credential.len() > wire::MAX_CREDENTIAL_LEN {
-            return Err(NodeError::CredentialTooLarge);
+            return Err(NodeError::CredentialTooLarge {
+                len: cfg.credential.len(),
+                max: wire::MAX_CREDENTIAL_LEN,
+            });
         }
         let params: NoiseParams = cfg
             .cipher

@@ -179,6 +179,7 @@ impl LoadDetector {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take the origin of their clock from the real one
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //!
 //! The binary (`src/main.rs`) is a thin wrapper around [`cli::main`]; the driver and the tests use
 //! [`config`] directly.
+// An I/O program, not sans-IO code: it reads clocks and opens sockets (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 // `unsafe_code` is denied by the workspace lints; `sys/` (TUN ioctls) may allow it locally.
 #![warn(missing_docs)]
 
