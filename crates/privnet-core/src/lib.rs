@@ -16,7 +16,7 @@
 //! Nothing in this crate reads a clock, opens a socket, spawns a thread or draws from the OS random
 //! number generator: time comes in as `now: Instant` (always the last argument), wall time once as a
 //! Unix timestamp anchor, randomness from a seed in [`config::NodeConfig`]. The same inputs therefore
-//! give bit-identical outputs, which is what the simulator ([`testing`], feature `test-util`) and the
+//! give bit-identical outputs, which is what the simulator (`testing`, feature `test-util`) and the
 //! fuzz targets rely on.
 //!
 //! ## Event-loop contract
@@ -51,34 +51,13 @@ pub mod error;
 pub mod identity;
 pub mod node;
 
-internal_mod!(
-    /// ICMP error generation for inner packets the node cannot deliver.
-    icmp
-);
-internal_mod!(
-    /// Software segmentation and coalescing of TUN super-packets.
-    offload
-);
-internal_mod!(
-    /// The handshake replay window.
-    replay
-);
-internal_mod!(
-    /// Longest-prefix routing of inner destinations to peers.
-    router
-);
-internal_mod!(
-    /// Per-source handshake limits and the load detector.
-    ratelimit
-);
-internal_mod!(
-    /// TAI64N timestamps.
-    tai64n
-);
-internal_mod!(
-    /// The outer wire format.
-    wire
-);
+internal_mod!(icmp);
+internal_mod!(offload);
+internal_mod!(replay);
+internal_mod!(router);
+internal_mod!(ratelimit);
+internal_mod!(tai64n);
+internal_mod!(wire);
 
 mod cookie;
 mod event;
@@ -90,6 +69,11 @@ mod timers;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use credential::{CredentialError, CredentialVerifier, PeerIdentity};

@@ -3,8 +3,8 @@
 //! `Node` is the endpoint half of quinn-proto's `Endpoint`/`Connection` split. It owns what is
 //! shared — the peer table and the index map (`peers.rs`), the router, the handshake limiter and
 //! load detector, the cookie secret, the RNG, the wake-up queue, the outbox of datagrams and events,
-//! the counters — and dispatches each input to the one [`Peer`] state machine (`peer.rs`) it
-//! concerns, lending it a [`Ctx`] for that call. Work that must happen before a peer is even known
+//! the counters — and dispatches each input to the one `Peer` state machine (`peer.rs`) it
+//! concerns, lending it a `Ctx` for that call. Work that must happen before a peer is even known
 //! (mac1, cipher check, load and cookies, per-source limits, the Diffie-Hellman of an initiation,
 //! credential verification) happens here.
 //!
