@@ -21,6 +21,12 @@ pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13) - 1;
 pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
 /// A session is unusable once this old.
 pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+/// A session stops *sending* this long before it stops receiving (`REJECT_AFTER_TIME`), so that a
+/// packet sealed just before the limit does not arrive after it. The responder's session is older
+/// than the initiator's by up to one round trip (it starts when the initiation arrives, the
+/// initiator's when the response does), so the margin must cover a round trip plus jitter; it is
+/// `REKEY_TIMEOUT` (5 s), the longest round trip at which a handshake can complete at all.
+pub const STOP_SENDING_AFTER_TIME: Duration = Duration::from_secs(175);
 /// Give up on a handshake (drop queued packets) after trying for this long.
 pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
 /// Retransmit an unanswered initiation after this long (plus jitter).

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::config::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
+use crate::config::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, STOP_SENDING_AFTER_TIME};
 use crate::error::{DropReason, EncapsulateError};
 use crate::peers::Retired;
 use crate::replay::{ReplayError, ReplayWindow};
@@ -53,11 +53,12 @@ impl Session {
         })
     }
 
-    /// Can this session still send at `now`?
+    /// Can this session still send at `now`? Not in its last `REJECT_AFTER_TIME −
+    /// STOP_SENDING_AFTER_TIME` (see that constant), although it still receives then.
     #[inline]
     pub(crate) fn can_send(&self, now: Instant) -> bool {
         self.send_counter < REJECT_AFTER_MESSAGES
-            && now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
+            && now.saturating_duration_since(self.created) < STOP_SENDING_AFTER_TIME
     }
 
     #[inline]

@@ -139,6 +139,10 @@ fn code_constants() -> BTreeMap<&'static str, Value> {
         ("REJECT_AFTER_MESSAGES", int(config::REJECT_AFTER_MESSAGES)),
         ("REKEY_AFTER_TIME", Dur(config::REKEY_AFTER_TIME)),
         ("REJECT_AFTER_TIME", Dur(config::REJECT_AFTER_TIME)),
+        (
+            "STOP_SENDING_AFTER_TIME",
+            Dur(config::STOP_SENDING_AFTER_TIME),
+        ),
         ("REKEY_ATTEMPT_TIME", Dur(config::REKEY_ATTEMPT_TIME)),
         ("REKEY_TIMEOUT", Dur(config::REKEY_TIMEOUT)),
         ("REKEY_TIMEOUT_JITTER", Dur(config::REKEY_TIMEOUT_JITTER)),

@@ -537,3 +537,63 @@ fn members_with_different_cipher_suites_never_connect_and_say_why() {
         assert_eq!(n.node.stats().dropped(DropReason::HandshakeFailed), 0);
     }
 }
+
+/// A session stops sending `REJECT_AFTER_TIME − STOP_SENDING_AFTER_TIME` before it stops
+/// receiving: the responder's copy of a session is older by a round trip, so a packet the initiator
+/// sealed in the last moments of its session used to arrive expired (`session_expired`).
+#[test]
+fn a_session_stops_sending_before_its_peer_stops_receiving() {
+    use privnet_core::config::{REJECT_AFTER_TIME, STOP_SENDING_AFTER_TIME};
+    use privnet_core::testing::Verdict;
+    let net = TestNetwork::new(2, 40);
+    let link = LinkConfig {
+        latency: Duration::from_millis(100),
+        ..LinkConfig::default()
+    };
+    let mut sim = Sim::new(40, link);
+    for i in 0..2 {
+        let mut cfg = net.config(i, 40);
+        cfg.eager_handshakes = i == 0; // node 0 initiates the only session
+        let node = net.node(i, cfg, sim.now, net.unix_start);
+        sim.add_node(node, net.underlay[i]);
+    }
+    // (node 0's first initiation left before node 1 existed: the retry makes the session)
+    sim.run_until_cond(Duration::from_secs(15), |s| established(s, 0, 1, &net))
+        .expect("handshake");
+    let pa = sim.nodes[0].node.peer_by_key(&net.public(1)).unwrap();
+    assert!(sim.nodes[0].node.current_session(pa).unwrap().is_initiator);
+    let started = sim.now;
+    // From now on no handshake gets through: the session must live out its full life.
+    sim.tamper = Some(Box::new(|d| {
+        if matches!(d.bytes.first(), Some(1..=3)) {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    }));
+    let mut queued_after_limit = 0;
+    for seq in 0u64.. {
+        let age = sim.now - started;
+        if age > REJECT_AFTER_TIME + Duration::from_secs(2) {
+            break;
+        }
+        if let Ok(Encapsulated::Queued) = sim.send_packet(0, &packet(&net, 0, 1, seq)) {
+            assert!(
+                age + Duration::from_millis(150) >= STOP_SENDING_AFTER_TIME,
+                "queued at {age:?}"
+            );
+            queued_after_limit += 1;
+        }
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(queued_after_limit > 0);
+    assert_eq!(
+        sim.nodes[1]
+            .node
+            .stats()
+            .dropped(DropReason::SessionExpired),
+        0,
+        "a packet sealed before the sending limit arrived after the receiving limit"
+    );
+    assert!(seqs(&sim, 1).len() > 1700);
+}
