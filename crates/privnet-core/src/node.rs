@@ -31,6 +31,7 @@ use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
 use crate::ratelimit::{HandshakeLimiter, LoadDetector};
 use crate::router::Router;
+use crate::tai64n::Tai64N;
 use crate::timers::{WakeQueue, WallClock};
 use crate::wire::{self, Message, DATA_OVERHEAD};
 
@@ -67,6 +68,8 @@ pub struct Node {
     last_now: Instant,
     /// Reused by `handle_timeout` for the hints due in one pass.
     due: Vec<(Instant, PeerId)>,
+    /// The newest initiation timestamp sent.
+    last_stamp: Tai64N,
 }
 
 impl std::fmt::Debug for Node {
@@ -134,6 +137,7 @@ impl Node {
             last_gc: now,
             last_now: now,
             due: Vec::new(),
+            last_stamp: Tai64N::default(),
         })
     }
 
@@ -157,9 +161,31 @@ impl Node {
         self.wall.unix(now)
     }
 
-    /// Re-anchor wall-clock time: `unix_now` is the Unix time at `now`.
+    /// Re-anchor wall-clock time: `unix_now` is the Unix time at `now`. The driver calls this
+    /// whenever it reads the clocks (at least on every timer pass), so that a suspend, a VM pause
+    /// or an NTP step moves the core's idea of Unix time with the real one — handshake
+    /// timestamps, certificate validity and expiry teardowns all use it.
+    ///
+    /// When the new anchor differs from the old one's projection by more than a second (a step,
+    /// either way), every peer's credential expiry is re-armed against the new clock: one that is
+    /// now past is torn down on the next [`Node::handle_timeout`]. A step backwards never makes
+    /// our handshake timestamps go backwards (they continue from the newest one sent), so peers
+    /// that saw them keep accepting ours; certificate checks use the earlier time.
     pub fn set_wall_clock(&mut self, now: Instant, unix_now: Duration) {
+        let projected = self.wall.unix(now);
+        let step = projected.abs_diff(unix_now);
         self.wall = WallClock::new(now, unix_now);
+        if step > Duration::from_secs(1) {
+            tracing::info!(
+                step_secs = step.as_secs(),
+                forward = unix_now > projected,
+                "wall clock stepped; re-arming certificate expiry"
+            );
+            let ids: Vec<PeerId> = self.peers.iter().map(|(id, _)| id).collect();
+            for id in ids {
+                self.with_peer(id, |p, ctx| p.rearm_credential_expiry(now, ctx));
+            }
+        }
     }
 
     /// Run `f` on peer `id` with a context borrowed from the node, then queue the wake-up hint its
@@ -179,6 +205,7 @@ impl Node {
             indices,
             out,
             wake,
+            last_stamp,
             ..
         } = self;
         let peer = peers.get_mut(id)?;
@@ -190,6 +217,7 @@ impl Node {
             indices,
             out,
             wall: *wall,
+            last_stamp,
         };
         let r = f(peer, &mut ctx);
         if let Some(at) = peer.timers.hint_needed() {

@@ -52,9 +52,20 @@ pub(crate) struct Ctx<'a> {
     pub(crate) indices: &'a mut IndexMap,
     pub(crate) out: &'a mut Outbox,
     pub(crate) wall: WallClock,
+    /// The newest TAI64N label this node sent (ours never go backwards, see [`Ctx::timestamp`]).
+    pub(crate) last_stamp: &'a mut Tai64N,
 }
 
 impl Ctx<'_> {
+    /// The label for an initiation sent at `now`: the wall clock's, but never earlier than one we
+    /// sent before. After the clock steps back, a peer that saw our earlier labels would refuse
+    /// anything older as a replay until our clock caught up again (up to `MAX_TIMESTAMP_SKEW`).
+    fn timestamp(&mut self, now: Instant) -> Tai64N {
+        let t = Tai64N::from_unix(self.wall.unix(now)).after(*self.last_stamp);
+        *self.last_stamp = t;
+        t
+    }
+
     fn jitter(&mut self) -> Duration {
         let max = REKEY_TIMEOUT_JITTER.as_millis() as u32 + 1;
         Duration::from_millis(u64::from(self.rng.next_u32() % max))
@@ -272,7 +283,7 @@ impl Peer {
             &self.static_public,
             &self.mac1_key,
             local_index,
-            Tai64N::from_unix(ctx.wall.unix(now)),
+            ctx.timestamp(now),
             &ctx.settings.credential,
             cookie.as_ref(),
             seed,
@@ -552,6 +563,17 @@ impl Peer {
         self.verified = None;
         self.guard.last_timestamp = None;
         Changed { routes: true }
+    }
+
+    /// The wall clock was re-anchored: the credential's expiry moves with it (checked at once when
+    /// it is past).
+    pub(crate) fn rearm_credential_expiry(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(v) = &self.verified {
+            match ctx.wall.instant_of(v.identity.not_after, now) {
+                Some(at) => self.timers.arm(Timer::CredentialExpiry, at),
+                None => self.timers.disarm(Timer::CredentialExpiry),
+            }
+        }
     }
 
     fn check_credential(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Changed {

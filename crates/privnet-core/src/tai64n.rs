@@ -36,6 +36,28 @@ impl Tai64N {
         self.0
     }
 
+    /// `self` if it is later than `prev`, else the label one step (2^24 ns, the rounding unit)
+    /// after `prev`: labels handed out in this order never go backwards, whatever the clock does.
+    pub fn after(self, prev: Tai64N) -> Tai64N {
+        if self > prev {
+            return self;
+        }
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&prev.0[..8]);
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&prev.0[8..]);
+        let (mut secs, mut nanos) = (u64::from_be_bytes(s), u32::from_be_bytes(n));
+        nanos = nanos.saturating_add(!NANO_MASK + 1);
+        if nanos >= 1_000_000_000 {
+            nanos = 0;
+            secs = secs.saturating_add(1);
+        }
+        let mut b = [0u8; LEN];
+        b[..8].copy_from_slice(&secs.to_be_bytes());
+        b[8..].copy_from_slice(&nanos.to_be_bytes());
+        Self(b)
+    }
+
     /// Time since the Unix epoch, saturating at zero for labels before 1970.
     pub fn to_unix(self) -> Duration {
         let mut s = [0u8; 8];
@@ -61,5 +83,19 @@ mod tests {
         assert!(c > a);
         assert_eq!(c.to_unix(), Duration::new(1_700_000_001, 0));
         assert!(Tai64N::from_bytes([0xff; 12]) > c);
+    }
+
+    #[test]
+    fn after_never_goes_backwards() {
+        let t = Tai64N::from_unix(Duration::new(1_700_000_000, 990_000_000));
+        let earlier = Tai64N::from_unix(Duration::new(1_699_996_400, 0));
+        let next = earlier.after(t);
+        assert!(next > t);
+        assert!(next.to_unix() - t.to_unix() <= Duration::from_millis(17));
+        let later = Tai64N::from_unix(Duration::new(1_700_000_100, 0));
+        assert_eq!(later.after(t), later);
+        // a carry into the next second
+        let last = Tai64N::from_unix(Duration::new(5, 999_000_000));
+        assert_eq!(last.after(last).to_unix(), Duration::new(6, 0));
     }
 }

@@ -53,6 +53,7 @@ struct Side {
     wall: WallClock,
     table: PeerTable<Peer>,
     id: PeerId,
+    last_stamp: Tai64N,
 }
 
 fn side(me: u8, other: u8, now: Instant) -> Side {
@@ -105,6 +106,7 @@ fn side(me: u8, other: u8, now: Instant) -> Side {
         wall: WallClock::new(now, Duration::from_secs(1_800_000_000)),
         table,
         id,
+        last_stamp: Tai64N::default(),
     }
 }
 
@@ -119,6 +121,7 @@ impl Side {
             indices: &mut self.indices,
             out: &mut self.out,
             wall: self.wall,
+            last_stamp: &mut self.last_stamp,
         };
         f(peer, &mut ctx)
     }
