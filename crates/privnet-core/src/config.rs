@@ -65,7 +65,9 @@ pub struct NodeConfig {
     pub credential: Vec<u8>,
     /// Validates credentials presented by peers.
     pub verifier: Arc<dyn CredentialVerifier>,
-    /// Seed for all randomness (indices, ephemeral keys, jitter, cookie secrets).
+    /// Seed for all randomness (indices, ephemeral keys, jitter, cookie secrets). Required:
+    /// `Node::new` refuses the all-zero default (`NodeError::MissingSeed`). Draw it from the OS
+    /// for every start (the I/O driver does); two nodes with one seed would reuse ephemeral keys.
     pub rng_seed: [u8; 32],
     /// Handshake messages per second above which the node is "under load" and demands cookies.
     pub under_load_handshakes_per_sec: u32,

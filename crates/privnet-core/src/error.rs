@@ -251,6 +251,10 @@ pub enum NodeError {
     /// The Noise library does not support the configured cipher suite.
     #[error("the Noise library does not support cipher suite {0}")]
     UnsupportedCipher(crate::crypto::CipherSuite),
+    /// `NodeConfig::rng_seed` was left all-zero: two nodes (or one node after a restart) would draw
+    /// the same indices and ephemeral keys. The I/O layer must draw it from the OS.
+    #[error("no RNG seed: set NodeConfig::rng_seed from the OS random number generator")]
+    MissingSeed,
     /// A persistent keepalive shorter than one second (zero means off).
     #[error("persistent keepalive of {0:?} is below the 1 s minimum (0 turns it off)")]
     KeepaliveTooShort(std::time::Duration),

@@ -89,7 +89,8 @@ impl Node {
     /// # Errors
     /// [`NodeError::CredentialTooLarge`] if our credential cannot fit in a handshake,
     /// [`NodeError::LowOrderKey`] if our static key is a low-order point,
-    /// [`NodeError::UnsupportedCipher`] if the Noise library lacks the configured suite.
+    /// [`NodeError::UnsupportedCipher`] if the Noise library lacks the configured suite,
+    /// [`NodeError::MissingSeed`] if `rng_seed` was not set.
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration) -> Result<Self, NodeError> {
         if cfg.credential.len() > wire::MAX_CREDENTIAL_LEN {
             return Err(NodeError::CredentialTooLarge {
@@ -104,6 +105,9 @@ impl Node {
             .map_err(|_| NodeError::UnsupportedCipher(cfg.cipher))?;
         if crypto::is_low_order(&cfg.static_secret.public_key()) {
             return Err(NodeError::LowOrderKey);
+        }
+        if cfg.rng_seed == [0; 32] {
+            return Err(NodeError::MissingSeed);
         }
         let parts = cfg.into_parts();
         let settings = parts.settings;

@@ -503,6 +503,7 @@ impl TestNetwork {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&seed.to_le_bytes());
         s[8] = i as u8;
+        s[31] = 1; // never the all-zero seed that Node::new refuses
         cfg.credential(cred.encode()).rng_seed(s);
         cfg
     }

@@ -64,30 +64,36 @@ impl StaticDhCache {
         }
     }
 
-    fn get_or_compute(&self, private: &[u8; 32], peer: &PublicKey) -> Option<[u8; 32]> {
+    /// The shared secret with `peer`, from the cache when registered. Every copy handed out is
+    /// `Zeroizing`, so no plain copy of a shared secret outlives its use.
+    fn get_or_compute(&self, private: &[u8; 32], peer: &PublicKey) -> Option<Zeroizing<[u8; 32]>> {
         let cached = self
             .0
             .lock()
             .ok()
-            .and_then(|m| m.get(peer).map(|v| v.as_ref().map(|z| **z)));
+            .and_then(|m| m.get(peer).map(|v| v.clone()));
         match cached {
             Some(Some(v)) => Some(v),
             registered => {
-                let s = x25519_dalek::StaticSecret::from(*private);
-                let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
-                if !shared.was_contributory() {
-                    return None;
-                }
-                let v = *shared.as_bytes();
+                let v = dh(private, peer)?;
                 if registered.is_some() {
                     if let Ok(mut m) = self.0.lock() {
-                        m.insert(*peer, Some(Zeroizing::new(v)));
+                        m.insert(*peer, Some(v.clone()));
                     }
                 }
                 Some(v)
             }
         }
     }
+}
+
+/// X25519 of `private` and `peer`; `None` for an all-zero (non-contributory) result.
+fn dh(private: &[u8; 32], peer: &PublicKey) -> Option<Zeroizing<[u8; 32]>> {
+    let s = x25519_dalek::StaticSecret::from(*private);
+    let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+    shared
+        .was_contributory()
+        .then(|| Zeroizing::new(*shared.as_bytes()))
 }
 
 impl CryptoResolver for Resolver {
@@ -191,13 +197,9 @@ impl Dh for X25519 {
             .is_some_and(|(sk, _)| ct_eq(&sk[..], &self.private[..]));
         let shared = match (&self.static_dh, is_static) {
             (Some(cache), true) => cache.get_or_compute(&self.private, &pk),
-            _ => {
-                let s = x25519_dalek::StaticSecret::from(*self.private);
-                let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(pk));
-                shared.was_contributory().then(|| *shared.as_bytes())
-            }
+            _ => dh(&self.private, &pk),
         };
-        let shared = Zeroizing::new(shared.ok_or(snow::Error::Dh)?);
+        let shared = shared.ok_or(snow::Error::Dh)?;
         let dst = out.get_mut(..32).ok_or(snow::Error::Dh)?;
         dst.copy_from_slice(&shared[..]);
         Ok(())

@@ -145,3 +145,14 @@ fn wake_queue_stays_small_under_steady_traffic() {
     a.check_invariants();
     b.check_invariants();
 }
+
+#[test]
+fn the_all_zero_seed_is_refused() {
+    let net = TestNetwork::new(1, 34);
+    let mut cfg = net.config(0, 1);
+    cfg.rng_seed = [0; 32];
+    assert!(matches!(
+        Node::new(cfg, Instant::now(), net.unix_start),
+        Err(NodeError::MissingSeed)
+    ));
+}
