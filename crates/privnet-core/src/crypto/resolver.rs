@@ -67,11 +67,7 @@ impl StaticDhCache {
     /// The shared secret with `peer`, from the cache when registered. Every copy handed out is
     /// `Zeroizing`, so no plain copy of a shared secret outlives its use.
     fn get_or_compute(&self, private: &[u8; 32], peer: &PublicKey) -> Option<Zeroizing<[u8; 32]>> {
-        let cached = self
-            .0
-            .lock()
-            .ok()
-            .and_then(|m| m.get(peer).map(|v| v.clone()));
+        let cached = self.0.lock().ok().and_then(|m| m.get(peer).cloned());
         match cached {
             Some(Some(v)) => Some(v),
             registered => {
