@@ -6,6 +6,7 @@ use privnet_core::crypto::CipherSuite;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -246,8 +247,14 @@ fn minimal_config_uses_defaults() {
     assert!(n.peers.is_empty());
     assert_eq!(n.tun.mtu, config::DEFAULT_MTU);
     assert_eq!(n.tun.name, config::DEFAULT_TUN_NAME);
-    assert_eq!(n.tun.busy_poll_us, config::DEFAULT_BUSY_POLL_US);
-    assert_eq!(n.tun.batch_hold_us, config::DEFAULT_BATCH_HOLD_US);
+    assert_eq!(
+        n.tun.busy_poll,
+        Duration::from_micros(config::DEFAULT_BUSY_POLL_US.into())
+    );
+    assert_eq!(
+        n.tun.batch_hold,
+        Duration::from_micros(config::DEFAULT_BATCH_HOLD_US.into())
+    );
     assert_eq!(n.cipher, CipherSuite::Aes256Gcm);
     assert_eq!(cfg.metrics.listen, None);
     assert_eq!(cfg.status.socket, None);
