@@ -9,7 +9,9 @@
 //!
 //! Loading never stops at the first problem: [`load`] returns either a validated [`Config`] or every
 //! [`Problem`] found, each naming the file, the key path (`peer[1].public_key`), the line when known,
-//! and what was expected. Relative paths in a file are relative to that file's directory.
+//! and what was expected. Relative paths in a file are relative to that file's directory. Only a
+//! TOML syntax error ends the reading of a file early (one problem for that file; other files are
+//! still read).
 //!
 //! # Layout
 //!
@@ -20,8 +22,8 @@
 //!   ([`load`]).
 //! - `validate`: the checks (pure: no file, no clock), and the conversion of raw sections into the
 //!   validated types; `validate/peers.rs` checks the `[[peer]]` entries ([`parse_endpoint`]).
-//! - `spans`: TOML text to [`FileConfig`] ([`parse_str`]), each problem with its line; the list of
-//!   problems of one file.
+//! - `spans`: TOML text to [`FileConfig`] ([`parse_str`]), lenient so that every schema problem is
+//!   reported, each with its line; the list of problems of one file.
 //! - `types`: the validated configuration ([`Config`], [`NetworkConfig`], [`TunSettings`], ...) and
 //!   [`Problem`].
 //! - `schema`: the serde structs of the file ([`FileConfig`] and its sections) and their defaults.

@@ -21,7 +21,7 @@ use crate::files::{self, FileError};
 /// Load and validate the configuration files at `paths` (one per network) at Unix time `now`.
 ///
 /// # Errors
-/// Every problem found, across all files.
+/// Every problem found, across all files: per file in line order, files in the order given.
 pub fn load(paths: &[PathBuf], now: u64) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut networks = Vec::new();
@@ -78,7 +78,7 @@ fn load_file(
             networks.push(net);
         }
     }
-    p.into_vec()
+    p.into_sorted()
 }
 
 /// Read every file `[node]` names, relative to the configuration file.

@@ -1,13 +1,17 @@
 //! The file schema: what serde reads from one configuration file, before any file it names is read
 //! and before any value is checked beyond its TOML type.
 //!
-//! The validated form the driver reads is in `types.rs`; these raw structs do not leave the `config` module except through [`FileConfig`]
+//! Invariant: every section struct lists its keys twice, once for serde (the fields) and once for
+//! the lenient section parser in `spans.rs` ([`Section::KEYS`], [`Section::REQUIRED`]); the unit
+//! tests at the bottom fail if the two disagree. The validated form the driver reads is in
+//! `types.rs`; these raw structs do not leave the `config` module except through [`FileConfig`]
 //! (`privnet status` reads `[status] socket` from it) and the process-wide sections.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use privnet_core::crypto::CipherSuite;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// Default UDP listen address.
@@ -23,6 +27,16 @@ pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
 pub const DEFAULT_BATCH_HOLD_US: u32 = 20;
 /// Default busy-poll window after a packet, in microseconds.
 pub const DEFAULT_BUSY_POLL_US: u32 = 200;
+
+/// What the lenient section parser needs beyond serde: which keys exist and which have no default.
+/// A key that is not in [`Section::KEYS`] is reported and dropped before serde sees the table, so
+/// one misspelt key does not hide the rest of the section.
+pub(super) trait Section: DeserializeOwned {
+    /// Every key of the section, in declaration order (as serde's `deny_unknown_fields` knows them).
+    const KEYS: &'static [&'static str];
+    /// The keys without a default.
+    const REQUIRED: &'static [&'static str];
+}
 
 /// `[node]`: this member's identity and listen address.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -50,6 +64,27 @@ pub struct NodeSection {
     /// The network's AEAD; the same on every member of the network.
     #[serde(default)]
     pub cipher: CipherName,
+}
+
+impl Section for NodeSection {
+    const KEYS: &'static [&'static str] = &[
+        "network",
+        "private_key",
+        "certificate",
+        "ca_certificates",
+        "network_psk",
+        "revocation_list",
+        "listen",
+        "policy",
+        "cipher",
+    ];
+    const REQUIRED: &'static [&'static str] = &[
+        "network",
+        "private_key",
+        "certificate",
+        "ca_certificates",
+        "network_psk",
+    ];
 }
 
 /// `[node] cipher`: the configuration names of [`CipherSuite`].
@@ -95,6 +130,17 @@ pub struct PeerSection {
     pub persistent_keepalive: Option<u16>,
 }
 
+impl Section for PeerSection {
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "public_key",
+        "addresses",
+        "endpoint",
+        "persistent_keepalive",
+    ];
+    const REQUIRED: &'static [&'static str] = &["name", "public_key", "addresses"];
+}
+
 /// How overlay packets reach applications.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +181,19 @@ pub struct TunSection {
     /// 0 disables (see `hold.rs`).
     #[serde(default = "default_batch_hold_us")]
     pub batch_hold_us: u32,
+}
+
+impl Section for TunSection {
+    const KEYS: &'static [&'static str] = &[
+        "mode",
+        "name",
+        "mtu",
+        "underlay_mtu",
+        "offload",
+        "busy_poll_us",
+        "batch_hold_us",
+    ];
+    const REQUIRED: &'static [&'static str] = &[];
 }
 
 fn default_batch_hold_us() -> u32 {
@@ -182,6 +241,11 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+impl Section for MetricsSection {
+    const KEYS: &'static [&'static str] = &["listen"];
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
 /// `[status]`: the local status socket.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +253,11 @@ pub struct StatusSection {
     /// Unix socket path (off when absent).
     #[serde(default)]
     pub socket: Option<PathBuf>,
+}
+
+impl Section for StatusSection {
+    const KEYS: &'static [&'static str] = &["socket"];
+    const REQUIRED: &'static [&'static str] = &[];
 }
 
 /// Log verbosity.
@@ -231,13 +300,22 @@ pub struct LogSection {
     pub format: LogFormat,
 }
 
+impl Section for LogSection {
+    const KEYS: &'static [&'static str] = &["level", "format"];
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
+/// The top-level keys of a configuration file.
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &["node", "peer", "tun", "metrics", "status", "log"];
+
 /// One configuration file as parsed, before any file it names is read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileConfig {
     /// `[node]` (required; `None` only if missing or invalid, with a problem reported).
     pub node: Option<NodeSection>,
-    /// `[[peer]]` entries that parsed.
-    pub peers: Vec<PeerSection>,
+    /// `[[peer]]` entries in file order, so that `peers[i]` is `peer[i]` in problems; `None` for
+    /// an entry that could not be read (a required key missing or of the wrong type, reported).
+    pub peers: Vec<Option<PeerSection>>,
     /// `[tun]`.
     pub tun: Option<TunSection>,
     /// `[metrics]`.
@@ -252,6 +330,65 @@ pub struct FileConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// serde's list of the keys of `T`, from its unknown-field message.
+    fn serde_keys<T: Section + std::fmt::Debug>() -> Vec<String> {
+        let err = toml::from_str::<T>("surely_not_a_key = 1\n").unwrap_err();
+        let msg = err.message().to_owned();
+        let list = msg
+            .split_once("expected ")
+            .map(|(_, l)| l)
+            .unwrap_or_default();
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `minimal` holds exactly the required keys with valid values: it must parse, and dropping any
+    /// one line must fail with "missing field" naming that key.
+    fn check<T: Section + std::fmt::Debug>(minimal: &[(&str, &str)]) {
+        assert_eq!(serde_keys::<T>(), T::KEYS, "KEYS drifted from the struct");
+        let names: Vec<&str> = minimal.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, T::REQUIRED, "REQUIRED drifted from the struct");
+        let text = |skip: Option<usize>| -> String {
+            minimal
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != skip)
+                .map(|(_, (k, v))| format!("{k} = {v}\n"))
+                .collect()
+        };
+        toml::from_str::<T>(&text(None)).unwrap();
+        for (i, key) in T::REQUIRED.iter().enumerate() {
+            let err = toml::from_str::<T>(&text(Some(i))).unwrap_err();
+            assert!(
+                err.message().contains(&format!("missing field `{key}`")),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn section_key_lists_match_serde() {
+        check::<NodeSection>(&[
+            ("network", "\"n\""),
+            ("private_key", "\"k\""),
+            ("certificate", "\"c\""),
+            ("ca_certificates", "[]"),
+            ("network_psk", "\"p\""),
+        ]);
+        check::<PeerSection>(&[
+            ("name", "\"n\""),
+            ("public_key", "\"k\""),
+            ("addresses", "[]"),
+        ]);
+        check::<TunSection>(&[]);
+        check::<MetricsSection>(&[]);
+        check::<StatusSection>(&[]);
+        check::<LogSection>(&[]);
+    }
 
     #[test]
     fn tun_defaults_match_serde_defaults() {

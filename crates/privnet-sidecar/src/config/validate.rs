@@ -100,6 +100,10 @@ fn merge<T: PartialEq + Clone>(
     cur: &mut Option<(PathBuf, T)>,
 ) {
     let Some(new) = new else { return };
+    if p.has(key) {
+        // A key of the section was dropped by the parser: the section is not what the file says.
+        return;
+    }
     match cur {
         Some((first, old)) if old != new => {
             let msg = format!(
@@ -170,7 +174,7 @@ pub(super) fn network(
     p: &mut Problems<'_>,
     node: &NodeSection,
     tun: Option<&TunSection>,
-    peers: &[PeerSection],
+    peers: &[Option<PeerSection>],
     mut files: IdentityFiles,
     now: u64,
 ) -> Option<NetworkConfig> {
@@ -291,6 +295,8 @@ fn check_tun_name(p: &mut Problems<'_>, name: &str) {
 }
 
 fn check_mtus(p: &mut Problems<'_>, mtu: u16, underlay_mtu: u16, ipv4_underlay: bool) {
+    // A value the parser dropped is a default here: comparing the two would mislead.
+    let both_from_file = !p.has("tun.mtu") && !p.has("tun.underlay_mtu");
     let overhead = if ipv4_underlay {
         TUNNEL_OVERHEAD_V4
     } else {
@@ -307,7 +313,7 @@ fn check_mtus(p: &mut Problems<'_>, mtu: u16, underlay_mtu: u16, ipv4_underlay: 
             "tun.underlay_mtu",
             format!("an MTU between {MIN_MTU} and {MAX_UNDERLAY_MTU}; found {underlay_mtu}"),
         );
-    } else if u32::from(mtu) + u32::from(overhead) > u32::from(underlay_mtu) {
+    } else if both_from_file && u32::from(mtu) + u32::from(overhead) > u32::from(underlay_mtu) {
         p.report(
             "tun.mtu",
             format!(
@@ -417,11 +423,13 @@ fn check_own_identity(
 // Across files
 
 /// `net` (from `p`'s file) against the networks of earlier files: distinct names and ids, listen
-/// addresses and TUN device names.
+/// addresses and TUN device names. A key that already has a problem in this file is not compared.
 pub(super) fn cross_check(p: &mut Problems<'_>, earlier: &[NetworkConfig], net: &NetworkConfig) {
     for other in earlier {
         let other_file = other.file.display();
-        if other.network == net.network || other.network_id == net.network_id {
+        if !p.has("node.network")
+            && (other.network == net.network || other.network_id == net.network_id)
+        {
             p.report(
                 "node.network",
                 format!(
@@ -430,7 +438,7 @@ pub(super) fn cross_check(p: &mut Problems<'_>, earlier: &[NetworkConfig], net: 
                 ),
             );
         }
-        if other.listen == net.listen {
+        if !p.has("node.listen") && other.listen == net.listen {
             p.report(
                 "node.listen",
                 format!(
@@ -439,7 +447,9 @@ pub(super) fn cross_check(p: &mut Problems<'_>, earlier: &[NetworkConfig], net: 
                 ),
             );
         }
-        if other.tun.mode == TunMode::Tun
+        if !p.has("tun.name")
+            && !p.has("tun.mode")
+            && other.tun.mode == TunMode::Tun
             && net.tun.mode == TunMode::Tun
             && other.tun.name == net.tun.name
         {
@@ -462,7 +472,7 @@ mod tests {
     fn problems_of(text: &str, check: impl FnOnce(&mut Problems<'_>)) -> Vec<String> {
         let mut p = Problems::new(Path::new("x.toml"), text);
         check(&mut p);
-        p.into_vec().into_iter().map(|p| p.key).collect()
+        p.into_sorted().into_iter().map(|p| p.key).collect()
     }
 
     #[test]
@@ -474,7 +484,7 @@ mod tests {
         };
         let mut p = Problems::new(Path::new("x.toml"), "");
         let t = tun_settings(&mut p, Some(&raw), true);
-        assert!(p.into_vec().is_empty());
+        assert!(p.into_sorted().is_empty());
         assert_eq!(t.busy_poll, Duration::from_micros(150));
         assert!(t.batch_hold.is_zero());
         assert_eq!((t.mtu, t.underlay_mtu, t.offload), (1420, 1500, true));
@@ -513,5 +523,18 @@ mod tests {
             }),
             ["tun.mtu"]
         );
+    }
+
+    #[test]
+    fn mtu_relation_is_not_checked_against_a_dropped_value() {
+        let raw = TunSection {
+            underlay_mtu: 1300,
+            ..TunSection::default()
+        };
+        let keys = problems_of("", |p| {
+            p.at("tun.mtu", Some(3), "an integer (the parser dropped it)");
+            tun_settings(p, Some(&raw), false);
+        });
+        assert_eq!(keys, ["tun.mtu"]);
     }
 }

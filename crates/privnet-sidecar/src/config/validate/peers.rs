@@ -33,7 +33,7 @@ struct Taken {
 
 pub(super) fn check_peers(
     p: &mut Problems<'_>,
-    raw: &[PeerSection],
+    raw: &[Option<PeerSection>],
     trust: Option<&TrustStore>,
     own_key: Option<[u8; 32]>,
     own_prefixes: &[IpNetwork],
@@ -49,7 +49,7 @@ pub(super) fn check_peers(
     let ca = trust.and_then(|t| t.cas().first());
     raw.iter()
         .enumerate()
-        .filter_map(|(i, peer)| check_peer(p, i, peer, ca, own_key, &mut taken))
+        .filter_map(|(i, peer)| check_peer(p, i, peer.as_ref()?, ca, own_key, &mut taken))
         .collect()
 }
 
@@ -348,15 +348,18 @@ mod tests {
 
     #[test]
     fn peer_problems_keep_checking_and_name_the_first_owner() {
-        let peer = |name: &str, key: [u8; 32], addr: &str| PeerSection {
-            name: name.into(),
-            public_key: STANDARD.encode(key),
-            addresses: vec![addr.into()],
-            endpoint: None,
-            persistent_keepalive: None,
+        let peer = |name: &str, key: [u8; 32], addr: &str| {
+            Some(PeerSection {
+                name: name.into(),
+                public_key: STANDARD.encode(key),
+                addresses: vec![addr.into()],
+                endpoint: None,
+                persistent_keepalive: None,
+            })
         };
         let raw = [
             peer("a", [1; 32], "10.0.0.1"),
+            None, // did not parse; peer[1] keeps its index
             peer("c", [1; 32], "10.0.0.1"),
             peer("d", [1; 32], "10.0.0.4"),
         ];
@@ -364,16 +367,16 @@ mod tests {
         let mut p = Problems::new(Path::new("x.toml"), text);
         let peers = check_peers(&mut p, &raw, None, Some([9; 32]), &[]);
         assert_eq!(peers.len(), 1);
-        let problems = p.into_vec();
+        let problems = p.into_sorted();
         let got: Vec<(&str, &str)> = problems
             .iter()
             .map(|p| (p.key.as_str(), p.expected.as_str()))
             .collect();
         assert_eq!(got.len(), 3, "{got:?}");
-        assert_eq!(got[0].0, "peer[1].public_key");
+        assert_eq!(got[0].0, "peer[2].public_key");
         assert!(got[0].1.contains("peer[0] has the same key"));
-        assert_eq!(got[1].0, "peer[1].addresses[0]");
-        assert_eq!(got[2].0, "peer[2].public_key");
+        assert_eq!(got[1].0, "peer[2].addresses[0]");
+        assert_eq!(got[2].0, "peer[3].public_key");
         assert!(got[2].1.contains("peer[0] has the same key"), "{got:?}");
     }
 }
