@@ -66,6 +66,7 @@ mod armor_impl;
 mod ca;
 mod codec;
 mod expiry;
+mod issue;
 mod keys;
 mod member;
 mod revocation;
@@ -76,8 +77,9 @@ use std::fmt;
 pub use ca::{CaCertificate, CaKey, CaParams};
 pub use codec::{DecodeError, Fingerprint};
 pub use expiry::{expiry_report, ExpiryNotice, ExpiryState, ExpirySubject};
+pub use issue::IssueError;
 pub use keys::NoiseKeyPair;
-pub use member::{IssueError, MemberCertificate, MemberParams};
+pub use member::{MemberCertificate, MemberParams};
 pub use revocation::{RevocationList, RevocationParseError};
 pub use verifier::{CertError, CertVerifier, TrustStore, TrustStoreError};
 

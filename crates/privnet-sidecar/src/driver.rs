@@ -473,8 +473,8 @@ impl NetworkDriver {
             scratch: vec![0u8; 65_536],
             coalescer,
             expiry_warned: HashMap::new(),
-            busy: BusyPoll::new(Duration::from_micros(u64::from(net.tun.busy_poll_us))),
-            hold: BatchHold::new(Duration::from_micros(u64::from(net.tun.batch_hold_us))),
+            busy: BusyPoll::new(net.tun.busy_poll),
+            hold: BatchHold::new(net.tun.batch_hold),
         })
     }
 
@@ -952,10 +952,8 @@ impl NetworkDriver {
             tracing::warn!(network = %self.name, "reload: network no longer configured; keeping it running");
             return;
         };
-        self.busy
-            .set_window(Duration::from_micros(u64::from(net.tun.busy_poll_us)));
-        self.hold
-            .set_window(Duration::from_micros(u64::from(net.tun.batch_hold_us)));
+        self.busy.set_window(net.tun.busy_poll);
+        self.hold.set_window(net.tun.batch_hold);
         if net.cipher != self.node.cipher() {
             tracing::warn!(network = %self.name, running = %self.node.cipher(), configured = %net.cipher,
                 "reload: a new cipher takes effect only after a restart (every member of the network must change it); keeping the running one");

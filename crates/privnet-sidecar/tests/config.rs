@@ -6,6 +6,7 @@ use privnet_core::crypto::CipherSuite;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -246,8 +247,14 @@ fn minimal_config_uses_defaults() {
     assert!(n.peers.is_empty());
     assert_eq!(n.tun.mtu, config::DEFAULT_MTU);
     assert_eq!(n.tun.name, config::DEFAULT_TUN_NAME);
-    assert_eq!(n.tun.busy_poll_us, config::DEFAULT_BUSY_POLL_US);
-    assert_eq!(n.tun.batch_hold_us, config::DEFAULT_BATCH_HOLD_US);
+    assert_eq!(
+        n.tun.busy_poll,
+        Duration::from_micros(config::DEFAULT_BUSY_POLL_US.into())
+    );
+    assert_eq!(
+        n.tun.batch_hold,
+        Duration::from_micros(config::DEFAULT_BATCH_HOLD_US.into())
+    );
     assert_eq!(n.cipher, CipherSuite::Aes256Gcm);
     assert_eq!(cfg.metrics.listen, None);
     assert_eq!(cfg.status.socket, None);
@@ -607,6 +614,119 @@ fn every_problem_is_reported_not_just_the_first() {
     assert!(keys.contains(&"tun.bogus".to_owned()), "{keys:?}");
     assert!(keys.contains(&"log.level".to_owned()), "{keys:?}");
     assert!(keys.contains(&"peer[1].extra".to_owned()), "{keys:?}");
+}
+
+/// One file with problems of every kind at once: unknown keys, a wrong type, a missing required
+/// key, out-of-range values and a file problem. Each is reported with the file, the key path and
+/// its line, in file order; none hides another (an unknown key in `[node]` used to drop the whole
+/// section, and with it every check of the identity files).
+#[test]
+fn several_problems_in_one_file_are_all_reported_with_file_key_and_line() {
+    let mut fx = fixture();
+    fx.insert_after("[node]", "listne = \"0.0.0.0:51821\"");
+    fx.chmod("member-a.key", 0o644);
+    fx.replace("mtu = 1420", "mtu = \"big\"");
+    fx.replace("busy_poll_us = 200", "busy_poll_us = 20000");
+    fx.insert_after("[tun]", "Offload = false");
+    fx.replace("name = \"member-b\"\n", "");
+    fx.replace("\"10.77.0.4/32\"", "\"192.168.0.4/32\"");
+    fx.insert_after("[log]", "levle = \"info\"");
+    let problems = fx.load().unwrap_err();
+
+    let path = fx.dir.join("member-a.toml");
+    let line = |needle: &str, nth: usize| {
+        let found = fx
+            .text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(needle));
+        found.map(|(i, _)| i + 1).nth(nth)
+    };
+    let expected = [
+        ("node.listne", line("listne =", 0), "did you mean `listen`?"),
+        ("node.private_key", line("private_key =", 0), "chmod 600"),
+        (
+            "tun.Offload",
+            line("Offload =", 0),
+            "did you mean `offload`?",
+        ),
+        (
+            "tun.mtu",
+            line("mtu =", 0),
+            "an integer between 0 and 65535",
+        ),
+        (
+            "tun.busy_poll_us",
+            line("busy_poll_us =", 0),
+            "0 (off) to 10000",
+        ),
+        ("peer[0].name", line("[[peer]]", 0), "this key is required"),
+        (
+            "peer[1].addresses[0]",
+            line("addresses =", 1),
+            "inside the network's prefixes",
+        ),
+        ("log.levle", line("levle =", 0), "did you mean `level`?"),
+    ];
+    let mut failures = Vec::new();
+    for (key, line, text) in expected {
+        assert!(line.is_some(), "fixture lacks the line of {key}");
+        match problems.iter().find(|p| p.key == key) {
+            None => failures.push(format!("no problem names {key}")),
+            Some(p) if p.file != path || p.line != line || !p.expected.contains(text) => {
+                failures.push(format!(
+                    "{key}: expected line {line:?} and {text:?}; got {p}"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nall problems:\n{}",
+        failures.join("\n"),
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    // In file order, and printed as FILE:LINE: KEY: EXPECTED.
+    let lines: Vec<usize> = problems.iter().filter_map(|p| p.line).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+    let first = problems[0].to_string();
+    let prefix = format!("{}:{}: node.listne: no such key", path.display(), lines[0]);
+    assert!(first.starts_with(&prefix), "{first}");
+}
+
+/// `privnet check` reads a file with `parse_str` first; an unknown key must not end the parse.
+#[test]
+fn parse_str_reports_every_schema_problem() {
+    let text = "[node]\nnetwork = \"demo\"\nlistne = \"0.0.0.0:1\"\nprivate_key = 7\n\n[tun]\nmtu = \"big\"\nmdoe = \"tun\"\n\n[[peers]]\nname = \"x\"\n";
+    let file = Path::new("bad.toml");
+    let (cfg, problems) = config::parse_str(text, file);
+    let got: Vec<(&str, Option<usize>)> =
+        problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("node.certificate", Some(1)),
+            ("node.ca_certificates", Some(1)),
+            ("node.network_psk", Some(1)),
+            ("node.listne", Some(3)),
+            ("node.private_key", Some(4)),
+            ("tun.mtu", Some(7)),
+            ("tun.mdoe", Some(8)),
+            ("peers", Some(10)),
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems.iter().all(|p| p.file == file));
+    assert!(problems[6].expected.contains("did you mean `mode`?"));
+    assert!(problems[7].expected.contains("did you mean `peer`?"));
+    assert!(cfg.node.is_none(), "required keys are missing");
+    assert_eq!(cfg.tun.map(|t| t.mtu), Some(config::DEFAULT_MTU));
 }
 
 #[test]

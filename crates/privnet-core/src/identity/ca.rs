@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::codec::{self, overlaps, DecodeError, Envelope, Fingerprint, WireNet, KIND_CA};
-use super::member::IssueError;
+use super::issue::IssueError;
 use super::{armor, is_valid_name, NetworkId, MAX_PREFIXES, MAX_ROUTES};
 
 /// The Ed25519 signing key of a network CA. Zeroised on drop; its `Debug` output hides the key.

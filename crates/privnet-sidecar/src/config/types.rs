@@ -1,0 +1,176 @@
+//! The validated configuration the driver consumes, and [`Problem`], the one error type of the
+//! loader.
+//!
+//! Invariant: a value of these types is only handed out by [`load`](crate::config::load) when no
+//! problem was found in any file, so every range, name and file they hold has been checked. This
+//! module is a leaf of `config/` (it imports only the schema), so that the parser, the validator
+//! and the loader can all import it without importing each other.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use privnet_core::crypto::CipherSuite;
+use privnet_core::identity::{MemberCertificate, NetworkId, NoiseKeyPair, TrustStore};
+use zeroize::Zeroizing;
+
+use super::schema::{LogSection, MetricsSection, StatusSection, TunMode};
+
+/// One problem in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// Key path inside the file, e.g. `node.private_key` or `peer[1].addresses[0]`; empty for the
+    /// whole file.
+    pub key: String,
+    /// Line in the configuration file (from 1), when known.
+    pub line: Option<usize>,
+    /// What was expected (and, usually, what was found).
+    pub expected: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.expected)
+    }
+}
+
+/// Everything the process needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// One entry per network (per configuration file), in the order given.
+    pub networks: Vec<NetworkConfig>,
+    /// Metrics endpoint (process-wide).
+    pub metrics: MetricsSection,
+    /// Status socket (process-wide).
+    pub status: StatusSection,
+    /// Logging (process-wide).
+    pub log: LogSection,
+}
+
+/// Resolved paths of a network's identity files (for reloading the revocation list or CAs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityPaths {
+    /// Private key file.
+    pub private_key: PathBuf,
+    /// Member certificate file.
+    pub certificate: PathBuf,
+    /// CA certificate files.
+    pub ca_certificates: Vec<PathBuf>,
+    /// PSK file.
+    pub network_psk: PathBuf,
+    /// Revocation list file.
+    pub revocation_list: Option<PathBuf>,
+}
+
+/// This node's loaded identity in one network.
+pub struct NodeIdentity {
+    /// Noise static key pair.
+    pub keypair: NoiseKeyPair,
+    /// Own member certificate (its key matches `keypair`).
+    pub certificate: MemberCertificate,
+    /// Trusted CAs and the revocation list.
+    pub trust: TrustStore,
+    /// Network pre-shared key.
+    pub psk: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeIdentity")
+            .field("keypair", &self.keypair)
+            .field("certificate", &self.certificate)
+            .field("trust", &self.trust)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An underlay endpoint `host:port`; `host` is an IP address or a DNS name, resolved by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IP address or DNS name (IPv6 without brackets).
+    pub host: String,
+    /// UDP port (1-65535).
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A validated `[[peer]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Name.
+    pub name: String,
+    /// Noise static public key.
+    pub public_key: [u8; 32],
+    /// Overlay prefixes routed to the peer (addresses as /32 or /128).
+    pub addresses: Vec<IpNetwork>,
+    /// Underlay endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// Persistent keepalive.
+    pub persistent_keepalive: Option<Duration>,
+}
+
+/// The validated `[tun]` section: what the driver reads, at start and on reload. Built once by the
+/// validator from the raw [`TunSection`](crate::config::TunSection); the durations are real
+/// [`Duration`]s, already bounded (see `MAX_BUSY_POLL_US`, `MAX_BATCH_HOLD_US`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunSettings {
+    /// Kernel TUN device or userspace stack.
+    pub mode: TunMode,
+    /// Device name (mode `tun`): 1 to `MAX_TUN_NAME_LEN` letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Inner MTU (`MIN_MTU..=MAX_MTU`, and room for the tunnel overhead in `underlay_mtu`).
+    pub mtu: u16,
+    /// Underlay MTU (`MIN_MTU..=MAX_UNDERLAY_MTU`).
+    pub underlay_mtu: u16,
+    /// Use TUN segmentation/checksum offloads when the kernel offers them.
+    pub offload: bool,
+    /// Busy-poll window after a packet; zero disables busy polling.
+    pub busy_poll: Duration,
+    /// Longest wait for more packets when a dense send batch runs dry; zero disables the hold.
+    pub batch_hold: Duration,
+}
+
+/// One network membership, validated.
+#[derive(Debug)]
+pub struct NetworkConfig {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// Network name.
+    pub network: String,
+    /// Network id (from the CA).
+    pub network_id: NetworkId,
+    /// Loaded identity.
+    pub identity: NodeIdentity,
+    /// Resolved identity file paths.
+    pub paths: IdentityPaths,
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// The network's AEAD (`[node] cipher`).
+    pub cipher: CipherSuite,
+    /// Static peers.
+    pub peers: Vec<PeerConfig>,
+    /// Overlay interface.
+    pub tun: TunSettings,
+    /// Resolved policy file path.
+    pub policy: Option<PathBuf>,
+}
