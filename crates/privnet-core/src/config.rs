@@ -87,6 +87,14 @@ pub struct NodeConfig {
     pub eager_handshakes: bool,
     /// Largest inner packet accepted by `encapsulate` (the tunnel MTU).
     pub mtu: usize,
+    /// Our overlay addresses and the routes we serve: a packet from a peer must be addressed to
+    /// one of them (`bad_destination` otherwise). `None`: the addresses our own credential grants
+    /// (`Node::new` verifies it).
+    pub local_addresses: Option<Vec<IpNetwork>>,
+    /// The network's overlay prefixes and granted routes (the CA's): an underlay endpoint inside
+    /// them, or inside any prefix routed to a peer or our own, is a routing loop and refused
+    /// (`endpoint_in_overlay`).
+    pub overlay_prefixes: Vec<IpNetwork>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -112,6 +120,8 @@ impl std::fmt::Debug for NodeConfig {
             .field("accept_unknown_peers", &self.accept_unknown_peers)
             .field("eager_handshakes", &self.eager_handshakes)
             .field("mtu", &self.mtu)
+            .field("local_addresses", &self.local_addresses)
+            .field("overlay_prefixes", &self.overlay_prefixes)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +140,9 @@ pub(crate) struct Settings {
     pub(crate) accept_unknown_peers: bool,
     pub(crate) eager_handshakes: bool,
     pub(crate) mtu: usize,
+    /// Resolved by `Node::new` (from our credential when not configured).
+    pub(crate) local_addresses: Vec<IpNetwork>,
+    pub(crate) overlay_prefixes: Vec<IpNetwork>,
 }
 
 /// What the node takes apart from a [`NodeConfig`].
@@ -162,6 +175,8 @@ impl NodeConfig {
                 accept_unknown_peers: self.accept_unknown_peers,
                 eager_handshakes: self.eager_handshakes,
                 mtu: self.mtu,
+                local_addresses: self.local_addresses.unwrap_or_default(),
+                overlay_prefixes: self.overlay_prefixes,
             },
         }
     }
@@ -190,6 +205,8 @@ impl NodeConfig {
             accept_unknown_peers: true,
             eager_handshakes: true,
             mtu: 1440,
+            local_addresses: None,
+            overlay_prefixes: Vec::new(),
         }
     }
 

@@ -95,6 +95,11 @@ drop_reasons! {
     TooBig => "too_big",
     /// Handshake message (valid mac1) from a member configured with another cipher suite.
     CipherMismatch => "cipher_mismatch",
+    /// Decrypted inner packet whose destination is none of this member's addresses or routes.
+    BadDestination => "bad_destination",
+    /// Authenticated packet whose underlay source lies inside the overlay (a routing loop:
+    /// the endpoint is never moved there).
+    EndpointInOverlay => "endpoint_in_overlay",
 }
 
 impl fmt::Display for DropReason {
@@ -109,7 +114,7 @@ impl std::error::Error for DropReason {}
 pub const DROP_REASONS: usize = DropReason::ALL.len();
 
 /// Node-wide counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASONS],
@@ -131,6 +136,23 @@ pub struct Stats {
     pub keepalives_sent: u64,
     /// Sessions torn down because the peer's credential expired or was revoked.
     pub credential_teardowns: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            drops: [0; DROP_REASONS],
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_bytes: 0,
+            handshakes_initiated: 0,
+            handshakes_completed: 0,
+            cookies_sent: 0,
+            keepalives_sent: 0,
+            credential_teardowns: 0,
+        }
+    }
 }
 
 impl Stats {
@@ -255,6 +277,13 @@ pub enum NodeError {
     /// the same indices and ephemeral keys. The I/O layer must draw it from the OS.
     #[error("no RNG seed: set NodeConfig::rng_seed from the OS random number generator")]
     MissingSeed,
+    /// Our own credential does not verify, so the node cannot learn which overlay addresses are
+    /// its own (set `NodeConfig::local_addresses`, or fix the credential).
+    #[error("our own credential does not verify ({0}); cannot tell which addresses are ours")]
+    OwnCredential(crate::credential::CredentialError),
+    /// A configured endpoint lies inside the overlay (it would route the tunnel into itself).
+    #[error("endpoint {0} lies inside the overlay network")]
+    EndpointInOverlay(std::net::SocketAddr),
     /// A persistent keepalive shorter than one second (zero means off).
     #[error("persistent keepalive of {0:?} is below the 1 s minimum (0 turns it off)")]
     KeepaliveTooShort(std::time::Duration),

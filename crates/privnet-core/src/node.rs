@@ -46,6 +46,18 @@ use crate::event::{Outbox, Pending};
 #[cfg(test)]
 mod tests;
 
+/// See [`Node::in_overlay`]; a free function so that a peer's [`Ctx`] can ask it too.
+#[inline]
+pub(crate) fn overlay_contains(
+    settings: &Settings,
+    router: &Router<PeerId>,
+    ip: std::net::IpAddr,
+) -> bool {
+    crate::router::contains_any(&settings.overlay_prefixes, ip)
+        || crate::router::contains_any(&settings.local_addresses, ip)
+        || router.lookup(ip).is_some()
+}
+
 /// How often the handshake limiter forgets idle sources.
 const LIMITER_GC_EVERY: Duration = Duration::from_secs(1);
 
@@ -90,7 +102,9 @@ impl Node {
     /// [`NodeError::CredentialTooLarge`] if our credential cannot fit in a handshake,
     /// [`NodeError::LowOrderKey`] if our static key is a low-order point,
     /// [`NodeError::UnsupportedCipher`] if the Noise library lacks the configured suite,
-    /// [`NodeError::MissingSeed`] if `rng_seed` was not set.
+    /// [`NodeError::MissingSeed`] if `rng_seed` was not set,
+    /// [`NodeError::OwnCredential`] if `local_addresses` is not set and our own credential does
+    /// not verify.
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration) -> Result<Self, NodeError> {
         if cfg.credential.len() > wire::MAX_CREDENTIAL_LEN {
             return Err(NodeError::CredentialTooLarge {
@@ -109,8 +123,20 @@ impl Node {
         if cfg.rng_seed == [0; 32] {
             return Err(NodeError::MissingSeed);
         }
+        let configured_local = cfg.local_addresses.is_some();
         let parts = cfg.into_parts();
-        let settings = parts.settings;
+        let mut settings = parts.settings;
+        if !configured_local {
+            let own = settings
+                .verifier
+                .verify(
+                    &settings.credential,
+                    &parts.static_secret.public_key(),
+                    unix_now.as_secs(),
+                )
+                .map_err(NodeError::OwnCredential)?;
+            settings.local_addresses = own.addresses;
+        }
         let keys = LocalKeys::new(
             params,
             settings.cipher.wire_id(),
@@ -210,6 +236,7 @@ impl Node {
             out,
             wake,
             last_stamp,
+            router,
             ..
         } = self;
         let peer = peers.get_mut(id)?;
@@ -222,6 +249,7 @@ impl Node {
             out,
             wall: *wall,
             last_stamp,
+            router,
         };
         let r = f(peer, &mut ctx);
         if let Some(at) = peer.timers.hint_needed() {
@@ -244,7 +272,8 @@ impl Node {
     ///
     /// # Errors
     /// [`NodeError::LowOrderKey`], [`NodeError::OwnKey`], [`NodeError::DuplicatePeer`],
-    /// [`NodeError::TooManyPeers`], or [`NodeError::KeepaliveTooShort`] for a persistent
+    /// [`NodeError::TooManyPeers`], [`NodeError::EndpointInOverlay`] for an endpoint inside the
+    /// overlay (see [`NodeConfig::overlay_prefixes`]), or [`NodeError::KeepaliveTooShort`] for a persistent
     /// keepalive below one second (`Duration::ZERO` turns it off).
     pub fn add_peer(&mut self, pc: PeerConfig, now: Instant) -> Result<PeerId, NodeError> {
         if crypto::is_low_order(&pc.static_public) {
@@ -256,6 +285,11 @@ impl Node {
         if self.peers.by_key(&pc.static_public).is_some() {
             return Err(NodeError::DuplicatePeer);
         }
+        if let Some(ep) = pc.endpoint {
+            if self.in_overlay(ep.ip()) {
+                return Err(NodeError::EndpointInOverlay(ep));
+            }
+        }
         let keepalive = match pc.persistent_keepalive {
             Some(d) if d.is_zero() => None,
             Some(d) if d < Duration::from_secs(1) => return Err(NodeError::KeepaliveTooShort(d)),
@@ -264,7 +298,7 @@ impl Node {
         let id = self.new_peer(pc.static_public)?;
         let eager = self.settings.eager_handshakes && pc.endpoint.is_some();
         for net in &pc.allowed_ips {
-            self.router.insert(*net, id);
+            self.router.insert(*net, id, false);
         }
         self.with_peer(id, |p, ctx| {
             p.configure(pc.endpoint, pc.allowed_ips, keepalive, now);
@@ -355,15 +389,29 @@ impl Node {
         self.limiter.len()
     }
 
+    /// Whether an underlay address lies inside the overlay: the network's prefixes, our own
+    /// addresses and routes, or any prefix routed to a peer. Such an endpoint would route the
+    /// tunnel through itself (nebula#741): datagrams from it are refused and never move an
+    /// endpoint.
+    fn in_overlay(&self, ip: std::net::IpAddr) -> bool {
+        overlay_contains(&self.settings, &self.router, ip)
+    }
+
+    /// Route to `id` the same prefixes the anti-spoofing check accepts from it: the verified
+    /// credential's once known (granted claims), the configured ones before. Claims it keeps keep
+    /// their place among the owners of a shared prefix (see `router.rs`).
     fn rebuild_routes(&mut self, id: PeerId) {
-        self.router.remove_value(&id);
-        // The same prefixes the anti-spoofing check accepts: the verified credential's once known,
-        // the configured ones before.
-        if let Some(p) = self.peers.get(id) {
-            for n in p.allowed_sources() {
-                self.router.insert(*n, id);
-            }
+        match self.peers.get(id) {
+            Some(p) => self
+                .router
+                .set_routes(&id, p.allowed_sources(), p.has_identity()),
+            None => self.router.remove_value(&id),
         }
+    }
+
+    /// Every routed prefix with its owners, the active one first.
+    pub fn routes(&self) -> Vec<(ipnetwork::IpNetwork, Vec<PeerId>)> {
+        self.router.routes()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -671,6 +719,9 @@ impl Node {
     ) -> Result<(), DropReason> {
         let mac1 = self.check_mac1(m.mac1_parts())?;
         self.check_cipher(m.cipher_id())?;
+        if self.in_overlay(from.ip()) {
+            return Err(DropReason::EndpointInOverlay);
+        }
         self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
         // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
         // which our X25519 refuses: the handshake stops there with `BadKey`.
@@ -714,6 +765,9 @@ impl Node {
     ) -> Result<(), DropReason> {
         let mac1 = self.check_mac1(m.mac1_parts())?;
         self.check_cipher(m.cipher_id())?;
+        if self.in_overlay(from.ip()) {
+            return Err(DropReason::EndpointInOverlay);
+        }
         let id = self
             .indices
             .get(m.receiver())

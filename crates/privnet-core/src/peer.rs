@@ -34,6 +34,7 @@ use crate::event::{
 };
 use crate::handshake::{self, LocalKeys, PendingInitiation, ReceivedInitiation};
 use crate::peers::{IndexMap, PeerId, Retired};
+use crate::router::{contains_any, Router};
 use crate::session::{Session, Sessions, Slot};
 use crate::tai64n::Tai64N;
 use crate::timers::{Timer, TimerTable, WallClock};
@@ -54,6 +55,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) wall: WallClock,
     /// The newest TAI64N label this node sent (ours never go backwards, see [`Ctx::timestamp`]).
     pub(crate) last_stamp: &'a mut Tai64N,
+    /// The node's routes (to refuse an endpoint inside the overlay).
+    pub(crate) router: &'a Router<PeerId>,
 }
 
 impl Ctx<'_> {
@@ -193,6 +196,10 @@ impl Peer {
 
     pub(crate) fn static_public(&self) -> &PublicKey {
         &self.static_public
+    }
+
+    pub(crate) fn has_identity(&self) -> bool {
+        self.verified.is_some()
     }
 
     pub(crate) fn credential(&self) -> Option<&[u8]> {
@@ -778,20 +785,31 @@ impl Peer {
         if confirmed {
             ctx.indices.retire(self.sessions.confirm_next());
         }
-        // Roaming: only the newest authenticated packet moves the endpoint.
-        let roamed = newest && self.endpoint != Some(from);
-        if roamed {
+        // Roaming: only the newest authenticated packet moves the endpoint, and never into the
+        // overlay (a packet that came back through our own TUN: a routing loop).
+        let mut roamed = newest && self.endpoint != Some(from);
+        let looped = roamed && crate::node::overlay_contains(ctx.settings, ctx.router, from.ip());
+        if looped {
+            roamed = false;
+        } else if roamed {
             self.endpoint = Some(from);
         }
         self.counters.rx_packets += 1;
-        // Anti-spoofing: the inner source must belong to the sending member.
-        let delivered = if n == 0 {
+        // Anti-spoofing: the inner source must belong to the sending member; and the destination
+        // must be ours (one of our addresses or a route we serve), whatever the peer chose.
+        let delivered = if looped {
+            Err(DropReason::EndpointInOverlay)
+        } else if n == 0 {
             Ok(0)
         } else {
             match out.get(..n).map(wire::inner_addresses) {
-                Some(Ok((src, _))) if crate::router::contains_any(self.allowed_sources(), src) => {
-                    self.counters.rx_bytes += n as u64;
-                    Ok(n)
+                Some(Ok((src, dst))) if contains_any(self.allowed_sources(), src) => {
+                    if contains_any(&ctx.settings.local_addresses, dst) {
+                        self.counters.rx_bytes += n as u64;
+                        Ok(n)
+                    } else {
+                        Err(DropReason::BadDestination)
+                    }
                 }
                 Some(Ok(_)) => {
                     self.counters.spoofed += 1;

@@ -347,3 +347,20 @@ fn value_parser() {
     assert!(parse_value("5 min").is_err());
     assert!(parse_value("").is_err());
 }
+
+#[test]
+fn every_drop_reason_is_in_the_drop_reasons_table() {
+    let doc = table(&["label", "counted when"]);
+    for r in privnet_core::DropReason::ALL {
+        assert!(
+            doc.contains_key(r.as_str()),
+            "docs/PROTOCOL.md §9 lacks the drop reason `{}`",
+            r.as_str()
+        );
+    }
+    assert_eq!(
+        doc.len(),
+        privnet_core::DropReason::ALL.len(),
+        "the table lists a reason the code does not have"
+    );
+}

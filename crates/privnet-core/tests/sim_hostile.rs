@@ -489,3 +489,91 @@ fn roaming_follows_authenticated_packets_only() {
     sim.run_for(Duration::from_millis(50));
     assert_eq!(sim.nodes[1].inbox.len(), before + 1);
 }
+
+/// A member that addresses a packet to something that is not ours (another network's address, the
+/// host's other interfaces) through its authenticated session: dropped as `bad_destination`, the
+/// session stays (issue 13, item 4).
+#[test]
+fn a_packet_for_an_address_that_is_not_ours_is_dropped() {
+    let (net, mut sim, _, _) = setup(70);
+    let before = sessions(&sim, &net);
+    let p0 = sim.nodes[1].node.peer_by_key(&net.public(0)).unwrap();
+    let mut out = vec![0u8; 2048];
+    for dst in ["10.77.99.1", "192.168.1.1", "127.0.0.1"] {
+        let pkt = ipv4_udp(net.overlay[1], dst.parse().unwrap(), b"not for you");
+        let now = sim.now;
+        // encapsulate_to skips our own routing decision, as a hostile member's code would.
+        let sent = sim.nodes[1]
+            .node
+            .encapsulate_to(p0, &pkt, &mut out, now)
+            .unwrap();
+        let privnet_core::Encapsulated::Send(t) = sent else {
+            panic!("no session")
+        };
+        let r = sim.deliver_now(net.underlay[1], 0, &out[..t.len]);
+        assert_eq!(r, Err(DropReason::BadDestination), "to {dst}");
+    }
+    assert_eq!(
+        sim.nodes[0]
+            .node
+            .stats()
+            .dropped(DropReason::BadDestination),
+        3
+    );
+    assert!(sim.nodes[0]
+        .inbox
+        .iter()
+        .all(|(_, p)| p.get(16..20) == Some(&[10, 77, 70, 1][..])));
+    assert!(same_session(before, sessions(&sim, &net)));
+}
+
+/// A valid data or handshake message arriving from an underlay address inside the overlay is a
+/// packet that came back through our own TUN (nebula#741): the endpoint never moves there
+/// (issue 13, item 2).
+#[test]
+fn an_authenticated_packet_from_inside_the_overlay_never_moves_the_endpoint() {
+    let (net, mut sim, _, _) = setup(71);
+    let p1 = sim.nodes[0].node.peer_by_key(&net.public(1)).unwrap();
+    let endpoint = sim.nodes[0].node.peer(p1).unwrap().endpoint;
+    // Node 1 seals a fresh packet; it reaches node 0 "from" node 1's overlay address.
+    let looped_from = SocketAddr::new(net.overlay[1], 51820);
+    let p0 = sim.nodes[1].node.peer_by_key(&net.public(0)).unwrap();
+    let mut out = vec![0u8; 2048];
+    let pkt = ipv4_udp(net.overlay[1], net.overlay[0], b"loop");
+    let now = sim.now;
+    let privnet_core::Encapsulated::Send(t) = sim.nodes[1]
+        .node
+        .encapsulate_to(p0, &pkt, &mut out, now)
+        .unwrap()
+    else {
+        panic!("no session")
+    };
+    let r = sim.deliver_now(looped_from, 0, &out[..t.len]);
+    assert_eq!(r, Err(DropReason::EndpointInOverlay));
+    assert_eq!(sim.nodes[0].node.peer(p1).unwrap().endpoint, endpoint);
+    // A handshake from there is refused before any Diffie-Hellman work.
+    let now = sim.now;
+    sim.nodes[1].node.initiate_handshake(p0, now);
+    let mut buf = vec![0u8; 2048];
+    let t = sim.nodes[1].node.poll_transmit(&mut buf, now).unwrap();
+    let r = sim.deliver_now(looped_from, 0, &buf[..t.len]);
+    assert_eq!(r, Err(DropReason::EndpointInOverlay));
+    assert_eq!(sim.nodes[0].node.peer(p1).unwrap().endpoint, endpoint);
+    assert_eq!(
+        sim.nodes[0]
+            .node
+            .stats()
+            .dropped(DropReason::EndpointInOverlay),
+        2
+    );
+    // And a configured endpoint inside the network's prefixes is refused at once.
+    let mut cfg = net.config(0, 71);
+    cfg.overlay_prefixes = vec!["10.77.0.0/16".parse().unwrap()];
+    let mut n = privnet_core::Node::new(cfg, now, net.unix_start).unwrap();
+    let pc =
+        privnet_core::PeerConfig::new(net.public(1)).endpoint("10.77.3.4:51820".parse().unwrap());
+    assert!(matches!(
+        n.add_peer(pc, now),
+        Err(privnet_core::NodeError::EndpointInOverlay(_))
+    ));
+}

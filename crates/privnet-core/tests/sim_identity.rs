@@ -164,6 +164,11 @@ impl CertNetwork {
         seed[0] = self.tag;
         seed[1] = i as u8;
         seed[2] = generation;
+        // A node presenting a credential other than its own certificate (a forged or tampered
+        // one) cannot learn its addresses from it: Node::new would refuse it, so give them.
+        if credential != m.cert.to_bytes() {
+            cfg.local_addresses = Some(vec![IpNetwork::from(m.overlay)]);
+        }
         cfg.credential(credential).rng_seed(seed);
         cfg
     }

@@ -54,6 +54,7 @@ struct Side {
     table: PeerTable<Peer>,
     id: PeerId,
     last_stamp: Tai64N,
+    router: Router<PeerId>,
 }
 
 fn side(me: u8, other: u8, now: Instant) -> Side {
@@ -77,7 +78,8 @@ fn side(me: u8, other: u8, now: Instant) -> Side {
         addresses: vec![],
     };
     cfg.credential(cred.encode()).rng_seed([me; 32]);
-    let parts = cfg.into_parts();
+    let mut parts = cfg.into_parts();
+    parts.settings.local_addresses = vec![IpNetwork::new(IpAddr::V4(overlay(me)), 32).unwrap()];
     let params = parts.settings.cipher.noise_params().parse().unwrap();
     let keys = LocalKeys::new(
         params,
@@ -107,6 +109,7 @@ fn side(me: u8, other: u8, now: Instant) -> Side {
         table,
         id,
         last_stamp: Tai64N::default(),
+        router: Router::new(),
     }
 }
 
@@ -122,6 +125,7 @@ impl Side {
             out: &mut self.out,
             wall: self.wall,
             last_stamp: &mut self.last_stamp,
+            router: &self.router,
         };
         f(peer, &mut ctx)
     }
