@@ -43,6 +43,15 @@ pub const INITIATION_MIN_INTERVAL: Duration = Duration::from_millis(20);
 pub const COOKIE_SECRET_MAX_AGE: Duration = Duration::from_secs(120);
 /// How long a node stays "under load" after the handshake rate fell below the threshold.
 pub const UNDER_LOAD_AFTER: Duration = Duration::from_secs(1);
+/// Handshake messages per second a known peer may have admitted through the priority lane (from
+/// its own endpoint, or answering our initiation), past the per-source limiter and the node-wide
+/// work budget.
+pub const PRIORITY_HANDSHAKES_PER_SEC: u32 = 2;
+/// Burst of the priority lane per peer.
+pub const PRIORITY_HANDSHAKE_BURST: u32 = 10;
+/// Responses to one pending initiation admitted through the priority lane (a forged or replayed
+/// response costs two Diffie-Hellman operations before it fails).
+pub const PRIORITY_RESPONSES_PER_INITIATION: u32 = 4;
 /// Initiation timestamps further than this ahead of our wall clock are refused (see PROTOCOL.md
 /// "Far-future timestamps").
 pub const MAX_TIMESTAMP_SKEW: Duration = Duration::from_secs(600);
@@ -71,6 +80,10 @@ pub struct NodeConfig {
     pub rng_seed: [u8; 32],
     /// Handshake messages per second above which the node is "under load" and demands cookies.
     pub under_load_handshakes_per_sec: u32,
+    /// Node-wide budget of handshake messages per second that may cost Diffie-Hellman work (burst:
+    /// one second's worth). Beyond it only the priority lane — known peers' own endpoints and
+    /// responses to our initiations — gets DH work; everything else is `handshake_budget`.
+    pub handshake_budget_per_sec: u32,
     /// Per-source handshake rate (IPv4 address or IPv6 /64): sustained per second.
     pub handshake_rate_per_source: u32,
     /// Per-source handshake burst.
@@ -109,6 +122,7 @@ impl std::fmt::Debug for NodeConfig {
                 "under_load_handshakes_per_sec",
                 &self.under_load_handshakes_per_sec,
             )
+            .field("handshake_budget_per_sec", &self.handshake_budget_per_sec)
             .field("handshake_rate_per_source", &self.handshake_rate_per_source)
             .field(
                 "handshake_burst_per_source",
@@ -132,6 +146,7 @@ pub(crate) struct Settings {
     pub(crate) credential: Vec<u8>,
     pub(crate) verifier: Arc<dyn CredentialVerifier>,
     pub(crate) under_load_handshakes_per_sec: u32,
+    pub(crate) handshake_budget_per_sec: u32,
     pub(crate) handshake_rate_per_source: u32,
     pub(crate) handshake_burst_per_source: u32,
     pub(crate) limiter_max_sources: usize,
@@ -167,6 +182,7 @@ impl NodeConfig {
                 credential: self.credential,
                 verifier: self.verifier,
                 under_load_handshakes_per_sec: self.under_load_handshakes_per_sec,
+                handshake_budget_per_sec: self.handshake_budget_per_sec,
                 handshake_rate_per_source: self.handshake_rate_per_source,
                 handshake_burst_per_source: self.handshake_burst_per_source,
                 limiter_max_sources: self.limiter_max_sources,
@@ -197,6 +213,7 @@ impl NodeConfig {
             verifier,
             rng_seed: [0; 32],
             under_load_handshakes_per_sec: 128,
+            handshake_budget_per_sec: 500,
             handshake_rate_per_source: 20,
             handshake_burst_per_source: 10,
             limiter_max_sources: 65_536,

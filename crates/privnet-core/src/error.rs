@@ -47,6 +47,8 @@ drop_reasons! {
     RateLimited => "rate_limited",
     /// Handshake limiter table is full (too many distinct sources).
     LimiterFull => "limiter_full",
+    /// The node-wide handshake work budget is spent and the message is not on the priority lane.
+    HandshakeBudget => "handshake_budget",
     /// Noise handshake message failed to decrypt or authenticate.
     HandshakeFailed => "handshake_failed",
     /// Low-order public key or all-zero Diffie-Hellman result.
@@ -136,6 +138,10 @@ pub struct Stats {
     pub keepalives_sent: u64,
     /// Sessions torn down because the peer's credential expired or was revoked.
     pub credential_teardowns: u64,
+    /// Handshake messages admitted to Diffie-Hellman work (initiations and responses).
+    pub handshake_work: u64,
+    /// Of those, admitted through the priority lane.
+    pub handshake_work_priority: u64,
 }
 
 impl Default for Stats {
@@ -151,6 +157,8 @@ impl Default for Stats {
             cookies_sent: 0,
             keepalives_sent: 0,
             credential_teardowns: 0,
+            handshake_work: 0,
+            handshake_work_priority: 0,
         }
     }
 }

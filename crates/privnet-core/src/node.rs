@@ -13,6 +13,7 @@
 //! [`Node::handle_timeout`]; after each, drain [`Node::poll_transmit`] and [`Node::poll_event`], and
 //! sleep until [`Node::poll_timeout`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use crate::error::{DecapsulateError, DropReason, EncapsulateError, NodeError, St
 use crate::handshake::{self, LocalKeys};
 use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
-use crate::ratelimit::{HandshakeLimiter, LoadDetector};
+use crate::ratelimit::{HandshakeLimiter, LoadDetector, TokenBucket};
 use crate::router::Router;
 use crate::tai64n::Tai64N;
 use crate::timers::{WakeQueue, WallClock};
@@ -82,6 +83,10 @@ pub struct Node {
     due: Vec<(Instant, PeerId)>,
     /// The newest initiation timestamp sent.
     last_stamp: Tai64N,
+    /// Node-wide budget of handshake messages that may cost Diffie-Hellman work.
+    budget: TokenBucket,
+    /// Underlay endpoint → the peer there (the priority lane of handshake admission).
+    known_endpoints: HashMap<SocketAddr, PeerId>,
 }
 
 impl std::fmt::Debug for Node {
@@ -146,6 +151,7 @@ impl Node {
         );
         let mut rng = ChaCha20Rng::from_seed(parts.rng_seed);
         let cookies = CookieJar::new(&mut rng, now);
+        let budget = settings.handshake_budget_per_sec;
         Ok(Self {
             limiter: HandshakeLimiter::new(
                 settings.handshake_rate_per_source,
@@ -168,6 +174,8 @@ impl Node {
             last_now: now,
             due: Vec::new(),
             last_stamp: Tai64N::default(),
+            budget: TokenBucket::new(budget, budget, now),
+            known_endpoints: HashMap::new(),
         })
     }
 
@@ -237,9 +245,11 @@ impl Node {
             wake,
             last_stamp,
             router,
+            known_endpoints,
             ..
         } = self;
         let peer = peers.get_mut(id)?;
+        let endpoint = peer.endpoint();
         let mut ctx = Ctx {
             id,
             keys,
@@ -254,6 +264,17 @@ impl Node {
         let r = f(peer, &mut ctx);
         if let Some(at) = peer.timers.hint_needed() {
             wake.push(at, id);
+        }
+        let moved = peer.endpoint();
+        if moved != endpoint {
+            if let Some(old) = endpoint {
+                if known_endpoints.get(&old) == Some(&id) {
+                    known_endpoints.remove(&old);
+                }
+            }
+            if let Some(new) = moved {
+                known_endpoints.insert(new, id);
+            }
         }
         Some(r)
     }
@@ -313,7 +334,7 @@ impl Node {
         if self.peers.len() >= self.settings.max_peers {
             return Err(NodeError::TooManyPeers);
         }
-        let peer = Peer::new(static_public, &self.keys);
+        let peer = Peer::new(static_public, &self.keys, self.last_now);
         let id = self
             .peers
             .insert(static_public, peer)
@@ -335,6 +356,7 @@ impl Node {
             return false;
         }
         self.router.remove_value(&id);
+        self.known_endpoints.retain(|_, p| *p != id);
         let key = self.peers.get(id).map(|p| *p.static_public());
         if let Some(key) = key {
             self.peers.remove(id, &key);
@@ -683,15 +705,23 @@ impl Node {
         }
     }
 
-    /// Admission of a handshake message that passed mac1 and is about to cost Diffie-Hellman work:
-    /// load accounting; under load a valid mac2 (else a cookie reply to `from`, answering `sender`,
-    /// with `mac1` as associated data); then the per-source rate limit.
+    /// Admission of a handshake message that passed mac1 and is about to cost Diffie-Hellman
+    /// work, in order:
+    /// 1. load accounting; under load a valid mac2 is required (else a cookie reply to `from`,
+    ///    answering `sender`, with `mac1` as associated data) — for every message, so that only
+    ///    the real holder of an address gets further;
+    /// 2. the priority lane (`priority`: from a known peer's own endpoint, or a response to our
+    ///    pending initiation, within that peer's allowance) skips the rest, so neither a flood of
+    ///    other sources nor a full limiter table can stop known peers' rekeys and reconnects;
+    /// 3. the per-source rate limit;
+    /// 4. the node-wide work budget: beyond it, `handshake_budget`.
     fn admit_handshake(
         &mut self,
         from: SocketAddr,
         sender: u32,
         mac1: &[u8],
         mac2: (&[u8], &[u8]),
+        priority: bool,
         now: Instant,
     ) -> Result<(), DropReason> {
         if self.load.record(now) && !self.cookies.mac2_valid(&mut self.rng, from, mac2, now) {
@@ -708,7 +738,16 @@ impl Node {
             }
             return Err(DropReason::CookieRequired);
         }
-        self.limiter.check(from.ip(), now)
+        if priority {
+            self.out.stats.handshake_work_priority += 1;
+        } else {
+            self.limiter.check(from.ip(), now)?;
+            if !self.budget.take(now) {
+                return Err(DropReason::HandshakeBudget);
+            }
+        }
+        self.out.stats.handshake_work += 1;
+        Ok(())
     }
 
     fn handle_initiation(
@@ -722,7 +761,11 @@ impl Node {
         if self.in_overlay(from.ip()) {
             return Err(DropReason::EndpointInOverlay);
         }
-        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
+        let known = self.known_endpoints.get(&from).copied();
+        let priority = known
+            .and_then(|id| self.with_peer(id, |p, _| p.priority_initiation(now)))
+            .unwrap_or(false);
+        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), priority, now)?;
         // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
         // which our X25519 refuses: the handshake stops there with `BadKey`.
         let mut seed = [0u8; 32];
@@ -772,8 +815,13 @@ impl Node {
             .indices
             .get(m.receiver())
             .ok_or(DropReason::UnexpectedHandshake)?;
-        // Responses cost two DH operations too: the same admission as initiations (as WireGuard).
-        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), now)?;
+        // Responses cost two DH operations too: the same admission as initiations (as WireGuard),
+        // with the priority lane for a response to the initiation we sent.
+        let receiver = m.receiver();
+        let priority = self
+            .with_peer(id, |p, _| p.priority_response(receiver, now))
+            .unwrap_or(false);
+        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), priority, now)?;
         let changed = self
             .with_peer(id, |p, ctx| p.on_response(from, m, now, ctx))
             .ok_or(DropReason::UnexpectedHandshake)??;

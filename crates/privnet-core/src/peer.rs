@@ -21,8 +21,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 
 use crate::config::{
-    Settings, INITIATION_MIN_INTERVAL, KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER, ZERO_KEYS_AFTER,
+    Settings, INITIATION_MIN_INTERVAL, KEEPALIVE_TIMEOUT, PRIORITY_HANDSHAKES_PER_SEC,
+    PRIORITY_HANDSHAKE_BURST, PRIORITY_RESPONSES_PER_INITIATION, REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT,
+    REKEY_TIMEOUT_JITTER, ZERO_KEYS_AFTER,
 };
 use crate::cookie::ReceivedCookie;
 use crate::credential::PeerIdentity;
@@ -34,6 +36,7 @@ use crate::event::{
 };
 use crate::handshake::{self, LocalKeys, PendingInitiation, ReceivedInitiation};
 use crate::peers::{IndexMap, PeerId, Retired};
+use crate::ratelimit::TokenBucket;
 use crate::router::{contains_any, Router};
 use crate::session::{Session, Sessions, Slot};
 use crate::tai64n::Tai64N;
@@ -84,6 +87,8 @@ pub(crate) struct Initiating {
     last_sent: Instant,
     /// Initiations sent in this attempt.
     attempts: u32,
+    /// Responses to the current initiation admitted through the priority lane.
+    responses: u32,
 }
 
 /// The handshake state of a peer.
@@ -154,10 +159,12 @@ pub(crate) struct Peer {
     need_another_keepalive: bool,
     last_handshake: Option<Instant>,
     counters: PeerCounters,
+    /// The priority lane's allowance (see `Node::admit_handshake`).
+    lane: TokenBucket,
 }
 
 impl Peer {
-    pub(crate) fn new(static_public: PublicKey, keys: &LocalKeys) -> Self {
+    pub(crate) fn new(static_public: PublicKey, keys: &LocalKeys, now: Instant) -> Self {
         Self {
             static_public,
             mac1_key: keys.mac1_key_for(&static_public),
@@ -175,6 +182,27 @@ impl Peer {
             need_another_keepalive: false,
             last_handshake: None,
             counters: PeerCounters::default(),
+            lane: TokenBucket::new(PRIORITY_HANDSHAKES_PER_SEC, PRIORITY_HANDSHAKE_BURST, now),
+        }
+    }
+
+    /// An initiation from this peer's own endpoint: may it take the priority lane?
+    pub(crate) fn priority_initiation(&mut self, now: Instant) -> bool {
+        self.lane.take(now)
+    }
+
+    /// A response naming `index`: is it to our pending initiation, within its allowance?
+    pub(crate) fn priority_response(&mut self, index: u32, now: Instant) -> bool {
+        match &mut self.handshake {
+            Handshake::Initiating(i)
+                if i.pending.local_index == index
+                    && i.responses < PRIORITY_RESPONSES_PER_INITIATION
+                    && self.lane.take(now) =>
+            {
+                i.responses += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -196,6 +224,11 @@ impl Peer {
 
     pub(crate) fn static_public(&self) -> &PublicKey {
         &self.static_public
+    }
+
+    #[inline]
+    pub(crate) fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoint
     }
 
     pub(crate) fn has_identity(&self) -> bool {
@@ -315,6 +348,7 @@ impl Peer {
                 since,
                 last_sent: now,
                 attempts,
+                responses: 0,
             })),
         );
         ctx.indices.retire(Retired::one(replaced.pending_index()));

@@ -1,4 +1,5 @@
-//! Handshake admission: the per-source rate limiter and the "under load" detector.
+//! Handshake admission: the per-source rate limiter, the "under load" detector, the node-wide
+//! budget of Diffie-Hellman work and the small per-peer allowance of the priority lane.
 //!
 //! The limiter is `governor`'s GCRA keyed by source (an IPv4 address, or the /64 of an IPv6 address so
 //! one host cannot rotate through its prefix), driven by a clock that the node sets from the `now` it
@@ -178,6 +179,48 @@ impl LoadDetector {
     }
 }
 
+/// A token bucket in whole tokens: `rate` per second, at most `burst` saved up. Time is an input.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenBucket {
+    rate: u32,
+    burst: u32,
+    /// Tokens, in millionths.
+    micro: u64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = burst.max(1);
+        Self {
+            rate,
+            burst,
+            micro: u64::from(burst) * 1_000_000,
+            last: now,
+        }
+    }
+
+    /// Take one token at `now`; false when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last);
+        self.last = self.last.max(now);
+        let refill = u64::try_from(dt.as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(self.rate));
+        self.micro = self
+            .micro
+            .saturating_add(refill)
+            .min(u64::from(self.burst) * 1_000_000);
+        if self.micro >= 1_000_000 {
+            self.micro -= 1_000_000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take the origin of their clock from the real one
 mod tests {
@@ -232,5 +275,20 @@ mod tests {
         assert!(d.record(t0));
         assert!(d.is_under_load(t0 + Duration::from_millis(999)));
         assert!(!d.is_under_load(t0 + Duration::from_millis(1001)));
+    }
+
+    #[test]
+    fn token_bucket_refills_at_its_rate_up_to_its_burst() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 3, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0), "burst spent");
+        assert!(!b.take(t0 + Duration::from_millis(99)));
+        assert!(b.take(t0 + Duration::from_millis(100)), "one per 100 ms");
+        let later = t0 + Duration::from_secs(60);
+        let got = (0..10).filter(|_| b.take(later)).count();
+        assert_eq!(got, 3, "never more than the burst saved up");
+        // A clock that goes back takes nothing and gives nothing.
+        assert!(!b.take(t0));
     }
 }

@@ -155,6 +155,18 @@ fn code_constants() -> BTreeMap<&'static str, Value> {
         ("COOKIE_SECRET_MAX_AGE", Dur(config::COOKIE_SECRET_MAX_AGE)),
         ("UNDER_LOAD_AFTER", Dur(config::UNDER_LOAD_AFTER)),
         ("MAX_TIMESTAMP_SKEW", Dur(config::MAX_TIMESTAMP_SKEW)),
+        (
+            "PRIORITY_HANDSHAKES_PER_SEC",
+            int(config::PRIORITY_HANDSHAKES_PER_SEC),
+        ),
+        (
+            "PRIORITY_HANDSHAKE_BURST",
+            int(config::PRIORITY_HANDSHAKE_BURST),
+        ),
+        (
+            "PRIORITY_RESPONSES_PER_INITIATION",
+            int(config::PRIORITY_RESPONSES_PER_INITIATION),
+        ),
         // wire
         ("VERSION", int(wire::VERSION)),
         ("TYPE_INITIATION", int(wire::TYPE_INITIATION)),
@@ -266,6 +278,10 @@ fn defaults_table_matches_node_config() {
         (
             "under_load_handshakes_per_sec",
             int(cfg.under_load_handshakes_per_sec),
+        ),
+        (
+            "handshake_budget_per_sec",
+            int(cfg.handshake_budget_per_sec),
         ),
         (
             "handshake_rate_per_source",

@@ -90,7 +90,7 @@ fn side(me: u8, other: u8, now: Instant) -> Side {
     );
     let mut table = PeerTable::default();
     let peer_key = secret(other).public_key();
-    let mut peer = Peer::new(peer_key, &keys);
+    let mut peer = Peer::new(peer_key, &keys, now);
     peer.configure(
         Some(underlay(other)),
         vec![IpNetwork::new(IpAddr::V4(overlay(other)), 32).unwrap()],
