@@ -64,8 +64,13 @@ pub const MAX_TIMESTAMP_SKEW: Duration = Duration::from_secs(600);
 pub struct NodeConfig {
     /// Our Noise static private key.
     pub static_secret: StaticSecret,
-    /// The network's pre-shared key (mixed into every handshake and the mac1/cookie keys).
+    /// The network's pre-shared key (mixed into every handshake and the mac1/cookie keys). Our
+    /// handshakes use it.
     pub network_psk: [u8; 32],
+    /// Other network PSKs accepted from peers during a PSK rotation (handshakes under them are
+    /// answered under the same PSK). Empty outside a rotation; see docs/CONFIG.md "Rotating the
+    /// network PSK".
+    pub accepted_psks: Vec<[u8; 32]>,
     /// The network id (bound into the Noise prologue).
     pub network_id: [u8; 16],
     /// The network's AEAD (every member of a network must use the same).
@@ -115,6 +120,7 @@ impl std::fmt::Debug for NodeConfig {
         f.debug_struct("NodeConfig")
             .field("static_public", &self.static_secret.public_key())
             .field("network_id", &self.network_id)
+            .field("accepted_psks", &self.accepted_psks.len())
             .field("cipher", &self.cipher)
             .field("credential_len", &self.credential.len())
             .field("verifier", &self.verifier)
@@ -164,6 +170,7 @@ pub(crate) struct Settings {
 pub(crate) struct Parts {
     pub(crate) static_secret: StaticSecret,
     pub(crate) network_psk: [u8; 32],
+    pub(crate) accepted_psks: Vec<[u8; 32]>,
     pub(crate) network_id: [u8; 16],
     pub(crate) rng_seed: [u8; 32],
     pub(crate) settings: Settings,
@@ -175,6 +182,7 @@ impl NodeConfig {
         Parts {
             static_secret: self.static_secret,
             network_psk: self.network_psk,
+            accepted_psks: self.accepted_psks,
             network_id: self.network_id,
             rng_seed: self.rng_seed,
             settings: Settings {
@@ -207,6 +215,7 @@ impl NodeConfig {
         Self {
             static_secret,
             network_psk,
+            accepted_psks: Vec::new(),
             network_id,
             cipher: crate::crypto::CipherSuite::default(),
             credential: Vec::new(),

@@ -15,6 +15,39 @@ use crate::wire::{
     MAX_CREDENTIAL_LEN, RESPONSE_NOISE_OFFSET, TAG_LEN, TYPE_INITIATION, TYPE_RESPONSE,
 };
 
+/// One network PSK and the keys derived from it for the local member.
+pub(crate) struct NetworkKey {
+    psk: Zeroizing<[u8; 32]>,
+    /// mac1 key of messages sent to us under this PSK.
+    pub(crate) mac1_key: [u8; 32],
+    /// Key of the cookie replies we send to messages under this PSK.
+    pub(crate) cookie_key: [u8; 32],
+}
+
+impl NetworkKey {
+    fn new(psk: [u8; 32], static_public: &PublicKey) -> Self {
+        Self {
+            mac1_key: crypto::mac1_key(&psk, static_public),
+            cookie_key: crypto::cookie_key(&psk, static_public),
+            psk: Zeroizing::new(psk),
+        }
+    }
+
+    /// mac1 key of messages we send to the holder of `remote` under this PSK.
+    pub(crate) fn mac1_key_for(&self, remote: &PublicKey) -> [u8; 32] {
+        crypto::mac1_key(&self.psk, remote)
+    }
+
+    /// Key of the cookie replies the holder of `remote` sends us under this PSK.
+    pub(crate) fn cookie_key_of(&self, remote: &PublicKey) -> [u8; 32] {
+        crypto::cookie_key(&self.psk, remote)
+    }
+}
+
+/// Which of the node's network keys a message is under: 0 is the primary (the one we send with),
+/// the others are accepted during a PSK rotation.
+pub(crate) type PskIndex = usize;
+
 /// What the handshake functions need to know about the local member: built once by the node.
 pub(crate) struct LocalKeys {
     pub(crate) params: NoiseParams,
@@ -22,45 +55,69 @@ pub(crate) struct LocalKeys {
     pub(crate) static_secret: StaticSecret,
     pub(crate) static_public: PublicKey,
     pub(crate) static_dh: crate::crypto::StaticDhCache,
-    pub(crate) psk: Zeroizing<[u8; 32]>,
+    /// The primary network key first, then the ones also accepted (a PSK rotation's window).
+    pub(crate) network: Vec<NetworkKey>,
     pub(crate) prologue: [u8; 26],
-    /// mac1 key of messages sent to us.
-    pub(crate) mac1_key: [u8; 32],
-    /// Key of the cookie replies we send.
-    pub(crate) cookie_key: [u8; 32],
 }
 
 impl LocalKeys {
-    /// Derive everything from the member's static secret, the network PSK and id.
+    /// Derive everything from the member's static secret, the network PSKs and id.
     pub(crate) fn new(
         params: NoiseParams,
         cipher_id: u8,
         static_secret: StaticSecret,
         psk: [u8; 32],
+        accepted: &[[u8; 32]],
         network_id: &[u8; 16],
     ) -> Self {
         let static_public = static_secret.public_key();
-        Self {
+        let mut keys = Self {
             params,
             cipher_id,
-            mac1_key: crypto::mac1_key(&psk, &static_public),
-            cookie_key: crypto::cookie_key(&psk, &static_public),
             static_secret,
             static_public,
             static_dh: crate::crypto::StaticDhCache::default(),
-            psk: Zeroizing::new(psk),
+            network: Vec::new(),
             prologue: crypto::prologue(network_id),
-        }
+        };
+        keys.set_psks(psk, accepted);
+        keys
     }
 
-    /// mac1 key of messages we send to the holder of `remote`.
+    /// Replace the network keys: `psk` is sent with, `accepted` are also accepted.
+    pub(crate) fn set_psks(&mut self, psk: [u8; 32], accepted: &[[u8; 32]]) {
+        self.network = std::iter::once(psk)
+            .chain(accepted.iter().copied().filter(|a| *a != psk))
+            .map(|p| NetworkKey::new(p, &self.static_public))
+            .collect();
+    }
+
+    /// The primary network key.
+    pub(crate) fn primary(&self) -> &NetworkKey {
+        // `network` always holds the primary: `set_psks` puts it first.
+        &self.network[0]
+    }
+
+    /// The network key `i` (the primary for an index out of range).
+    pub(crate) fn network_key(&self, i: PskIndex) -> &NetworkKey {
+        self.network.get(i).unwrap_or_else(|| self.primary())
+    }
+
+    /// The network key under which `mac1` over `covered` verifies, if any (the primary first).
+    pub(crate) fn mac1_matches(&self, covered: &[u8], mac1: &[u8]) -> Option<PskIndex> {
+        self.network
+            .iter()
+            .position(|k| crypto::ct_eq(&crypto::mac16(&k.mac1_key, covered), mac1))
+    }
+
+    /// mac1 key of messages we send to the holder of `remote` (under the primary PSK).
     pub(crate) fn mac1_key_for(&self, remote: &PublicKey) -> [u8; 32] {
-        crypto::mac1_key(&self.psk, remote)
+        self.primary().mac1_key_for(remote)
     }
 
-    /// Key of the cookie replies the holder of `remote` sends us.
+    /// Key of the cookie replies the holder of `remote` sends us (under the primary PSK).
     pub(crate) fn cookie_key_of(&self, remote: &PublicKey) -> [u8; 32] {
-        crypto::cookie_key(&self.psk, remote)
+        self.primary().cookie_key_of(remote)
     }
 }
 
@@ -71,7 +128,7 @@ fn map_snow(e: snow::Error) -> DropReason {
     }
 }
 
-fn builder(keys: &LocalKeys, seed: [u8; 32]) -> Result<Builder<'_>, DropReason> {
+fn builder(keys: &LocalKeys, psk: PskIndex, seed: [u8; 32]) -> Result<Builder<'_>, DropReason> {
     let resolver = Resolver::new(
         seed,
         &keys.static_secret,
@@ -80,7 +137,7 @@ fn builder(keys: &LocalKeys, seed: [u8; 32]) -> Result<Builder<'_>, DropReason> 
     );
     Builder::with_resolver(keys.params.clone(), Box::new(resolver))
         .local_private_key(keys.static_secret.as_bytes())
-        .and_then(|b| b.psk(2, &keys.psk))
+        .and_then(|b| b.psk(2, &keys.network_key(psk).psk))
         .and_then(|b| b.prologue(&keys.prologue))
         .map_err(|_| DropReason::HandshakeFailed)
 }
@@ -124,7 +181,7 @@ pub(crate) fn build_initiation(
     if credential.len() > MAX_CREDENTIAL_LEN {
         return Err(DropReason::HandshakeFailed);
     }
-    let mut state = builder(keys, seed)?
+    let mut state = builder(keys, 0, seed)?
         .remote_public_key(remote)
         .and_then(|b| b.build_initiator())
         .map_err(map_snow)?;
@@ -162,15 +219,20 @@ pub(crate) struct ReceivedInitiation {
     pub(crate) remote_static: PublicKey,
     pub(crate) timestamp: Tai64N,
     pub(crate) credential: Vec<u8>,
+    /// The network key it was under (the response uses the same).
+    pub(crate) psk: PskIndex,
 }
 
 /// Consume an initiation (mac1/mac2 already checked). Costs two Diffie-Hellman operations.
 pub(crate) fn read_initiation(
     keys: &LocalKeys,
     msg: &Initiation<'_>,
+    psk: PskIndex,
     seed: [u8; 32],
 ) -> Result<ReceivedInitiation, DropReason> {
-    let mut state = builder(keys, seed)?.build_responder().map_err(map_snow)?;
+    let mut state = builder(keys, psk, seed)?
+        .build_responder()
+        .map_err(map_snow)?;
     let noise = msg.noise();
     let mut payload = vec![0u8; noise.len()];
     let n = state.read_message(noise, &mut payload).map_err(map_snow)?;
@@ -190,6 +252,7 @@ pub(crate) fn read_initiation(
         remote_static,
         timestamp: Tai64N::from_bytes(ts),
         credential,
+        psk,
     })
 }
 

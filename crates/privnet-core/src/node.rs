@@ -27,7 +27,7 @@ use crate::cookie::CookieJar;
 use crate::credential::CredentialVerifier;
 use crate::crypto::{self, PublicKey};
 use crate::error::{DecapsulateError, DropReason, EncapsulateError, NodeError, Stats};
-use crate::handshake::{self, LocalKeys};
+use crate::handshake::{self, LocalKeys, PskIndex};
 use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
 use crate::ratelimit::{HandshakeLimiter, LoadDetector, TokenBucket};
@@ -147,6 +147,7 @@ impl Node {
             settings.cipher.wire_id(),
             parts.static_secret,
             parts.network_psk,
+            &parts.accepted_psks,
             &parts.network_id,
         );
         let mut rng = ChaCha20Rng::from_seed(parts.rng_seed);
@@ -680,12 +681,25 @@ impl Node {
         })
     }
 
-    /// mac1 of a handshake message, checked with our own mac1 key (before any other work).
-    fn check_mac1<'a>(&self, (covered, mac1): (&[u8], &'a [u8])) -> Result<&'a [u8], DropReason> {
-        if crypto::ct_eq(&crypto::mac16(&self.keys.mac1_key, covered), mac1) {
-            Ok(mac1)
-        } else {
-            Err(DropReason::BadMac1)
+    /// mac1 of a handshake message, checked with our own mac1 keys (before any other work):
+    /// which network key (PSK) the message is under.
+    fn check_mac1<'a>(
+        &self,
+        (covered, mac1): (&[u8], &'a [u8]),
+    ) -> Result<(&'a [u8], PskIndex), DropReason> {
+        self.keys
+            .mac1_matches(covered, mac1)
+            .map(|psk| (mac1, psk))
+            .ok_or(DropReason::BadMac1)
+    }
+
+    /// Replace the network PSKs live (a PSK rotation step): `psk` is sent with, `accepted` are
+    /// also accepted. Sessions are kept; the next handshakes use the new keys.
+    pub fn set_psks(&mut self, psk: [u8; 32], accepted: &[[u8; 32]]) {
+        self.keys.set_psks(psk, accepted);
+        let ids: Vec<PeerId> = self.peers.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.with_peer(id, |p, ctx| p.rekey_network(ctx.keys));
         }
     }
 
@@ -719,20 +733,17 @@ impl Node {
         &mut self,
         from: SocketAddr,
         sender: u32,
-        mac1: &[u8],
+        (mac1, psk): (&[u8], PskIndex),
         mac2: (&[u8], &[u8]),
         priority: bool,
         now: Instant,
     ) -> Result<(), DropReason> {
         if self.load.record(now) && !self.cookies.mac2_valid(&mut self.rng, from, mac2, now) {
-            if let Some(reply) = self.cookies.reply(
-                &mut self.rng,
-                &self.keys.cookie_key,
-                from,
-                sender,
-                mac1,
-                now,
-            ) {
+            let cookie_key = self.keys.network_key(psk).cookie_key;
+            if let Some(reply) =
+                self.cookies
+                    .reply(&mut self.rng, &cookie_key, from, sender, mac1, now)
+            {
                 self.out.stats.cookies_sent += 1;
                 self.out.send(from, reply);
             }
@@ -770,7 +781,7 @@ impl Node {
         // which our X25519 refuses: the handshake stops there with `BadKey`.
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        let rx = handshake::read_initiation(&self.keys, m, seed)?;
+        let rx = handshake::read_initiation(&self.keys, m, mac1.1, seed)?;
         let unix_now = self.wall.unix(now);
         let identity = self
             .settings

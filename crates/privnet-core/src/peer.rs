@@ -186,6 +186,12 @@ impl Peer {
         }
     }
 
+    /// The network PSKs changed: re-derive the keys of our messages to it and of its cookies.
+    pub(crate) fn rekey_network(&mut self, keys: &LocalKeys) {
+        self.mac1_key = keys.mac1_key_for(&self.static_public);
+        self.cookie_key = keys.cookie_key_of(&self.static_public);
+    }
+
     /// An initiation from this peer's own endpoint: may it take the priority lane?
     pub(crate) fn priority_initiation(&mut self, now: Instant) -> bool {
         self.lane.take(now)
@@ -414,13 +420,19 @@ impl Peer {
         }
         let cookie = ReceivedCookie::usable(self.cookie.as_ref(), now);
         let local_index = ctx.indices.allocate(ctx.rng, ctx.id);
+        // The response is under the PSK of the initiation (during a rotation it may be one we
+        // only accept).
+        let mac1_key = match rx.psk {
+            0 => self.mac1_key,
+            i => ctx.keys.network_key(i).mac1_key_for(&self.static_public),
+        };
         let built = handshake::build_response(
             rx.state,
             ctx.keys.cipher_id,
             local_index,
             sender,
             &ctx.settings.credential,
-            &self.mac1_key,
+            &mac1_key,
             cookie.as_ref(),
         );
         let (transport, bytes) = match built {
@@ -521,7 +533,15 @@ impl Peer {
                 .map(|s| s.response_mac1)
                 .ok_or(DropReason::UnexpectedHandshake)?,
         };
+        // Under our primary PSK, or (a cookie for a response we sent under an accepted one) under
+        // another of our network keys.
         let cookie = crypto::open_cookie(&self.cookie_key, m.nonce(), m.encrypted_cookie(), &ad)
+            .or_else(|| {
+                ctx.keys.network.iter().skip(1).find_map(|k| {
+                    let key = k.cookie_key_of(&self.static_public);
+                    crypto::open_cookie(&key, m.nonce(), m.encrypted_cookie(), &ad)
+                })
+            })
             .ok_or(DropReason::BadCookie)?;
         self.cookie = Some(ReceivedCookie::new(cookie, now));
         if retry {

@@ -86,6 +86,7 @@ fn side(me: u8, other: u8, now: Instant) -> Side {
         parts.settings.cipher.wire_id(),
         parts.static_secret,
         parts.network_psk,
+        &parts.accepted_psks,
         &parts.network_id,
     );
     let mut table = PeerTable::default();
@@ -168,7 +169,7 @@ impl Side {
             Message::Initiation(m) => {
                 let mut seed = [0u8; 32];
                 self.rng.fill_bytes(&mut seed);
-                let rx = handshake::read_initiation(&self.keys, &m, seed)?;
+                let rx = handshake::read_initiation(&self.keys, &m, 0, seed)?;
                 let unix = self.wall.unix(now).as_secs();
                 let identity = self
                     .settings
