@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checksum;
 pub mod config;
 pub mod credential;
 pub mod crypto;
