@@ -37,6 +37,7 @@ pub mod icmp;
 pub mod identity;
 pub mod node;
 pub mod offload;
+pub mod packet;
 pub mod ratelimit;
 pub mod replay;
 pub mod router;
