@@ -152,6 +152,10 @@ pub fn segment(
     };
     let id0 = u16::from_be_bytes([pkt[4], pkt[5]]);
     let flags0 = if tcp { pkt[l.ip_len + 13] } else { 0 };
+    // The address part of the pseudo-header, summed once: each segment adds protocol and length
+    // (the same sum `Addresses::pseudo_header` gives).
+    let proto = if tcp { 6 } else { 17 };
+    let addr_sum = l.addrs.pseudo_header(0, 0);
     for i in 0..n {
         let start = i * mss;
         let chunk = &payload[start.min(payload.len())..(start + mss).min(payload.len())];
@@ -187,8 +191,7 @@ pub fn segment(
             l4 + 6
         };
         seg[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
-        let proto = if tcp { 6 } else { 17 };
-        let acc = sum(&seg[l4..], l.addrs.pseudo_header(proto, l4_total));
+        let acc = sum(&seg[l4..], addr_sum + proto + l4_total as u64);
         let mut c = !fold(acc);
         if !tcp && c == 0 {
             c = 0xffff;
