@@ -51,8 +51,10 @@ pub mod error;
 pub mod identity;
 pub mod node;
 
+internal_mod!(checksum);
 internal_mod!(icmp);
 internal_mod!(offload);
+internal_mod!(packet);
 internal_mod!(replay);
 internal_mod!(router);
 internal_mod!(ratelimit);

@@ -7,8 +7,31 @@
 //! userspace overlays of 2023+ got their speed. This module turns such a packet back into ordinary
 //! IP packets (correct lengths, IPv4 ids, TCP sequence numbers and flags, full checksums) so that the
 //! peer receives packets any IP stack accepts. Pure functions, no allocation.
+//!
+//! The other direction, [`Coalescer`], merges decrypted packets from *remote* members back into
+//! super-packets for the TUN, rewriting their headers. Headers are read only through the checked
+//! view [`crate::packet::IpPacket`], and checksums come from [`crate::checksum`].
+//!
+//! # Invariant of the coalescer
+//!
+//! [`Coalescer::finish`] rewrites the length, checksum and pseudo-header fields of the packet it
+//! built, at offsets taken from the pending packet's `Shape`. A `Shape` can only be made by
+//! `Shape::of` from an [`IpPacket`] (so from [`IpPacket::new_checked`]) and proves: an IPv4 header
+//! without options that is not a fragment (20 bytes), or an IPv6 header without extension headers
+//! (40 bytes), whose length field equals the packet's length (at most [`Coalescer::MAX`]),
+//! followed by a complete TCP header of the recorded length or an 8-byte UDP header whose length
+//! field covers the rest, and at least one payload byte. The coalescer keeps a `Shape` only
+//! together with the bytes it was made from (copied into its buffer by `start`); joining packets
+//! (which must have an equal `Shape`) only appends payload after the pending length and rewrites
+//! the TCP flags byte inside the header. So every offset `finish` writes lies inside the header of
+//! the packet it describes, whatever a remote member sends.
 
-use std::net::IpAddr;
+use crate::checksum::{fold, sum};
+use crate::packet::{Addresses, IpPacket, IpVersion, Transport, IPV6_HEADER_LEN};
+use shape::{Candidate, Shape};
+
+#[cfg(test)]
+mod tests;
 
 /// Segmentation type, as in the virtio-net header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,53 +68,6 @@ pub enum OffloadError {
     BadSize,
 }
 
-/// One's-complement sum of `data` (big-endian 16-bit words) added to `acc`, not folded.
-///
-/// The data is summed in native little-endian 32-bit words (no byte swaps, which lets the compiler
-/// vectorise the loop), folded, and byte-swapped into the big-endian domain once at the end: the
-/// one's-complement sum does not depend on byte order (RFC 1071 §2.B). The folded result is the
-/// same as summing big-endian words one by one (checked against that in the tests).
-#[inline]
-pub fn sum(data: &[u8], acc: u64) -> u64 {
-    let mut le: u64 = 0;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        le += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let rest = chunks.remainder();
-    let mut i = 0;
-    while i + 2 <= rest.len() {
-        le += u64::from(u16::from_le_bytes([rest[i], rest[i + 1]]));
-        i += 2;
-    }
-    if let Some(&b) = rest.get(i) {
-        // an odd last byte is the high byte of a big-endian word: the low byte here
-        le += u64::from(b);
-    }
-    acc.wrapping_add(u64::from(fold(le).swap_bytes()))
-}
-
-/// Fold a sum to 16 bits.
-#[inline]
-pub fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// The pseudo-header sum for `proto` with `len` bytes of transport data.
-fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
-    let mut acc = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => sum(&d.octets(), sum(&s.octets(), 0)),
-        (IpAddr::V6(s), IpAddr::V6(d)) => sum(&d.octets(), sum(&s.octets(), 0)),
-        _ => 0,
-    };
-    acc += u64::from(proto);
-    acc += len as u64;
-    acc
-}
-
 /// Complete a partial checksum (virtio `NEEDS_CSUM`): the field at `csum_start + csum_offset` holds
 /// the pseudo-header sum; the checksum of `packet[csum_start..]` is folded in and stored.
 pub fn complete_checksum(
@@ -112,63 +88,28 @@ pub fn complete_checksum(
 struct Layout {
     ip_len: usize,
     l4_len: usize,
-    src: IpAddr,
-    dst: IpAddr,
+    addrs: Addresses,
     v4: bool,
 }
 
+/// The headers of a super-packet, read by the checked view: an IPv4 header (options allowed) or
+/// an IPv6 header without extension headers (the segments' payload length assumes none), then a
+/// complete TCP (`tcp`) or UDP header, not a non-first fragment.
 fn layout(pkt: &[u8], tcp: bool) -> Result<Layout, OffloadError> {
-    let first = *pkt.first().ok_or(OffloadError::Malformed)?;
-    let (ip_len, proto, src, dst, v4) = match first >> 4 {
-        4 => {
-            let ihl = usize::from(first & 0xf) * 4;
-            if ihl < 20 || pkt.len() < ihl {
-                return Err(OffloadError::Malformed);
-            }
-            let s: [u8; 4] = pkt[12..16]
-                .try_into()
-                .map_err(|_| OffloadError::Malformed)?;
-            let d: [u8; 4] = pkt[16..20]
-                .try_into()
-                .map_err(|_| OffloadError::Malformed)?;
-            (ihl, pkt[9], IpAddr::from(s), IpAddr::from(d), true)
-        }
-        6 => {
-            if pkt.len() < 40 {
-                return Err(OffloadError::Malformed);
-            }
-            let s: [u8; 16] = pkt[8..24].try_into().map_err(|_| OffloadError::Malformed)?;
-            let d: [u8; 16] = pkt[24..40]
-                .try_into()
-                .map_err(|_| OffloadError::Malformed)?;
-            (40, pkt[6], IpAddr::from(s), IpAddr::from(d), false)
-        }
+    let p = IpPacket::new_checked(pkt).map_err(|_| OffloadError::Malformed)?;
+    let l4_len = match (tcp, p.transport()) {
+        (true, Transport::Tcp(t)) => usize::from(t.header_len),
+        (false, Transport::Udp(_)) => 8,
         _ => return Err(OffloadError::Malformed),
     };
-    let l4_len = if tcp {
-        if proto != 6 {
-            return Err(OffloadError::Malformed);
-        }
-        let off = pkt.get(ip_len + 12).ok_or(OffloadError::Malformed)?;
-        let l = usize::from(off >> 4) * 4;
-        if l < 20 {
-            return Err(OffloadError::Malformed);
-        }
-        l
-    } else {
-        if proto != 17 {
-            return Err(OffloadError::Malformed);
-        }
-        8
-    };
-    if pkt.len() < ip_len + l4_len {
+    let v4 = p.version() == IpVersion::V4;
+    if !v4 && p.transport_offset() != IPV6_HEADER_LEN {
         return Err(OffloadError::Malformed);
     }
     Ok(Layout {
-        ip_len,
+        ip_len: p.transport_offset(),
         l4_len,
-        src,
-        dst,
+        addrs: p.addresses(),
         v4,
     })
 }
@@ -211,6 +152,10 @@ pub fn segment(
     };
     let id0 = u16::from_be_bytes([pkt[4], pkt[5]]);
     let flags0 = if tcp { pkt[l.ip_len + 13] } else { 0 };
+    // The address part of the pseudo-header, summed once: each segment adds protocol and length
+    // (the same sum `Addresses::pseudo_header` gives).
+    let proto = if tcp { 6 } else { 17 };
+    let addr_sum = l.addrs.pseudo_header(0, 0);
     for i in 0..n {
         let start = i * mss;
         let chunk = &payload[start.min(payload.len())..(start + mss).min(payload.len())];
@@ -246,8 +191,7 @@ pub fn segment(
             l4 + 6
         };
         seg[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
-        let proto = if tcp { 6 } else { 17 };
-        let acc = sum(&seg[l4..], pseudo(l.src, l.dst, proto, l4_total));
+        let acc = sum(&seg[l4..], addr_sum + proto + l4_total as u64);
         let mut c = !fold(acc);
         if !tcp && c == 0 {
             c = 0xffff;
@@ -289,18 +233,27 @@ pub struct Coalesced {
 #[derive(Debug)]
 pub struct Coalescer {
     buf: Vec<u8>,
-    len: usize,
-    hdr: usize,
-    ip: usize,
-    seg: usize,
-    segs: usize,
-    next_seq: u32,
-    v4: bool,
-    udp: bool,
-    open: bool,
+    /// The packet being built in `buf[..pending.len]`, if any.
+    pending: Option<Pending>,
     /// Whether UDP datagrams may be merged (the TUN takes USO packets: Linux ≥ 6.2).
     merge_udp: bool,
     stats: CoalescerStats,
+}
+
+/// The packet being built.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// The layout of `buf[..len]`, proven by the checked parser on the first packet of the run,
+    /// whose bytes were copied into `buf` with it (see the module docs).
+    shape: Shape,
+    len: usize,
+    /// Payload bytes of the first packet: the segment size.
+    seg: usize,
+    segs: usize,
+    /// TCP: the sequence number the next segment must carry.
+    next_seq: u32,
+    /// Whether another packet may still join.
+    open: bool,
 }
 
 /// What a [`Coalescer`] merged so far.
@@ -324,7 +277,7 @@ impl Default for Coalescer {
 
 impl Coalescer {
     /// Largest super-packet built.
-    pub const MAX: usize = 65_535;
+    pub const MAX: usize = shape::MAX_LEN;
     /// Most UDP datagrams merged into one super-packet (the kernel's `UDP_MAX_SEGMENTS` of older
     /// kernels; newer ones take 128).
     pub const MAX_UDP_SEGMENTS: usize = 64;
@@ -333,15 +286,7 @@ impl Coalescer {
     pub fn new() -> Self {
         Self {
             buf: vec![0u8; Self::MAX],
-            len: 0,
-            hdr: 0,
-            ip: 0,
-            seg: 0,
-            segs: 0,
-            next_seq: 0,
-            v4: false,
-            udp: false,
-            open: false,
+            pending: None,
             merge_udp: true,
             stats: CoalescerStats::default(),
         }
@@ -361,145 +306,151 @@ impl Coalescer {
 
     /// Whether a packet is pending.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.pending.is_none()
     }
 
     /// Offer `pkt`. If it cannot join the pending packet, the pending packet is finished first:
     /// `flush` receives it (bytes and header info). Then `pkt` is either kept pending or, if it can
     /// never be merged, passed to `flush` as is.
     pub fn push(&mut self, pkt: &[u8], mut flush: impl FnMut(&[u8], Coalesced)) {
-        if self.merge_udp {
-            if let Some((ip, v4)) = mergeable_udp(pkt) {
-                self.push_udp(pkt, ip, v4, flush);
+        let candidate = IpPacket::new_checked(pkt)
+            .ok()
+            .and_then(|p| Shape::of(&p, self.merge_udp));
+        match candidate {
+            None => {
+                self.finish(&mut flush);
+                flush(pkt, plain(pkt.len()));
+            }
+            Some(c) if c.shape.is_udp() => self.push_udp(pkt, c.shape, flush),
+            Some(c) => self.push_tcp(pkt, c, flush),
+        }
+    }
+
+    fn push_tcp(&mut self, pkt: &[u8], c: Candidate, mut flush: impl FnMut(&[u8], Coalesced)) {
+        let (ip, hdr, v4) = (c.shape.ip_len(), c.shape.hdr_len(), c.shape.is_v4());
+        let payload = pkt.len() - hdr;
+        if let Some(p) = &mut self.pending {
+            let joins = p.open
+                && p.shape == c.shape
+                && c.seq == p.next_seq
+                && payload <= p.seg
+                && p.len + payload <= Self::MAX
+                && same_headers(&self.buf[..hdr], &pkt[..hdr], ip, v4);
+            if joins {
+                self.buf[p.len..p.len + payload].copy_from_slice(&pkt[hdr..]);
+                p.len += payload;
+                p.segs += 1;
+                p.next_seq = c.seq.wrapping_add(payload as u32);
+                // Take the last segment's flags (PSH), and stop after a short or PSH segment.
+                self.buf[ip + 13] = c.flags;
+                if payload < p.seg || c.flags & 0x08 != 0 {
+                    p.open = false;
+                }
                 return;
             }
         }
-        let Some((ip, hdr, v4, seq, flags)) = mergeable(pkt) else {
-            self.finish(&mut flush);
-            flush(pkt, plain(pkt.len()));
-            return;
-        };
-        let payload = pkt.len() - hdr;
-        let joins = self.open
-            && !self.udp
-            && v4 == self.v4
-            && ip == self.ip
-            && hdr == self.hdr
-            && seq == self.next_seq
-            && payload <= self.seg
-            && self.len + payload <= Self::MAX
-            && same_headers(&self.buf[..hdr], &pkt[..hdr], ip, v4);
-        if joins {
-            self.buf[self.len..self.len + payload].copy_from_slice(&pkt[hdr..]);
-            self.len += payload;
-            self.segs += 1;
-            self.next_seq = seq.wrapping_add(payload as u32);
-            // Take the last segment's flags (PSH), and stop after a short or PSH segment.
-            self.buf[ip + 13] = flags;
-            if payload < self.seg || flags & 0x08 != 0 {
-                self.open = false;
-            }
-            return;
-        }
         self.finish(&mut flush);
-        self.start(pkt, ip, hdr, v4, false);
-        self.next_seq = seq.wrapping_add(payload as u32);
-        self.open = flags & 0x08 == 0;
+        self.start(
+            pkt,
+            c.shape,
+            c.seq.wrapping_add(payload as u32),
+            c.flags & 0x08 == 0,
+        );
     }
 
-    fn start(&mut self, pkt: &[u8], ip: usize, hdr: usize, v4: bool, udp: bool) {
+    /// Make `pkt` (whose layout `shape` proves) the pending packet.
+    fn start(&mut self, pkt: &[u8], shape: Shape, next_seq: u32, open: bool) {
         self.buf[..pkt.len()].copy_from_slice(pkt);
-        self.len = pkt.len();
-        self.hdr = hdr;
-        self.ip = ip;
-        self.seg = pkt.len() - hdr;
-        self.segs = 1;
-        self.v4 = v4;
-        self.udp = udp;
+        self.pending = Some(Pending {
+            shape,
+            len: pkt.len(),
+            seg: pkt.len() - shape.hdr_len(),
+            segs: 1,
+            next_seq,
+            open,
+        });
     }
 
-    fn push_udp(
-        &mut self,
-        pkt: &[u8],
-        ip: usize,
-        v4: bool,
-        mut flush: impl FnMut(&[u8], Coalesced),
-    ) {
-        let hdr = ip + 8;
+    fn push_udp(&mut self, pkt: &[u8], shape: Shape, mut flush: impl FnMut(&[u8], Coalesced)) {
+        let (ip, hdr, v4) = (shape.ip_len(), shape.hdr_len(), shape.is_v4());
         let payload = pkt.len() - hdr;
-        let joins = self.open
-            && self.udp
-            && v4 == self.v4
-            && ip == self.ip
-            && payload <= self.seg
-            && self.segs < Self::MAX_UDP_SEGMENTS
-            && self.len + payload <= Self::MAX
-            && same_ip_headers(&self.buf[..ip], &pkt[..ip], v4)
-            && self.buf[ip..ip + 4] == pkt[ip..ip + 4];
-        if joins {
-            self.buf[self.len..self.len + payload].copy_from_slice(&pkt[hdr..]);
-            self.len += payload;
-            self.segs += 1;
-            // A shorter datagram can only be the last of a run.
-            if payload < self.seg {
-                self.open = false;
+        if let Some(p) = &mut self.pending {
+            let joins = p.open
+                && p.shape == shape
+                && payload <= p.seg
+                && p.segs < Self::MAX_UDP_SEGMENTS
+                && p.len + payload <= Self::MAX
+                && same_ip_headers(&self.buf[..ip], &pkt[..ip], v4)
+                && self.buf[ip..ip + 4] == pkt[ip..ip + 4];
+            if joins {
+                self.buf[p.len..p.len + payload].copy_from_slice(&pkt[hdr..]);
+                p.len += payload;
+                p.segs += 1;
+                // A shorter datagram can only be the last of a run.
+                if payload < p.seg {
+                    p.open = false;
+                }
+                return;
             }
-            return;
         }
         self.finish(&mut flush);
-        self.start(pkt, ip, hdr, v4, true);
-        self.open = true;
+        self.start(pkt, shape, 0, true);
     }
 
     /// Hand the pending packet, if any, to `flush`.
     pub fn finish(&mut self, flush: &mut impl FnMut(&[u8], Coalesced)) {
-        if self.len == 0 {
+        let Some(p) = self.pending.take() else {
             return;
-        }
-        let len = self.len;
-        self.len = 0;
-        self.open = false;
-        if self.segs == 1 {
+        };
+        let len = p.len;
+        if p.segs == 1 {
             flush(&self.buf[..len], plain(len));
             return;
         }
-        let segs = self.segs as u64;
-        if self.udp {
+        let segs = p.segs as u64;
+        let udp = p.shape.is_udp();
+        if udp {
             self.stats.udp_super_packets += 1;
             self.stats.udp_datagrams += segs;
         } else {
             self.stats.tcp_super_packets += 1;
             self.stats.tcp_segments += segs;
         }
-        let (ip, hdr) = (self.ip, self.hdr);
+        // In bounds: `p.shape` proves the header layout of `buf[..len]` (module docs).
+        let (ip, hdr) = (p.shape.ip_len(), p.shape.hdr_len());
         let b = &mut self.buf[..len];
-        let (src, dst) = if self.v4 {
+        let addrs = if p.shape.is_v4() {
             b[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             b[10..12].copy_from_slice(&[0, 0]);
             let c = !fold(sum(&b[..ip], 0));
             b[10..12].copy_from_slice(&c.to_be_bytes());
-            let s: [u8; 4] = [b[12], b[13], b[14], b[15]];
-            let d: [u8; 4] = [b[16], b[17], b[18], b[19]];
-            (IpAddr::from(s), IpAddr::from(d))
+            Addresses::V4 {
+                src: [b[12], b[13], b[14], b[15]].into(),
+                dst: [b[16], b[17], b[18], b[19]].into(),
+            }
         } else {
             b[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
             let mut s = [0u8; 16];
             s.copy_from_slice(&b[8..24]);
             let mut d = [0u8; 16];
             d.copy_from_slice(&b[24..40]);
-            (IpAddr::from(s), IpAddr::from(d))
+            Addresses::V6 {
+                src: s.into(),
+                dst: d.into(),
+            }
         };
         // NEEDS_CSUM: the checksum field holds the pseudo-header sum, the kernel does the rest.
-        let (proto, csum_offset, gso) = if self.udp {
+        let csum_offset = p.shape.csum_offset();
+        let (proto, gso) = if udp {
             // The UDP length field covers the whole super-packet, as in a USO send.
             b[ip + 4..ip + 6].copy_from_slice(&((len - ip) as u16).to_be_bytes());
-            (17, 6, GsoType::Udp)
-        } else if self.v4 {
-            (6, 16, GsoType::TcpV4)
+            (17, GsoType::Udp)
+        } else if p.shape.is_v4() {
+            (6, GsoType::TcpV4)
         } else {
-            (6, 16, GsoType::TcpV6)
+            (6, GsoType::TcpV6)
         };
-        let ps = fold(pseudo(src, dst, proto, len - ip));
+        let ps = fold(addrs.pseudo_header(proto, len - ip));
         b[ip + csum_offset..ip + csum_offset + 2].copy_from_slice(&ps.to_be_bytes());
         flush(
             b,
@@ -507,7 +458,7 @@ impl Coalescer {
                 len,
                 gso,
                 hdr_len: hdr as u16,
-                gso_size: self.seg as u16,
+                gso_size: p.seg as u16,
                 csum_start: ip as u16,
                 csum_offset: csum_offset as u16,
             },
@@ -524,63 +475,6 @@ fn plain(len: usize) -> Coalesced {
         csum_start: 0,
         csum_offset: 0,
     }
-}
-
-/// `(ip header len, is v4)` of a plain IP packet carrying `proto`: IPv4 without options or
-/// fragmentation, IPv6 without extension headers, the IP length matching the packet's.
-fn plain_ip(pkt: &[u8], proto: u8) -> Option<(usize, bool)> {
-    if pkt.len() > Coalescer::MAX {
-        return None;
-    }
-    let first = *pkt.first()?;
-    match first >> 4 {
-        4 => {
-            if first & 0xf != 5 || pkt.len() < 20 || pkt[9] != proto {
-                return None;
-            }
-            let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
-            if frag & 0x3fff != 0 || usize::from(u16::from_be_bytes([pkt[2], pkt[3]])) != pkt.len()
-            {
-                return None;
-            }
-            Some((20, true))
-        }
-        6 => {
-            if pkt.len() < 40 || pkt[6] != proto {
-                return None;
-            }
-            if usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40 != pkt.len() {
-                return None;
-            }
-            Some((40, false))
-        }
-        _ => None,
-    }
-}
-
-/// `(ip header len, is v4)` of a UDP datagram that may be merged: a plain IP packet whose UDP
-/// length matches and which carries at least one payload byte.
-fn mergeable_udp(pkt: &[u8]) -> Option<(usize, bool)> {
-    let (ip, v4) = plain_ip(pkt, 17)?;
-    let udp_len = usize::from(u16::from_be_bytes([*pkt.get(ip + 4)?, *pkt.get(ip + 5)?]));
-    (udp_len == pkt.len() - ip && udp_len > 8).then_some((ip, v4))
-}
-
-/// `(ip header len, ip+tcp header len, is v4, seq, flags)` of a TCP data segment that may be merged.
-fn mergeable(pkt: &[u8]) -> Option<(usize, usize, bool, u32, u8)> {
-    let (ip, v4) = plain_ip(pkt, 6)?;
-    let off = usize::from(*pkt.get(ip + 12)? >> 4) * 4;
-    let hdr = ip + off;
-    if off < 20 || pkt.len() <= hdr {
-        return None;
-    }
-    let flags = pkt[ip + 13];
-    // ACK set; no SYN/FIN/RST/URG/ECE/CWR (PSH allowed).
-    if flags & !0x08 != 0x10 {
-        return None;
-    }
-    let seq = u32::from_be_bytes([pkt[ip + 4], pkt[ip + 5], pkt[ip + 6], pkt[ip + 7]]);
-    Some((ip, hdr, v4, seq, flags))
 }
 
 /// IP headers equal except the fields that differ between packets of one burst.
@@ -609,437 +503,140 @@ fn same_headers(a: &[u8], b: &[u8], ip: usize, v4: bool) -> bool {
 
 /// Verify the transport checksum of an IPv4/IPv6 TCP or UDP packet (for tests).
 pub fn transport_checksum_ok(pkt: &[u8]) -> bool {
-    let tcp = match pkt.first().map(|b| b >> 4) {
-        Some(4) => pkt.get(9) == Some(&6),
-        Some(6) => pkt.get(6) == Some(&6),
-        _ => false,
-    };
-    let Ok(l) = layout(pkt, tcp) else {
+    let Ok(p) = IpPacket::new_checked(pkt) else {
         return false;
     };
-    let len = pkt.len() - l.ip_len;
-    fold(sum(
-        &pkt[l.ip_len..],
-        pseudo(l.src, l.dst, if tcp { 6 } else { 17 }, len),
-    )) == 0xffff
+    let proto = match p.transport() {
+        Transport::Tcp(_) => 6,
+        Transport::Udp(_) => 17,
+        _ => return false,
+    };
+    let Some(l4) = p.payload() else {
+        return false;
+    };
+    fold(sum(l4, p.addresses().pseudo_header(proto, l4.len()))) == 0xffff
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The one way to make a [`Shape`]: from a checked view. A leaf module, so that nothing else in
+/// `offload` can build a `Shape` by hand.
+mod shape {
+    use crate::packet::{Fragment, IpPacket, IpVersion, Transport};
 
-    /// The textbook sum: big-endian 16-bit words, one at a time.
-    fn reference_sum(data: &[u8], mut acc: u64) -> u64 {
-        for w in data.chunks(2) {
-            let hi = u64::from(w[0]) << 8;
-            acc += hi | w.get(1).map_or(0, |&b| u64::from(b));
-        }
-        acc
+    /// Largest packet a shape describes: its length must fit the 16-bit length fields that
+    /// `Coalescer::finish` rewrites.
+    pub(super) const MAX_LEN: usize = 65_535;
+
+    /// The proven header layout of a packet the coalescer may merge (see the invariant in the
+    /// `offload` module docs). Two packets with equal shapes have their headers at the same
+    /// offsets.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) struct Shape {
+        v4: bool,
+        l4: L4,
     }
 
-    #[test]
-    fn sum_equals_the_textbook_sum() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut data = vec![0u8; 1600];
-        for round in 0..3000 {
-            for b in data.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum L4 {
+        Tcp { header_len: usize },
+        Udp,
+    }
+
+    /// A mergeable packet: its shape and the per-packet TCP fields the coalescer compares.
+    pub(super) struct Candidate {
+        pub(super) shape: Shape,
+        pub(super) seq: u32,
+        pub(super) flags: u8,
+    }
+
+    impl Shape {
+        /// `packet` as a coalescer candidate: a plain TCP data segment (ACK, optionally PSH,
+        /// nothing else; at least one payload byte) or, if `udp`, a UDP datagram with at least one
+        /// payload byte; in an IPv4 header without options that is not a fragment or an IPv6
+        /// header without extension headers, whose length equals the buffer's (at most
+        /// [`MAX_LEN`]).
+        #[inline]
+        pub(super) fn of(packet: &IpPacket<&[u8]>, udp: bool) -> Option<Candidate> {
+            let len = packet.buffer().len();
+            let v4 = match packet.version() {
+                IpVersion::V4 => true,
+                IpVersion::V6 => false,
+            };
+            let ip = if v4 { 20 } else { 40 };
+            // One branch for the four checks (`|`, not `||`): this runs for every packet.
+            if (len > MAX_LEN)
+                | (packet.total_len() != len)
+                | (packet.transport_offset() != ip)
+                | (packet.fragment() != Fragment::Unfragmented)
+            {
+                return None;
             }
-            if round % 7 == 0 {
-                data.iter_mut().for_each(|b| *b = 0xff); // all-ones words: the two zeros
+            match packet.transport() {
+                Transport::Udp(u) if udp => {
+                    let udp_len = usize::from(u.length);
+                    (udp_len == len - ip && udp_len > 8).then_some(Candidate {
+                        shape: Self { v4, l4: L4::Udp },
+                        seq: 0,
+                        flags: 0,
+                    })
+                }
+                Transport::Tcp(t) => {
+                    let header_len = usize::from(t.header_len);
+                    // ACK set; no SYN/FIN/RST/URG/ECE/CWR (PSH allowed).
+                    if len <= ip + header_len || t.flags.bits() & !0x08 != 0x10 {
+                        return None;
+                    }
+                    Some(Candidate {
+                        shape: Self {
+                            v4,
+                            l4: L4::Tcp { header_len },
+                        },
+                        seq: t.seq,
+                        flags: t.flags.bits(),
+                    })
+                }
+                _ => None,
             }
-            if round % 11 == 0 {
-                data.iter_mut().for_each(|b| *b = 0);
+        }
+
+        /// IPv4 (else IPv6).
+        #[inline]
+        pub(super) fn is_v4(self) -> bool {
+            self.v4
+        }
+
+        /// A UDP datagram (else a TCP segment).
+        #[inline]
+        pub(super) fn is_udp(self) -> bool {
+            self.l4 == L4::Udp
+        }
+
+        /// Length of the IP header: where the transport header starts.
+        #[inline]
+        pub(super) fn ip_len(self) -> usize {
+            if self.v4 {
+                20
+            } else {
+                40
             }
-            let len = (x % 1600) as usize;
-            let acc = if round % 3 == 0 { x >> 40 } else { 0 };
-            assert_eq!(
-                fold(sum(&data[..len], acc)),
-                fold(reference_sum(&data[..len], acc)),
-                "len {len} acc {acc}"
-            );
         }
-        for len in 0..9 {
-            let d = [0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xfe];
-            assert_eq!(fold(sum(&d[..len], 5)), fold(reference_sum(&d[..len], 5)));
-        }
-    }
 
-    fn tcp_v4(payload: usize, flags: u8) -> Vec<u8> {
-        let mut p = vec![0u8; 20 + 32 + payload];
-        p[0] = 0x45;
-        let total = p.len() as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        p[8] = 64;
-        p[9] = 6;
-        p[12..16].copy_from_slice(&[10, 77, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 77, 0, 2]);
-        p[20..22].copy_from_slice(&5201u16.to_be_bytes());
-        p[22..24].copy_from_slice(&40000u16.to_be_bytes());
-        p[24..28].copy_from_slice(&1000u32.to_be_bytes());
-        p[32] = 8 << 4; // 32-byte header (timestamps)
-        p[33] = flags;
-        for (i, b) in p[52..].iter_mut().enumerate() {
-            *b = i as u8;
+        /// Length of the IP and transport headers: where the payload starts.
+        #[inline]
+        pub(super) fn hdr_len(self) -> usize {
+            self.ip_len()
+                + match self.l4 {
+                    L4::Tcp { header_len } => header_len,
+                    L4::Udp => 8,
+                }
         }
-        p
-    }
 
-    fn tcp_v6(payload: usize) -> Vec<u8> {
-        let mut p = vec![0u8; 40 + 20 + payload];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
-        p[6] = 6;
-        p[7] = 64;
-        p[8] = 0xfd;
-        p[23] = 1;
-        p[24] = 0xfd;
-        p[39] = 2;
-        p[40 + 12] = 5 << 4;
-        p[40 + 13] = 0x18;
-        for (i, b) in p[60..].iter_mut().enumerate() {
-            *b = (i * 7) as u8;
-        }
-        p
-    }
-
-    #[test]
-    fn tcp_v4_super_packet_segments_correctly() {
-        let big = tcp_v4(10_000, 0x19); // ACK | PSH | FIN
-        let mut scratch = vec![0u8; 2000];
-        let mut segs: Vec<Vec<u8>> = Vec::new();
-        let n = segment(&big, GsoType::TcpV4, 1388, &mut scratch, |s| {
-            segs.push(s.to_vec())
-        })
-        .unwrap();
-        assert_eq!(n, 8);
-        let mut payload = Vec::new();
-        for (i, s) in segs.iter().enumerate() {
-            assert!(transport_checksum_ok(s), "segment {i}");
-            assert_eq!(fold(sum(&s[..20], 0)), 0xffff, "ip checksum {i}");
-            assert_eq!(usize::from(u16::from_be_bytes([s[2], s[3]])), s.len());
-            assert_eq!(u16::from_be_bytes([s[4], s[5]]), 0x1234 + i as u16);
-            let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
-            assert_eq!(seq, 1000 + (i * 1388) as u32);
-            let last = i + 1 == segs.len();
-            assert_eq!(s[33] & 0x09 != 0, last, "PSH/FIN only on the last");
-            payload.extend_from_slice(&s[52..]);
-        }
-        assert_eq!(payload, big[52..]);
-    }
-
-    #[test]
-    fn tcp_v6_and_small_packets() {
-        let big = tcp_v6(3000);
-        let segs = segments(&big, GsoType::TcpV6, 1400);
-        assert_eq!(segs.len(), 3);
-        for s in &segs {
-            assert!(transport_checksum_ok(s));
-            assert_eq!(usize::from(u16::from_be_bytes([s[4], s[5]])) + 40, s.len());
-        }
-        let small = tcp_v4(100, 0x10);
-        let one = segments(&small, GsoType::TcpV4, 1400);
-        assert_eq!(one.len(), 1);
-        assert!(transport_checksum_ok(&one[0]));
-    }
-
-    #[test]
-    fn completes_partial_checksums() {
-        let mut p = tcp_v4(500, 0x10);
-        // What the kernel hands over with NEEDS_CSUM: the pseudo-header sum in the field.
-        let ps = fold(pseudo(
-            "10.77.0.1".parse().unwrap(),
-            "10.77.0.2".parse().unwrap(),
-            6,
-            p.len() - 20,
-        ));
-        p[36..38].copy_from_slice(&ps.to_be_bytes());
-        complete_checksum(&mut p, 20, 16).unwrap();
-        assert!(transport_checksum_ok(&p));
-        assert!(complete_checksum(&mut p, 20, 10_000).is_err());
-    }
-
-    #[test]
-    fn malformed_input_is_refused_not_panicking() {
-        let mut scratch = vec![0u8; 2000];
-        for len in 0..80 {
-            let p = vec![0x45u8; len];
-            let _ = segment(&p, GsoType::TcpV4, 1000, &mut scratch, |_| {});
-            let _ = segment(&p, GsoType::Udp, 1000, &mut scratch, |_| {});
-        }
-        let big = tcp_v4(5000, 0x10);
-        assert_eq!(
-            segment(&big, GsoType::TcpV4, 0, &mut scratch, |_| {}),
-            Err(OffloadError::BadSize)
-        );
-        assert_eq!(
-            segment(&big, GsoType::TcpV4, 1400, &mut scratch[..100], |_| {}),
-            Err(OffloadError::BadSize)
-        );
-        assert_eq!(
-            segment(&big, GsoType::Udp, 1400, &mut scratch, |_| {}),
-            Err(OffloadError::Malformed)
-        );
-    }
-
-    #[test]
-    fn coalescer_merges_a_burst_and_resegments_to_the_same_bytes() {
-        let big = tcp_v4(10_000, 0x18);
-        let mut scratch = vec![0u8; 2000];
-        let mut segs: Vec<Vec<u8>> = Vec::new();
-        segment(&big, GsoType::TcpV4, 1388, &mut scratch, |s| {
-            segs.push(s.to_vec())
-        })
-        .unwrap();
-        let mut c = Coalescer::new();
-        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
-        for s in &segs {
-            c.push(s, |p, info| out.push((p.to_vec(), info)));
-        }
-        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
-        assert_eq!(out.len(), 1, "one super-packet");
-        let (p, info) = &out[0];
-        assert_eq!(info.gso, GsoType::TcpV4);
-        assert_eq!(info.gso_size, 1388);
-        assert_eq!(p.len(), big.len());
-        assert_eq!(p[52..], big[52..]);
-        assert_eq!(p[33], 0x18, "PSH of the last segment kept");
-        // Segmenting it again gives the original segments.
-        let mut again: Vec<Vec<u8>> = Vec::new();
-        let mut p2 = p.clone();
-        p2[36..38].copy_from_slice(&[0, 0]);
-        segment(&p2, GsoType::TcpV4, 1388, &mut scratch, |s| {
-            again.push(s.to_vec())
-        })
-        .unwrap();
-        assert_eq!(again.len(), segs.len());
-        for (a, b) in again.iter().zip(&segs) {
-            assert_eq!(a[20..], b[20..]);
-        }
-    }
-
-    fn udp_v4(payload: usize, dport: u16) -> Vec<u8> {
-        let mut p = vec![0u8; 28 + payload];
-        p[0] = 0x45;
-        let total = p.len() as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p[4..6].copy_from_slice(&0x4321u16.to_be_bytes());
-        p[6] = 0x40; // DF
-        p[8] = 64;
-        p[9] = 17;
-        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        p[20..22].copy_from_slice(&5001u16.to_be_bytes());
-        p[22..24].copy_from_slice(&dport.to_be_bytes());
-        p[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-        for (i, b) in p[28..].iter_mut().enumerate() {
-            *b = (i * 7) as u8;
-        }
-        let c = !fold(sum(&p[..20], 0));
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let c = !fold(sum(
-            &p[20..],
-            pseudo(
-                IpAddr::from([10, 0, 0, 1]),
-                IpAddr::from([10, 0, 0, 2]),
-                17,
-                8 + payload,
-            ),
-        ));
-        p[26..28].copy_from_slice(&c.to_be_bytes());
-        p
-    }
-
-    /// `segment` into owned packets.
-    fn segments(pkt: &[u8], kind: GsoType, mss: usize) -> Vec<Vec<u8>> {
-        let mut scratch = vec![0u8; 2000];
-        let mut out = Vec::new();
-        segment(pkt, kind, mss, &mut scratch, |s| out.push(s.to_vec())).unwrap();
-        out
-    }
-
-    fn coalesce(pkts: &[Vec<u8>]) -> Vec<(Vec<u8>, Coalesced)> {
-        let mut c = Coalescer::new();
-        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
-        for p in pkts {
-            c.push(p, |p, info| out.push((p.to_vec(), info)));
-        }
-        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
-        out
-    }
-
-    #[test]
-    fn coalescer_merges_udp_datagrams_into_uso_and_resegments_to_the_same_bytes() {
-        // 10 datagrams of 64 payload bytes and a shorter last one, as a USO send would make them.
-        let big = udp_v4(64 * 10 + 20, 9);
-        let dgrams = segments(&big, GsoType::Udp, 64);
-        assert_eq!(dgrams.len(), 11);
-        assert!(dgrams.iter().all(|d| transport_checksum_ok(d)));
-        let out = coalesce(&dgrams);
-        assert_eq!(out.len(), 1, "one super-packet");
-        let (p, info) = &out[0];
-        assert_eq!(info.gso, GsoType::Udp);
-        assert_eq!(
-            (
-                info.gso_size,
-                info.hdr_len,
-                info.csum_start,
-                info.csum_offset
-            ),
-            (64, 28, 20, 6)
-        );
-        assert_eq!(p.len(), big.len());
-        assert_eq!(
-            u16::from_be_bytes([p[2], p[3]]) as usize,
-            p.len(),
-            "IP length"
-        );
-        assert_eq!(
-            u16::from_be_bytes([p[24], p[25]]) as usize,
-            p.len() - 20,
-            "UDP length"
-        );
-        assert_eq!(fold(sum(&p[..20], 0)), 0xffff, "IPv4 header checksum");
-        assert_eq!(p[28..], big[28..], "payloads in order");
-        // The checksum field holds the pseudo-header sum (NEEDS_CSUM); completing it must give
-        // a valid checksum over the whole super-packet.
-        let mut whole = p.clone();
-        complete_checksum(&mut whole, 20, 6).unwrap();
-        assert!(transport_checksum_ok(&whole));
-        // What the kernel does with it: the same datagrams again.
-        let again = segments(p, GsoType::Udp, 64);
-        assert_eq!(again.len(), dgrams.len());
-        for (a, b) in again.iter().zip(&dgrams) {
-            assert_eq!(a[6..], b[6..], "same datagram but for the IPv4 id");
-        }
-    }
-
-    #[test]
-    fn coalescer_udp_runs_stop_at_flow_size_and_count_boundaries() {
-        // Another destination port: another flow.
-        let out = coalesce(&[udp_v4(64, 9), udp_v4(64, 9), udp_v4(64, 10)]);
-        assert_eq!(out.len(), 2);
-        assert_eq!((out[0].1.gso, out[1].1.gso), (GsoType::Udp, GsoType::None));
-        assert_eq!(out[1].0, udp_v4(64, 10));
-        // A larger datagram after a smaller one starts a new run; so does anything after a short one.
-        let out = coalesce(&[
-            udp_v4(64, 9),
-            udp_v4(100, 9),
-            udp_v4(100, 9),
-            udp_v4(50, 9),
-            udp_v4(50, 9),
-        ]);
-        let sizes: Vec<(usize, GsoType)> = out.iter().map(|(p, i)| (p.len(), i.gso)).collect();
-        assert_eq!(
-            sizes,
-            vec![
-                (92, GsoType::None),
-                (28 + 250, GsoType::Udp),
-                (78, GsoType::None)
-            ]
-        );
-        // At most MAX_UDP_SEGMENTS per super-packet.
-        let many: Vec<Vec<u8>> = (0..100).map(|_| udp_v4(64, 9)).collect();
-        let mut c = Coalescer::new();
-        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
-        for p in &many {
-            c.push(p, |p, info| out.push((p.to_vec(), info)));
-        }
-        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
-        assert_eq!(
-            c.stats(),
-            CoalescerStats {
-                udp_super_packets: 2,
-                udp_datagrams: 100,
-                ..Default::default()
+        /// Offset of the transport checksum field from the transport header.
+        #[inline]
+        pub(super) fn csum_offset(self) -> usize {
+            match self.l4 {
+                L4::Tcp { .. } => 16,
+                L4::Udp => 6,
             }
-        );
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].0.len(), 28 + 64 * Coalescer::MAX_UDP_SEGMENTS);
-        assert_eq!(
-            out[1].0.len(),
-            28 + 64 * (100 - Coalescer::MAX_UDP_SEGMENTS)
-        );
-        // Not when the TUN cannot take USO packets.
-        let mut c = Coalescer::new();
-        c.set_merge_udp(false);
-        let mut n = 0;
-        for p in &many[..3] {
-            c.push(p, |_, info| {
-                assert_eq!(info.gso, GsoType::None);
-                n += 1;
-            });
         }
-        c.finish(&mut |_: &[u8], _| n += 1);
-        assert_eq!(n, 3);
-        // TCP then UDP then TCP: nothing merges across protocols.
-        let out = coalesce(&[tcp_v4(100, 0x10), udp_v4(100, 9), tcp_v4(100, 0x10)]);
-        assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|(_, i)| i.gso == GsoType::None));
-    }
-
-    #[test]
-    fn coalescer_merges_udp_over_ipv6() {
-        let mut p = vec![0u8; 40 + 8 + 64];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&(8u16 + 64).to_be_bytes());
-        p[6] = 17;
-        p[7] = 64;
-        p[8..24].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p[24..40].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        p[40..42].copy_from_slice(&1000u16.to_be_bytes());
-        p[42..44].copy_from_slice(&2000u16.to_be_bytes());
-        p[44..46].copy_from_slice(&(8u16 + 64).to_be_bytes());
-        let out = coalesce(&[p.clone(), p.clone(), p.clone()]);
-        assert_eq!(out.len(), 1);
-        let (q, info) = &out[0];
-        assert_eq!(info.gso, GsoType::Udp);
-        assert_eq!((info.hdr_len, info.csum_start, info.gso_size), (48, 40, 64));
-        assert_eq!(u16::from_be_bytes([q[4], q[5]]) as usize, q.len() - 40);
-        assert_eq!(u16::from_be_bytes([q[44], q[45]]) as usize, q.len() - 40);
-    }
-
-    #[test]
-    fn coalescer_passes_through_a_jumbo_ipv6_packet_larger_than_its_buffer() {
-        // IPv6 payload length 65,535 + 40 header bytes: more than `Coalescer::MAX`.
-        let mut p = vec![0u8; 40 + 65_535];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&65_535u16.to_be_bytes());
-        p[6] = 17;
-        p[44..46].copy_from_slice(&65_535u16.to_be_bytes());
-        let out = coalesce(&[p.clone(), p.clone()]);
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|(q, i)| i.gso == GsoType::None && *q == p));
-    }
-
-    #[test]
-    fn coalescer_passes_through_what_it_must_not_merge() {
-        let mut c = Coalescer::new();
-        let mut out: Vec<(Vec<u8>, Coalesced)> = Vec::new();
-        let a = tcp_v4(100, 0x10);
-        let mut gap = tcp_v4(100, 0x10);
-        gap[24..28].copy_from_slice(&5000u32.to_be_bytes()); // not contiguous
-        let syn = tcp_v4(0, 0x02);
-        let udp = {
-            let mut u = vec![0u8; 40];
-            u[0] = 0x45;
-            u[3] = 40;
-            u[9] = 17;
-            u
-        };
-        for p in [&a, &gap, &syn, &udp] {
-            c.push(p, |p, info| out.push((p.to_vec(), info)));
-        }
-        c.finish(&mut |p: &[u8], info| out.push((p.to_vec(), info)));
-        assert_eq!(out.len(), 4);
-        assert!(out.iter().all(|(_, i)| i.gso == GsoType::None));
-        assert_eq!(out[0].0, a);
-        assert_eq!(out[1].0, gap);
-        assert_eq!(out[2].0, syn);
-        assert_eq!(out[3].0, udp);
     }
 }

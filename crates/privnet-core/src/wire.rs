@@ -310,36 +310,12 @@ pub fn parse(datagram: &[u8]) -> Result<Message<'_>, DropReason> {
 
 /// Source and destination of an inner IPv4 or IPv6 packet, after checking the version nibble, the
 /// header length and that the packet's length field does not exceed the buffer.
+///
+/// Delegates to [`crate::packet::addresses`], the one inner-header parser (kept here until the
+/// callers in `node` switch to it).
 #[inline]
 pub fn inner_addresses(packet: &[u8]) -> Result<(std::net::IpAddr, std::net::IpAddr), DropReason> {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    let first = *packet.first().ok_or(DropReason::MalformedInner)?;
-    match first >> 4 {
-        4 => {
-            let h = packet.get(..20).ok_or(DropReason::MalformedInner)?;
-            let ihl = usize::from(first & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if ihl < 20 || total < ihl || total > packet.len() {
-                return Err(DropReason::MalformedInner);
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            Ok((IpAddr::V4(src), IpAddr::V4(dst)))
-        }
-        6 => {
-            let h = packet.get(..40).ok_or(DropReason::MalformedInner)?;
-            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if 40 + payload > packet.len() {
-                return Err(DropReason::MalformedInner);
-            }
-            let mut s = [0u8; 16];
-            s.copy_from_slice(&h[8..24]);
-            let mut d = [0u8; 16];
-            d.copy_from_slice(&h[24..40]);
-            Ok((IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d))))
-        }
-        _ => Err(DropReason::MalformedInner),
-    }
+    crate::packet::addresses(packet).ok_or(DropReason::MalformedInner)
 }
 
 #[cfg(test)]

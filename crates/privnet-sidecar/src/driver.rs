@@ -35,6 +35,7 @@ use crate::sys::tun::{
 use crate::sys::udp as udpx;
 use crate::turns::Turns;
 use privnet_core::offload::{self, GsoType};
+use privnet_core::packet;
 use std::os::fd::AsRawFd;
 
 /// Packets drained per readiness event before the loop looks at its other inputs.
@@ -873,7 +874,7 @@ impl NetworkDriver {
         // IPv4 errors come from the original destination, as if from the path towards it: Linux
         // drops an IPv4 packet arriving on the TUN whose source is one of its own addresses (a
         // "martian" unless accept_local=1), so an error sent from `our_v4` never reached the app.
-        let v4_from = match icmp::IpPeek::parse(original).map(|p| p.dst) {
+        let v4_from = match packet::IpPacket::new_checked(original).map(|p| p.dst_addr()) {
             Ok(IpAddr::V4(dst)) => Some(dst),
             _ => self.our_v4,
         };

@@ -16,7 +16,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use privnet_core::icmp::{self, IpPeek, V4Error, V6Error};
+use privnet_core::icmp::{self, V4Error, V6Error};
+use privnet_core::packet::IpPacket;
 use privnet_sidecar::sys::netlink::Netlink;
 use privnet_sidecar::sys::tun::{TunConfig, TunDevice, VirtioNetHdr, VNET_HDR_LEN};
 use privnet_sidecar::sys::{netns, SysError};
@@ -177,7 +178,7 @@ fn setup_tun(
 async fn recv_matching(
     tun: &TunDevice,
     what: &str,
-    pred: impl Fn(&IpPeek, &[u8]) -> bool,
+    pred: impl Fn(&IpPacket<&[u8]>, &[u8]) -> bool,
 ) -> Vec<u8> {
     let off = if tun.vnet_hdr() { VNET_HDR_LEN } else { 0 };
     let mut buf = vec![0u8; 65_536 + VNET_HDR_LEN];
@@ -185,7 +186,7 @@ async fn recv_matching(
         loop {
             let n = tun.recv(&mut buf).await.expect("TUN recv");
             let Some(pkt) = buf.get(off..n) else { continue };
-            if let Ok(peek) = IpPeek::parse(pkt) {
+            if let Ok(peek) = IpPacket::new_checked(pkt) {
                 if pred(&peek, pkt) {
                     return buf[..n].to_vec();
                 }
@@ -257,12 +258,8 @@ fn udp6_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     [ip, udp].concat()
 }
 
-fn udp_ports(peek: &IpPeek, pkt: &[u8]) -> Option<(u16, u16)> {
-    let p = peek.payload(pkt)?;
-    Some((
-        u16::from_be_bytes([*p.first()?, *p.get(1)?]),
-        u16::from_be_bytes([*p.get(2)?, *p.get(3)?]),
-    ))
+fn udp_ports(peek: &IpPacket<&[u8]>, _pkt: &[u8]) -> Option<(u16, u16)> {
+    peek.ports()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,13 +304,13 @@ fn tun_netlink_config_and_udp_both_ways() {
             let payload = format!("hello via tun to {remote}");
             step("send UDP", sock.send_to(payload.as_bytes(), remote)).await.expect("send_to");
             let pkt = recv_matching(&tun, "UDP datagram on the TUN", |p, pkt| {
-                p.dst == remote.ip() && p.protocol == icmp::PROTO_UDP && udp_ports(p, pkt) == Some((port, 9999))
+                p.dst_addr() == remote.ip() && p.protocol() == icmp::PROTO_UDP && udp_ports(p, pkt) == Some((port, 9999))
             })
             .await;
-            let peek = IpPeek::parse(&pkt).expect("parse");
-            assert_eq!(peek.src, local.ip());
-            assert_eq!(&peek.payload(&pkt).expect("payload")[8..], payload.as_bytes());
-            println!("read {} bytes from TUN: {} -> {} proto {}", pkt.len(), peek.src, peek.dst, peek.protocol);
+            let peek = IpPacket::new_checked(&pkt[..]).expect("parse");
+            assert_eq!(peek.src_addr(), local.ip());
+            assert_eq!(&peek.payload().expect("payload")[8..], payload.as_bytes());
+            println!("read {} bytes from TUN: {} -> {} proto {}", pkt.len(), peek.src_addr(), peek.dst_addr(), peek.protocol());
 
             // TUN -> local socket: inject a reply from the remote.
             let from = remote;
@@ -383,7 +380,7 @@ fn icmp_errors_are_honoured_by_the_kernel() {
             let connect = sock.connect(remote);
             let answer = async {
                 let syn = recv_matching(&tun, "TCP SYN on the TUN", |p, _| {
-                    p.dst == remote.ip() && p.protocol == icmp::PROTO_TCP
+                    p.dst_addr() == remote.ip() && p.protocol() == icmp::PROTO_TCP
                 })
                 .await;
                 let n = match from {
@@ -425,7 +422,7 @@ fn icmp_errors_are_honoured_by_the_kernel() {
                 .await
                 .expect("send_to");
             let pkt = recv_matching(&tun, "big UDP datagram", |p, _| {
-                p.dst == remote.ip() && p.protocol == icmp::PROTO_UDP
+                p.dst_addr() == remote.ip() && p.protocol() == icmp::PROTO_UDP
             })
             .await;
             let n = match from {
@@ -494,14 +491,14 @@ fn vnet_hdr_and_multi_queue() {
             .await
             .expect("send_to");
         let frame = recv_matching(&tun, "UDP with vnet header", |p, _| {
-            p.dst == remote.ip() && p.protocol == icmp::PROTO_UDP
+            p.dst_addr() == remote.ip() && p.protocol() == icmp::PROTO_UDP
         })
         .await;
         let hdr = VirtioNetHdr::decode(&frame).expect("vnet header");
         println!("virtio_net_hdr on read: {hdr:?}");
         assert_eq!(hdr.gso_type, 0, "a 4-byte datagram is not a GSO packet");
-        let peek = IpPeek::parse(&frame[VNET_HDR_LEN..]).expect("IP after the vnet header");
-        assert_eq!(peek.src, IpAddr::V4(A4));
+        let peek = IpPacket::new_checked(&frame[VNET_HDR_LEN..]).expect("IP after the vnet header");
+        assert_eq!(peek.src_addr(), IpAddr::V4(A4));
 
         // Write: zero header (no offload) + packet.
         let pkt = udp4_packet(remote, SocketAddr::new(A4.into(), port), b"vnet reply");
