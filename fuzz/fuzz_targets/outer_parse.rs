@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => {}
     }
-    if let Ok((src, dst)) = wire::inner_addresses(data) {
+    if let Some((src, dst)) = privnet_core::packet::addresses(data) {
         assert_eq!(src.is_ipv4(), dst.is_ipv4());
     }
 });

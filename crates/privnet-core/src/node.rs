@@ -543,7 +543,7 @@ impl Node {
         if packet.len() > self.settings.mtu {
             return Err(EncapsulateError::TooBig);
         }
-        let (_, dst) = wire::inner_addresses(packet).map_err(|_| EncapsulateError::Malformed)?;
+        let (_, dst) = crate::packet::addresses(packet).ok_or(EncapsulateError::Malformed)?;
         let id = *self.router.lookup(dst).ok_or(EncapsulateError::NoRoute)?;
         self.seal_for(id, packet, out, now)
     }

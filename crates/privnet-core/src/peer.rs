@@ -856,8 +856,8 @@ impl Peer {
         } else if n == 0 {
             Ok(0)
         } else {
-            match out.get(..n).map(wire::inner_addresses) {
-                Some(Ok((src, dst))) if contains_any(self.allowed_sources(), src) => {
+            match out.get(..n).and_then(crate::packet::addresses) {
+                Some((src, dst)) if contains_any(self.allowed_sources(), src) => {
                     if contains_any(&ctx.settings.local_addresses, dst) {
                         self.counters.rx_bytes += n as u64;
                         Ok(n)
@@ -865,11 +865,11 @@ impl Peer {
                         Err(DropReason::BadDestination)
                     }
                 }
-                Some(Ok(_)) => {
+                Some(_) => {
                     self.counters.spoofed += 1;
                     Err(DropReason::SpoofedSource)
                 }
-                _ => Err(DropReason::MalformedInner),
+                None => Err(DropReason::MalformedInner),
             }
         };
         if confirmed {

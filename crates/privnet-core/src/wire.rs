@@ -308,16 +308,6 @@ pub fn parse(datagram: &[u8]) -> Result<Message<'_>, DropReason> {
     }
 }
 
-/// Source and destination of an inner IPv4 or IPv6 packet, after checking the version nibble, the
-/// header length and that the packet's length field does not exceed the buffer.
-///
-/// Delegates to [`crate::packet::addresses`], the one inner-header parser (kept here until the
-/// callers in `node` switch to it).
-#[inline]
-pub fn inner_addresses(packet: &[u8]) -> Result<(std::net::IpAddr, std::net::IpAddr), DropReason> {
-    crate::packet::addresses(packet).ok_or(DropReason::MalformedInner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,25 +394,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn inner_address_checks() {
-        let mut p = [0u8; 28];
-        p[0] = 0x45;
-        p[3] = 28;
-        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        let (s, d) = inner_addresses(&p).unwrap();
-        assert_eq!(s.to_string(), "10.0.0.1");
-        assert_eq!(d.to_string(), "10.0.0.2");
-        p[3] = 29;
-        assert_eq!(inner_addresses(&p).err(), Some(DropReason::MalformedInner));
-        p[3] = 28;
-        p[0] = 0x44;
-        assert_eq!(inner_addresses(&p).err(), Some(DropReason::MalformedInner));
-        assert!(inner_addresses(&[0x60; 39]).is_err());
-        assert!(inner_addresses(&[]).is_err());
-        assert!(inner_addresses(&[0x70; 60]).is_err());
     }
 }

@@ -557,3 +557,24 @@ fn pseudo_header_follows_the_family() {
     );
     assert_eq!(a.version().number(), 6);
 }
+
+/// Moved from `wire.rs` with the function it tested (`wire::inner_addresses`, now this fast path).
+#[test]
+fn inner_address_checks() {
+    let mut p = [0u8; 28];
+    p[0] = 0x45;
+    p[3] = 28;
+    p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    let (s, d) = addresses(&p).unwrap();
+    assert_eq!(s.to_string(), "10.0.0.1");
+    assert_eq!(d.to_string(), "10.0.0.2");
+    p[3] = 29;
+    assert_eq!(addresses(&p), None);
+    p[3] = 28;
+    p[0] = 0x44;
+    assert_eq!(addresses(&p), None);
+    assert!(addresses(&[0x60; 39]).is_none());
+    assert!(addresses(&[]).is_none());
+    assert!(addresses(&[0x70; 60]).is_none());
+}
