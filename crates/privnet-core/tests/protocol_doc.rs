@@ -380,3 +380,63 @@ fn every_drop_reason_is_in_the_drop_reasons_table() {
         "the table lists a reason the code does not have"
     );
 }
+
+#[test]
+fn the_fuzz_target_list_names_every_target() {
+    let cargo = include_str!("../../../fuzz/Cargo.toml");
+    let targets: BTreeSet<&str> = cargo
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .filter(|n| *n != "privnet-fuzz")
+        .collect();
+    assert!(targets.len() >= 6, "{targets:?}");
+    let line = DOC
+        .split("- Fuzz targets (`fuzz/fuzz_targets/`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("docs/PROTOCOL.md §11 lists the fuzz targets");
+    for t in &targets {
+        assert!(
+            line.contains(&format!("`{t}`")),
+            "docs/PROTOCOL.md §11 does not list the fuzz target `{t}`"
+        );
+    }
+}
+
+#[test]
+fn every_simulation_test_is_in_the_test_references() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let section = DOC
+        .split("## 11. Test references")
+        .nth(1)
+        .expect("docs/PROTOCOL.md has §11");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("tests/") {
+        let path = entry.expect("tests/ entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("sim_") && name.ends_with(".rs")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("test source");
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if l.trim() == "#[test]" {
+                let f = lines.next().unwrap_or("");
+                if let Some(n) = f
+                    .trim()
+                    .strip_prefix("fn ")
+                    .and_then(|r| r.split('(').next())
+                {
+                    if !section.contains(&format!("`{n}`")) {
+                        missing.push(format!("{name}: {n}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/PROTOCOL.md §11 does not list: {missing:?}"
+    );
+}

@@ -103,8 +103,13 @@ fn check_body(b: &MemberBody) -> Result<(Vec<IpAddr>, Vec<IpNetwork>), FieldErro
             return Err(("groups", "duplicate group"));
         }
     }
-    if b.public_key == [0; 32] {
-        return Err(("public_key", "all-zero key"));
+    // Any low-order point (all-zero among them): every Diffie-Hellman with it is all-zero, so no
+    // handshake could authenticate the holder. Refused at issuing and at decoding alike.
+    if crate::crypto::is_low_order(&b.public_key) {
+        return Err((
+            "public_key",
+            "low-order point (no Diffie-Hellman with it is secret)",
+        ));
     }
     if b.not_before >= b.not_after {
         return Err(("not_after", "must be later than not_before"));
@@ -409,6 +414,14 @@ mod tests {
             ("groups", Box::new(|p| p.groups.push("bad group".into()))),
             ("groups", Box::new(|p| p.groups.push("web".into()))),
             ("public_key", Box::new(|p| p.public_key = [0; 32])),
+            (
+                "public_key",
+                Box::new(|p| {
+                    let mut one = [0u8; 32];
+                    one[0] = 1; // the identity point: low order, not all-zero
+                    p.public_key = one;
+                }),
+            ),
             ("not_after", Box::new(|p| p.not_after = p.not_before)),
         ];
         for (field, mutate) in cases {
