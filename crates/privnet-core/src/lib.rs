@@ -39,7 +39,7 @@ macro_rules! internal_mod {
         pub mod $name;
         $(#[$attr])*
         #[cfg(not(feature = "test-util"))]
-        #[allow(unreachable_pub, dead_code)]
+        #[allow(unreachable_pub, dead_code, unused_imports)]
         mod $name;
     };
 }
@@ -61,6 +61,7 @@ internal_mod!(ratelimit);
 internal_mod!(tai64n);
 internal_mod!(wire);
 
+mod admission;
 mod cookie;
 mod event;
 mod handshake;

@@ -22,15 +22,14 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use snow::params::NoiseParams;
 
+use crate::admission::{Admission, AdmitCtx, Lane};
 use crate::config::{NodeConfig, PeerConfig, Settings, MAX_TIMESTAMP_SKEW};
-use crate::cookie::CookieJar;
 use crate::credential::CredentialVerifier;
 use crate::crypto::{self, PublicKey};
 use crate::error::{DecapsulateError, DropReason, EncapsulateError, NodeError, Stats};
 use crate::handshake::{self, LocalKeys, PskIndex};
 use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
-use crate::ratelimit::{HandshakeLimiter, LoadDetector, TokenBucket};
 use crate::router::Router;
 use crate::tai64n::Tai64N;
 use crate::timers::{WakeQueue, WallClock};
@@ -59,9 +58,6 @@ pub(crate) fn overlay_contains(
         || router.lookup(ip).is_some()
 }
 
-/// How often the handshake limiter forgets idle sources.
-const LIMITER_GC_EVERY: Duration = Duration::from_secs(1);
-
 /// One member of one network.
 pub struct Node {
     keys: LocalKeys,
@@ -71,20 +67,15 @@ pub struct Node {
     peers: PeerTable<Peer>,
     indices: IndexMap,
     router: Router<PeerId>,
-    limiter: HandshakeLimiter,
-    load: LoadDetector,
-    cookies: CookieJar,
+    admission: Admission,
     wake: WakeQueue,
     out: Outbox,
-    last_gc: Instant,
     /// The latest `now` seen (for queries that take no time argument).
     last_now: Instant,
     /// Reused by `handle_timeout` for the hints due in one pass.
     due: Vec<(Instant, PeerId)>,
     /// The newest initiation timestamp sent.
     last_stamp: Tai64N,
-    /// Node-wide budget of handshake messages that may cost Diffie-Hellman work.
-    budget: TokenBucket,
     /// Underlay endpoint → the peer there (the priority lane of handshake admission).
     known_endpoints: HashMap<SocketAddr, PeerId>,
 }
@@ -151,16 +142,9 @@ impl Node {
             &parts.network_id,
         );
         let mut rng = ChaCha20Rng::from_seed(parts.rng_seed);
-        let cookies = CookieJar::new(&mut rng, now);
-        let budget = settings.handshake_budget_per_sec;
+        let admission = Admission::new(&settings, &mut rng, now);
         Ok(Self {
-            limiter: HandshakeLimiter::new(
-                settings.handshake_rate_per_source,
-                settings.handshake_burst_per_source,
-                settings.limiter_max_sources,
-                now,
-            ),
-            load: LoadDetector::new(settings.under_load_handshakes_per_sec, now),
+            admission,
             keys,
             settings,
             rng,
@@ -168,14 +152,11 @@ impl Node {
             peers: PeerTable::default(),
             indices: IndexMap::default(),
             router: Router::new(),
-            cookies,
             wake: WakeQueue::default(),
             out: Outbox::default(),
-            last_gc: now,
             last_now: now,
             due: Vec::new(),
             last_stamp: Tai64N::default(),
-            budget: TokenBucket::new(budget, budget, now),
             known_endpoints: HashMap::new(),
         })
     }
@@ -404,12 +385,12 @@ impl Node {
 
     /// Whether the node currently demands cookies.
     pub fn is_under_load(&self, now: Instant) -> bool {
-        self.load.is_under_load(now)
+        self.admission.is_under_load(now)
     }
 
     /// Entries in the handshake limiter table.
     pub fn limiter_sources(&self) -> usize {
-        self.limiter.len()
+        self.admission.limiter_sources()
     }
 
     /// Whether an underlay address lies inside the overlay: the network's prefixes, our own
@@ -479,7 +460,7 @@ impl Node {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peer = self.wake.peek();
-        let gc = (!self.limiter.is_empty()).then(|| self.last_gc + LIMITER_GC_EVERY);
+        let gc = self.admission.poll_timeout();
         match (peer, gc) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -490,10 +471,7 @@ impl Node {
     /// before `now`) fire on the next call, so one call always ends.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        if !self.limiter.is_empty() && now >= self.last_gc + LIMITER_GC_EVERY {
-            self.limiter.gc(now);
-            self.last_gc = now;
-        }
+        self.admission.handle_timeout(now);
         let mut due = std::mem::take(&mut self.due);
         while let Some(hint) = self.wake.pop_due(now) {
             due.push(hint);
@@ -719,48 +697,6 @@ impl Node {
         }
     }
 
-    /// Admission of a handshake message that passed mac1 and is about to cost Diffie-Hellman
-    /// work, in order:
-    /// 1. load accounting; under load a valid mac2 is required (else a cookie reply to `from`,
-    ///    answering `sender`, with `mac1` as associated data) — for every message, so that only
-    ///    the real holder of an address gets further;
-    /// 2. the priority lane (`priority`: from a known peer's own endpoint, or a response to our
-    ///    pending initiation, within that peer's allowance) skips the rest, so neither a flood of
-    ///    other sources nor a full limiter table can stop known peers' rekeys and reconnects;
-    /// 3. the per-source rate limit;
-    /// 4. the node-wide work budget: beyond it, `handshake_budget`.
-    fn admit_handshake(
-        &mut self,
-        from: SocketAddr,
-        sender: u32,
-        (mac1, psk): (&[u8], PskIndex),
-        mac2: (&[u8], &[u8]),
-        priority: bool,
-        now: Instant,
-    ) -> Result<(), DropReason> {
-        if self.load.record(now) && !self.cookies.mac2_valid(&mut self.rng, from, mac2, now) {
-            let cookie_key = self.keys.network_key(psk).cookie_key;
-            if let Some(reply) =
-                self.cookies
-                    .reply(&mut self.rng, &cookie_key, from, sender, mac1, now)
-            {
-                self.out.stats.cookies_sent += 1;
-                self.out.send(from, reply);
-            }
-            return Err(DropReason::CookieRequired);
-        }
-        if priority {
-            self.out.stats.handshake_work_priority += 1;
-        } else {
-            self.limiter.check(from.ip(), now)?;
-            if !self.budget.take(now) {
-                return Err(DropReason::HandshakeBudget);
-            }
-        }
-        self.out.stats.handshake_work += 1;
-        Ok(())
-    }
-
     fn handle_initiation(
         &mut self,
         from: SocketAddr,
@@ -776,7 +712,19 @@ impl Node {
         let priority = known
             .and_then(|id| self.with_peer(id, |p, _| p.priority_initiation(now)))
             .unwrap_or(false);
-        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), priority, now)?;
+        let lane = Lane::of(priority);
+        self.admission.admit(
+            AdmitCtx {
+                rng: &mut self.rng,
+                keys: &self.keys,
+                out: &mut self.out,
+            },
+            from,
+            (m.sender(), mac1),
+            m.mac2_parts(),
+            lane,
+            now,
+        )?;
         // A low-order ephemeral or static key makes the first Diffie-Hellman that uses it all-zero,
         // which our X25519 refuses: the handshake stops there with `BadKey`.
         let mut seed = [0u8; 32];
@@ -832,7 +780,18 @@ impl Node {
         let priority = self
             .with_peer(id, |p, _| p.priority_response(receiver, now))
             .unwrap_or(false);
-        self.admit_handshake(from, m.sender(), mac1, m.mac2_parts(), priority, now)?;
+        self.admission.admit(
+            AdmitCtx {
+                rng: &mut self.rng,
+                keys: &self.keys,
+                out: &mut self.out,
+            },
+            from,
+            (m.sender(), mac1),
+            m.mac2_parts(),
+            Lane::of(priority),
+            now,
+        )?;
         let changed = self
             .with_peer(id, |p, ctx| p.on_response(from, m, now, ctx))
             .ok_or(DropReason::UnexpectedHandshake)??;
