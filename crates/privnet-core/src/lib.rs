@@ -34,6 +34,8 @@ pub mod crypto;
 pub mod error;
 pub mod icmp;
 pub mod identity;
+#[cfg(feature = "driver")]
+pub mod io;
 pub mod node;
 pub mod offload;
 pub mod ratelimit;

@@ -25,15 +25,15 @@ use ring::rand::SecureRandom;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use crate::busypoll::BusyPoll;
 use crate::config::{self, Config, NetworkConfig, TunMode};
-use crate::hold::{BatchHold, HoldEnd};
-use crate::sys::netlink::Netlink;
-use crate::sys::tun::{
+use privnet_core::io::busypoll::BusyPoll;
+use privnet_core::io::hold::{BatchHold, HoldEnd};
+use privnet_core::io::sys::netlink::Netlink;
+use privnet_core::io::sys::tun::{
     TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN,
 };
-use crate::sys::udp as udpx;
-use crate::turns::Turns;
+use privnet_core::io::sys::udp as udpx;
+use privnet_core::io::turns::Turns;
 use privnet_core::offload::{self, GsoType};
 use std::os::fd::AsRawFd;
 
@@ -332,7 +332,7 @@ impl NetworkDriver {
         let std_sock = std::net::UdpSocket::bind(net.listen)
             .with_context(|| format!("binding the underlay socket {}", net.listen))?;
         std_sock.set_nonblocking(true)?;
-        crate::sys::set_socket_buffers(&std_sock, SOCKET_BUFFER);
+        privnet_core::io::sys::set_socket_buffers(&std_sock, SOCKET_BUFFER);
         let gso = udpx::gso_supported(std_sock.as_raw_fd());
         let gro = udpx::enable_gro(std_sock.as_raw_fd());
         let udp = UdpSocket::from_std(std_sock)?;
@@ -715,7 +715,11 @@ impl NetworkDriver {
     fn hold_batch(&mut self, in_buf: &mut [u8], read: usize, holds: u32) -> Option<usize> {
         let window = self.hold.begin(read, holds, !self.stage.items.is_empty())?;
         let start = Instant::now();
-        let ready = match crate::sys::poll_in(self.tun.as_raw_fd(), self.udp.as_raw_fd(), window) {
+        let ready = match privnet_core::io::sys::poll_in(
+            self.tun.as_raw_fd(),
+            self.udp.as_raw_fd(),
+            window,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("batch hold poll: {e}");
@@ -1107,9 +1111,9 @@ fn write_coalesced(
         kind => VirtioNetHdr {
             flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
             gso_type: match kind {
-                GsoType::TcpV6 => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV6,
-                GsoType::Udp => crate::sys::tun::VIRTIO_NET_HDR_GSO_UDP_L4,
-                _ => crate::sys::tun::VIRTIO_NET_HDR_GSO_TCPV4,
+                GsoType::TcpV6 => privnet_core::io::sys::tun::VIRTIO_NET_HDR_GSO_TCPV6,
+                GsoType::Udp => privnet_core::io::sys::tun::VIRTIO_NET_HDR_GSO_UDP_L4,
+                _ => privnet_core::io::sys::tun::VIRTIO_NET_HDR_GSO_TCPV4,
             },
             hdr_len: info.hdr_len,
             gso_size: info.gso_size,

@@ -2,16 +2,12 @@
 //!
 //! The binary (`src/main.rs`) is a thin wrapper around [`cli::main`]; the driver and the tests use
 //! [`config`] directly.
-// `unsafe_code` is denied by the workspace lints; `sys/` (TUN ioctls) may allow it locally.
+// `unsafe_code` is denied by the workspace lints; the OS interfaces live in `privnet_core::io`.
 #![warn(missing_docs)]
 
-pub mod busypoll;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod driver;
 pub mod files;
-pub mod hold;
 pub mod logging;
-pub mod sys;
-pub mod turns;

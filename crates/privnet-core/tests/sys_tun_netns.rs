@@ -1,11 +1,11 @@
-//! Real-OS tests of `privnet_sidecar::sys` (TUN, rtnetlink, netns) and of the ICMP builders in
+//! Real-OS tests of `privnet_core::io::sys` (TUN, rtnetlink, netns) and of the ICMP builders in
 //! `privnet_core::icmp` against the Linux stack.
 //!
 //! Each test creates its own network namespace `pnt-<pid>-<n>` (removed by a guard even on
 //! failure), enters it from a dedicated thread and uses only 10.201.0.0/16 and fd00:201::/48
 //! inside it. They need root, `/dev/net/tun` and iproute2 (`ip` is used only to *check* state);
 //! without root they fail loudly instead of passing silently.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "driver"))]
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use privnet_core::icmp::{self, IpPeek, V4Error, V6Error};
-use privnet_sidecar::sys::netlink::Netlink;
-use privnet_sidecar::sys::tun::{TunConfig, TunDevice, VirtioNetHdr, VNET_HDR_LEN};
-use privnet_sidecar::sys::{netns, SysError};
+use privnet_core::io::sys::netlink::Netlink;
+use privnet_core::io::sys::tun::{TunConfig, TunDevice, VirtioNetHdr, VNET_HDR_LEN};
+use privnet_core::io::sys::{netns, SysError};
 use tokio::net::{TcpSocket, UdpSocket};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
