@@ -57,13 +57,13 @@ mod underlay;
 
 pub use channel::{ChannelEnd, ChannelInner, ChannelSendError};
 pub use config::{
-    random_seed, DriverConfig, Identity, TunOptions, DEFAULT_BATCH_HOLD, DEFAULT_BUSY_POLL,
+    ConfigError, DriverConfig, Identity, TunOptions, DEFAULT_BATCH_HOLD, DEFAULT_BUSY_POLL,
     DEFAULT_SOCKET_BUFFER, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, DEFAULT_UNDERLAY_MTU, MAX_BATCH_HOLD,
     MAX_BUSY_POLL, MAX_MTU, MAX_SOCKET_BUFFER, MAX_UNDERLAY_MTU, MIN_MTU, UNDERLAY_V4_OVERHEAD,
     UNDERLAY_V6_OVERHEAD,
 };
-pub use driver::{Driver, BATCH};
-pub use error::{ConfigError, ControlError, DriverError};
+pub use driver::{random_seed, Driver, BATCH};
+pub use error::{ControlError, DriverError};
 pub use handle::{DriverHandle, Reload};
 pub use inner::{HoldWake, InnerSide, ReadStatus, Refused, Seal, READ_BUF_LEN};
 pub use snapshot::{NetworkSnapshot, PeerSnapshot};

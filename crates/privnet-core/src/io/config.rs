@@ -8,16 +8,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnetwork::IpNetwork;
-use ring::rand::SecureRandom;
 
-use super::error::{ConfigError, DriverError};
 use super::sys::ifname::MAX_NAME_LEN;
 use crate::identity::{CertVerifier, MemberCertificate};
 use crate::node::Node;
-use crate::NodeConfig;
 
 /// IPv4 + UDP header bytes the underlay adds to every datagram.
 pub const UNDERLAY_V4_OVERHEAD: usize = 28;
@@ -36,11 +33,11 @@ const MIN_PATH_MTU: usize = 576;
 pub const DEFAULT_SOCKET_BUFFER: usize = 8 << 20;
 /// Largest underlay socket buffer accepted.
 pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
-/// Default busy-poll window after a packet (see [`super::busypoll`]).
+/// Default busy-poll window after a packet (see [`DriverConfig::busy_poll`]).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
 /// Largest busy-poll window accepted.
 pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
-/// Default batch hold (see [`super::hold`]).
+/// Default batch hold (see [`DriverConfig::batch_hold`]).
 pub const DEFAULT_BATCH_HOLD: Duration = Duration::from_micros(20);
 /// Largest batch hold accepted.
 pub const MAX_BATCH_HOLD: Duration = Duration::from_millis(1);
@@ -65,11 +62,14 @@ pub struct DriverConfig {
     /// Send and receive buffer asked for on the underlay socket (the kernel caps it unless the
     /// process has `CAP_NET_ADMIN`); 0 keeps the kernel's default.
     pub socket_buffer: usize,
-    /// Keep polling this long after handling packets before sleeping; zero turns it off (see
-    /// [`super::busypoll`]).
+    /// Busy polling: after handling packets, keep polling the socket and the inner side this long
+    /// (yielding the CPU between polls) before sleeping, so that an answer arriving meanwhile is
+    /// picked up without a wake-up. Bounded to a tenth of a core per second; zero turns it off.
     pub busy_poll: Duration,
-    /// Wait up to this long for more inner packets when a dense send batch runs dry; zero turns
-    /// it off (see [`super::hold`]).
+    /// Batch hold: when a send batch is dense (4+ units read since the wake-up) and the inner side
+    /// runs dry, wait up to this long (in `ppoll`, no CPU) for more before sending, at most 4
+    /// times per batch; packets on the underlay socket end the wait at once. Zero turns it off;
+    /// inner sides that cannot wait outside the runtime never hold.
     pub batch_hold: Duration,
     /// Our overlay addresses with the prefix length of the network they are in (the TUN gets them
     /// and their routes; ICMP errors use the first IPv4 and IPv6 ones as sources).
@@ -99,7 +99,7 @@ impl DriverConfig {
 
     /// The largest inner packet that fits one underlay datagram: the underlay MTU less the IP and
     /// UDP headers of [`Self::listen`]'s family and the data message overhead, at least 576. Give
-    /// it to the [`Node`] as [`NodeConfig::mtu`] ([`Self::new_node`] does), so that what the core
+    /// it to the [`Node`] as [`NodeConfig::mtu`](crate::NodeConfig::mtu) ([`Self::new_node`] does), so that what the core
     /// refuses as too big and what the driver announces in ICMP agree.
     pub fn path_mtu(&self) -> usize {
         let overhead = if self.listen.is_ipv6() {
@@ -126,18 +126,6 @@ impl DriverConfig {
         }
         validate_windows(self.busy_poll, self.batch_hold)
     }
-
-    /// Build the [`Node`] for this driver from `cfg`: its MTU becomes [`Self::path_mtu`], its RNG
-    /// seed comes from the operating system, and its clocks start now.
-    ///
-    /// # Errors
-    /// [`DriverError::Random`] if the OS random number generator fails, [`DriverError::Node`] if
-    /// the core refuses `cfg`.
-    pub fn new_node(&self, mut cfg: NodeConfig) -> Result<Node, DriverError> {
-        cfg.mtu = self.path_mtu();
-        cfg.rng_seed(random_seed()?);
-        Ok(Node::new(cfg, Instant::now(), unix_now())?)
-    }
 }
 
 /// Check the two latency windows (also done for a reload).
@@ -154,24 +142,40 @@ pub(crate) fn validate_windows(
     Ok(())
 }
 
-/// 32 bytes from the operating system's random number generator, e.g. for
-/// [`NodeConfig::rng_seed`].
-///
-/// # Errors
-/// [`DriverError::Random`] if the generator fails.
-pub fn random_seed() -> Result<[u8; 32], DriverError> {
-    let mut seed = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut seed)
-        .map_err(|_| DriverError::Random)?;
-    Ok(seed)
-}
-
 /// Wall-clock time since the Unix epoch (zero if the clock is before it).
 pub(crate) fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
+}
+
+/// A [`DriverConfig`] or [`TunOptions`] value out of range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The underlay MTU is outside [`MIN_MTU`]..=[`MAX_UNDERLAY_MTU`].
+    #[error("underlay MTU {0} is outside {MIN_MTU}-{MAX_UNDERLAY_MTU}")]
+    UnderlayMtu(u16),
+    /// The socket buffer is over [`MAX_SOCKET_BUFFER`].
+    #[error("underlay socket buffer of {0} bytes is over the maximum of {MAX_SOCKET_BUFFER}")]
+    SocketBuffer(usize),
+    /// The busy-poll window is over [`MAX_BUSY_POLL`].
+    #[error("busy-poll window {0:?} is over the maximum of {MAX_BUSY_POLL:?}")]
+    BusyPoll(Duration),
+    /// The batch hold is over [`MAX_BATCH_HOLD`].
+    #[error("batch hold {0:?} is over the maximum of {MAX_BATCH_HOLD:?}")]
+    BatchHold(Duration),
+    /// The TUN name is too long or has a NUL, `/` or white space.
+    #[error("invalid TUN device name {0:?} (at most 15 bytes, no NUL, '/' or space)")]
+    TunName(String),
+    /// The TUN MTU is outside [`MIN_MTU`]..=[`MAX_MTU`] or above the path MTU.
+    #[error("TUN MTU {mtu} is outside {MIN_MTU}-{MAX_MTU} or above the path MTU {path_mtu}")]
+    TunMtu {
+        /// The MTU asked for.
+        mtu: u16,
+        /// The largest inner packet the underlay carries.
+        path_mtu: usize,
+    },
 }
 
 /// The TUN device of [`super::Driver::tun`].
@@ -282,11 +286,5 @@ mod tests {
         }
         t.name = String::new();
         assert_eq!(t.validate(9000), Ok(()), "empty: the kernel picks");
-    }
-
-    #[test]
-    fn random_seeds_differ() {
-        let (a, b) = (random_seed(), random_seed());
-        assert!(matches!((a, b), (Ok(a), Ok(b)) if a != b));
     }
 }

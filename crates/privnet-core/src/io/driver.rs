@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ring::rand::SecureRandom;
+
 use super::busypoll::BusyPoll;
 use super::config::{unix_now, DriverConfig, Identity};
 use super::counters::{Counters, DriverEvent};
@@ -35,7 +37,7 @@ use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
 use crate::node::{Decapsulated, Event, Node};
-use crate::PeerId;
+use crate::{NodeConfig, PeerId};
 
 /// Reads drained per readiness event before the loop looks at its other inputs.
 pub const BATCH: usize = 256;
@@ -45,6 +47,35 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 const OUT_BUF_LEN: usize = 65_536 + 64 + VNET_HDR_LEN;
 /// Control datagrams (handshakes, cookies, keepalives, queued packets) are built here.
 const CTL_BUF_LEN: usize = 2048;
+
+// The node helper lives here rather than in config.rs, which must not import the errors of
+// starting a driver (error.rs imports config.rs for `ConfigError`).
+impl DriverConfig {
+    /// Build the [`Node`] for this driver from `cfg`: its MTU becomes [`Self::path_mtu`], its RNG
+    /// seed comes from the operating system, and its clocks start now.
+    ///
+    /// # Errors
+    /// [`DriverError::Random`] if the OS random number generator fails, [`DriverError::Node`] if
+    /// the core refuses `cfg`.
+    pub fn new_node(&self, mut cfg: NodeConfig) -> Result<Node, DriverError> {
+        cfg.mtu = self.path_mtu();
+        cfg.rng_seed(random_seed()?);
+        Ok(Node::new(cfg, Instant::now(), unix_now())?)
+    }
+}
+
+/// 32 bytes from the operating system's random number generator, e.g. for
+/// [`NodeConfig::rng_seed`].
+///
+/// # Errors
+/// [`DriverError::Random`] if the generator fails.
+pub fn random_seed() -> Result<[u8; 32], DriverError> {
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| DriverError::Random)?;
+    Ok(seed)
+}
 
 /// Our overlay addresses as snapshots and logs show them (`10.77.0.2/16`).
 fn address_strings(config: &DriverConfig) -> Vec<String> {
@@ -507,5 +538,16 @@ impl<I: InnerSide> Driver<I> {
             .publisher
             .snapshot(&self.node, now, unix_now().as_secs(), figures);
         self.ends.snapshots.send_replace(Arc::new(snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_seeds_differ() {
+        let (a, b) = (random_seed(), random_seed());
+        assert!(matches!((a, b), (Ok(a), Ok(b)) if a != b));
     }
 }

@@ -1,46 +1,14 @@
-//! Errors of the I/O shell: a configuration out of range ([`ConfigError`]), a driver that cannot
-//! start ([`DriverError`]), a handle whose driver is gone or whose reload was refused
-//! ([`ControlError`]).
+//! Errors of the I/O shell: a driver that cannot start ([`DriverError`]), a handle whose driver is
+//! gone or whose reload was refused ([`ControlError`]). A configuration out of range is a
+//! [`ConfigError`] (in `config.rs`, next to the bounds it names).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
-use super::config::{
-    MAX_BATCH_HOLD, MAX_BUSY_POLL, MAX_MTU, MAX_SOCKET_BUFFER, MAX_UNDERLAY_MTU, MIN_MTU,
-};
+use super::config::ConfigError;
 use crate::identity::TrustStoreError;
 use crate::node::NodeError;
-
-/// A [`super::DriverConfig`] or [`super::TunOptions`] value out of range.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The underlay MTU is outside [`MIN_MTU`]..=[`MAX_UNDERLAY_MTU`].
-    #[error("underlay MTU {0} is outside {MIN_MTU}-{MAX_UNDERLAY_MTU}")]
-    UnderlayMtu(u16),
-    /// The socket buffer is over [`MAX_SOCKET_BUFFER`].
-    #[error("underlay socket buffer of {0} bytes is over the maximum of {MAX_SOCKET_BUFFER}")]
-    SocketBuffer(usize),
-    /// The busy-poll window is over [`MAX_BUSY_POLL`].
-    #[error("busy-poll window {0:?} is over the maximum of {MAX_BUSY_POLL:?}")]
-    BusyPoll(Duration),
-    /// The batch hold is over [`MAX_BATCH_HOLD`].
-    #[error("batch hold {0:?} is over the maximum of {MAX_BATCH_HOLD:?}")]
-    BatchHold(Duration),
-    /// The TUN name is too long or has a NUL, `/` or white space.
-    #[error("invalid TUN device name {0:?} (at most 15 bytes, no NUL, '/' or space)")]
-    TunName(String),
-    /// The TUN MTU is outside [`MIN_MTU`]..=[`MAX_MTU`] or above the path MTU.
-    #[error("TUN MTU {mtu} is outside {MIN_MTU}-{MAX_MTU} or above the path MTU {path_mtu}")]
-    TunMtu {
-        /// The MTU asked for.
-        mtu: u16,
-        /// The largest inner packet the underlay carries.
-        path_mtu: usize,
-    },
-}
 
 /// Why a driver could not start.
 #[derive(Debug, thiserror::Error)]
