@@ -6,7 +6,8 @@
 //! - towards the driver, [`ChannelEnd::send`] waits for room (backpressure) and
 //!   [`ChannelEnd::try_send`] says when there is none;
 //! - towards the application the driver never waits: when the application's queue is full a
-//!   delivered packet is dropped and counted (`channel_deliver_full`), as a full TUN does.
+//!   delivered packet is dropped and counted (`channel_deliver_full`), as a full TUN does
+//!   (`channel_closed` once the application's end is gone).
 //!
 //! Packets travel as `Vec<u8>` buffers that are recycled in both directions (sealed packets'
 //! buffers go back to the sender; [`ChannelEnd::recycle`] gives delivered ones back to the driver),
@@ -107,9 +108,9 @@ impl ChannelInner {
                 self.counters.bump(DriverEvent::ChannelDeliverFull);
                 self.spare = Some(buf);
             }
-            // Nobody listens any more: like a TUN nobody reads, the packet is gone.
+            // Nobody listens any more (the driver stops at its next look at the inner side).
             Err(TrySendError::Closed(buf)) => {
-                self.counters.bump(DriverEvent::ChannelDeliverFull);
+                self.counters.bump(DriverEvent::ChannelClosed);
                 self.spare = Some(buf);
             }
         }

@@ -37,11 +37,13 @@ pub(crate) enum DriverEvent {
     TunWriteError,
     /// The in-memory inner side's delivery queue was full; the packet is dropped.
     ChannelDeliverFull,
+    /// The application's end of the in-memory inner side is gone; the packet is dropped.
+    ChannelClosed,
 }
 
 impl DriverEvent {
     /// Every event, in the order of the counter array.
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::UdpBatchFull,
         Self::TunBatchFull,
         Self::UdpRecvError,
@@ -57,6 +59,7 @@ impl DriverEvent {
         Self::TunWriteFull,
         Self::TunWriteError,
         Self::ChannelDeliverFull,
+        Self::ChannelClosed,
     ];
 
     /// The counter's name.
@@ -77,6 +80,7 @@ impl DriverEvent {
             Self::TunWriteFull => "tun_write_full",
             Self::TunWriteError => "tun_write_error",
             Self::ChannelDeliverFull => "channel_deliver_full",
+            Self::ChannelClosed => "channel_closed",
         }
     }
 }
