@@ -34,7 +34,7 @@ pub mod crypto;
 pub mod error;
 pub mod icmp;
 pub mod identity;
-#[cfg(feature = "driver")]
+#[cfg(all(feature = "driver", target_os = "linux"))]
 pub mod io;
 pub mod node;
 pub mod offload;

@@ -57,6 +57,8 @@ impl TunInner {
     /// Create the TUN device of `opts` in the calling thread's network namespace (with offloads
     /// when asked and the kernel has them, plain packets otherwise), give it `addresses`, bring it
     /// up and route `opts.routes` into it. Needs `CAP_NET_ADMIN` and a tokio runtime with I/O.
+    /// Blocks the calling thread while rtnetlink answers, and up to 2 s until the kernel makes the
+    /// first IPv6 address usable.
     ///
     /// # Errors
     /// [`DriverError::Tun`], [`DriverError::Netlink`], [`DriverError::Address`] or
