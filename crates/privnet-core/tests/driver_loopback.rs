@@ -2,7 +2,7 @@
 //! sockets on 127.0.0.1: handshake, packets both ways, an ICMP answer to an unroutable packet,
 //! published snapshots, reloads (windows, a trust store that revokes the peer, a refused one) and a
 //! clean shutdown. Needs no privileges; every wait is bounded.
-#![cfg(feature = "driver")]
+#![cfg(all(target_os = "linux", feature = "driver"))]
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
