@@ -35,7 +35,8 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (unit, simulation, namespace tests)"
-cargo test --workspace --all-features
+# As root here, a namespace/TUN test that would skip is a failure instead (crates/privnet-core/tests/support/privileged.rs).
+PRIVNET_REQUIRE_PRIVILEGED_TESTS=1 cargo test --workspace --all-features
 
 step "end-to-end tests: sidecars in network namespaces (tests/netns/e2e.sh)"
 cargo build --release -p privnet-sidecar -p privnet-testapp

@@ -49,6 +49,8 @@ pub mod credential;
 pub mod crypto;
 pub mod error;
 pub mod identity;
+#[cfg(all(feature = "driver", target_os = "linux"))]
+pub mod io;
 pub mod node;
 
 internal_mod!(checksum);

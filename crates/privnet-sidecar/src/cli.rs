@@ -33,7 +33,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands. `up`, `status` and `health` (running the node) are added by the driver.
+/// Subcommands. `up`, `status` and `health` (running the node) are served by `up.rs` and `status.rs`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate a Noise static key pair (X25519).
@@ -248,7 +248,7 @@ fn up(a: &RunArgs) -> Result<()> {
         }
     };
     crate::logging::init(&cfg.log);
-    crate::driver::up(cfg, a.configs.clone())
+    crate::up::up(cfg, a.configs.clone())
 }
 
 fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
@@ -277,17 +277,17 @@ fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
 }
 
 fn status(a: &StatusArgs) -> Result<()> {
-    let nets = crate::control::query_status(&status_socket(a)?)?;
+    let nets = crate::status::query_status(&status_socket(a)?)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&nets)?);
     } else {
-        print!("{}", crate::control::format_status(&nets));
+        print!("{}", crate::status::format_status(&nets));
     }
     Ok(())
 }
 
 fn health(a: &StatusArgs) -> Result<()> {
-    let nets = crate::control::query_status(&status_socket(a)?)?;
+    let nets = crate::status::query_status(&status_socket(a)?)?;
     if nets.is_empty() {
         bail!("the sidecar runs no network");
     }

@@ -17,26 +17,26 @@
 use std::time::{Duration, Instant};
 
 /// Share of one core the spinning may use, in percent per budget period.
-pub const BUDGET_PERCENT: u32 = 10;
+pub(crate) const BUDGET_PERCENT: u32 = 10;
 /// The budget period.
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// Counters, reported with the driver's events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BusyPollStats {
+pub(crate) struct BusyPollStats {
     /// Windows opened (after activity, with budget left).
-    pub windows: u64,
+    pub(crate) windows: u64,
     /// Packets picked up while spinning (each a wake-up saved).
-    pub hits: u64,
+    pub(crate) hits: u64,
     /// Windows not opened because the budget of the period was spent.
-    pub over_budget: u64,
+    pub(crate) over_budget: u64,
     /// Total time spent spinning.
-    pub spun: Duration,
+    pub(crate) spun: Duration,
 }
 
 /// The busy-poll window and its CPU budget.
 #[derive(Debug)]
-pub struct BusyPoll {
+pub(crate) struct BusyPoll {
     window: Duration,
     budget: Duration,
     period_start: Option<Instant>,
@@ -50,7 +50,7 @@ pub struct BusyPoll {
 
 impl BusyPoll {
     /// A poller with the given window; a zero window never spins.
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self {
             window,
             budget: PERIOD * BUDGET_PERCENT / 100,
@@ -63,12 +63,12 @@ impl BusyPoll {
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> BusyPollStats {
+    pub(crate) fn stats(&self) -> BusyPollStats {
         self.stats
     }
 
     /// Change the window (a configuration reload); the budget and counters carry on.
-    pub fn set_window(&mut self, window: Duration) {
+    pub(crate) fn set_window(&mut self, window: Duration) {
         self.window = window;
         if window.is_zero() {
             self.until = None;
@@ -78,7 +78,7 @@ impl BusyPoll {
 
     /// The driver woke up for I/O at `now`: spinning, if any, stops here (the time spent handling
     /// packets is not spinning and is not charged to the budget).
-    pub fn woke(&mut self, now: Instant) {
+    pub(crate) fn woke(&mut self, now: Instant) {
         if self.until.is_some() {
             self.account(now);
         }
@@ -88,7 +88,7 @@ impl BusyPoll {
     /// The driver handled `packets` packets, finishing at `now`. With packets, a window that was
     /// open counts as a hit and a new window opens if the budget allows; without (a spurious
     /// wake-up), an open window simply goes on.
-    pub fn handled(&mut self, now: Instant, packets: usize) {
+    pub(crate) fn handled(&mut self, now: Instant, packets: usize) {
         if self.window.is_zero() {
             return;
         }
@@ -115,7 +115,7 @@ impl BusyPoll {
     }
 
     /// Whether to poll again at `now` instead of sleeping. Closes the window when it has run out.
-    pub fn spinning(&mut self, now: Instant) -> bool {
+    pub(crate) fn spinning(&mut self, now: Instant) -> bool {
         let Some(until) = self.until else {
             return false;
         };

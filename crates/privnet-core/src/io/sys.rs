@@ -1,11 +1,13 @@
-//! Low-level Linux OS interfaces used by the driver: the TUN device, rtnetlink configuration and
-//! network-namespace entry.
+//! Low-level Linux OS interfaces used by the driver: the TUN device, rtnetlink configuration,
+//! network-namespace entry and batched UDP with segmentation offload.
 //!
-//! This is the only place in the sidecar allowed to use `unsafe` (style rule 21): raw `libc`
-//! calls for the few ioctls and sockets that no small maintained crate covers with the flags we
-//! need. Every `unsafe` block carries a `// SAFETY:` comment.
+//! This is the only place in privnet allowed to use `unsafe` (style rule 21; the crate root denies
+//! it): raw `libc` calls for the few ioctls and sockets that no small maintained crate covers with
+//! the flags we need. Every `unsafe` block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+pub mod ifname;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 #[cfg(target_os = "linux")]

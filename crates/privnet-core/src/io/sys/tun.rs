@@ -31,8 +31,7 @@ use super::{cvt, cvt_size, SysError};
 /// `num_buffers` field of the mergeable-buffers variant), as wireguard-go and nebula use.
 pub const VNET_HDR_LEN: usize = 10;
 
-/// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
-pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
+pub use super::ifname::MAX_NAME_LEN;
 
 /// How to create a TUN device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

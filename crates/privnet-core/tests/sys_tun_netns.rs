@@ -1,30 +1,32 @@
-//! Real-OS tests of `privnet_sidecar::sys` (TUN, rtnetlink, netns) and of the ICMP builders in
+//! Real-OS tests of `privnet_core::io::sys` (TUN, rtnetlink, netns) and of the ICMP builders in
 //! `privnet_core::icmp` against the Linux stack.
 //!
 //! Each test creates its own network namespace `pnt-<pid>-<n>` (removed by a guard even on
 //! failure), enters it from a dedicated thread and uses only 10.201.0.0/16 and fd00:201::/48
 //! inside it. They need root, `/dev/net/tun` and iproute2 (`ip` is used only to *check* state);
-//! without root they fail loudly instead of passing silently.
+//! without root they are reported as skipped (`support/privileged.rs`), except where
+//! `PRIVNET_REQUIRE_PRIVILEGED_TESTS=1` (CI) makes that a failure.
 // A test: it reads the real clock or opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "driver"))]
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use privnet_core::icmp::{self, V4Error, V6Error};
+use privnet_core::io::sys::netlink::Netlink;
+use privnet_core::io::sys::tun::{TunConfig, TunDevice, VirtioNetHdr, VNET_HDR_LEN};
+use privnet_core::io::sys::SysError;
 use privnet_core::packet::IpPacket;
-use privnet_sidecar::sys::netlink::Netlink;
-use privnet_sidecar::sys::tun::{TunConfig, TunDevice, VirtioNetHdr, VNET_HDR_LEN};
-use privnet_sidecar::sys::{netns, SysError};
 use tokio::net::{TcpSocket, UdpSocket};
 
-const TEST_TIMEOUT: Duration = Duration::from_secs(30);
-const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+#[path = "support/netns.rs"]
+mod netns_harness;
+#[path = "support/privileged.rs"]
+mod privileged;
+
+use netns_harness::{step, Netns, STEP_TIMEOUT};
 
 const A4: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1); // our address on the TUN
 const GW4: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254); // where ICMP errors come from
@@ -40,106 +42,6 @@ fn remote4(host: u8) -> Ipv4Addr {
 
 fn remote6(host: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0x201, 1, 0, 0, 0, 0, host)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Namespace guard and harness
-
-fn require_root() {
-    // /proc/self is owned by the process's effective uid.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
-    assert_eq!(
-        uid.ok(),
-        Some(0),
-        "sys_tun_netns tests must run as root (they create network namespaces and TUN devices); \
-         CI runs them as root. Refusing to skip silently."
-    );
-    assert!(
-        std::path::Path::new("/dev/net/tun").exists(),
-        "/dev/net/tun is missing: load the tun module or give the container the device"
-    );
-}
-
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        require_root();
-        let name = format!(
-            "pnt-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip").args(["netns", "add", &name]).output();
-        let out = out.expect("failed to run `ip netns add` (is iproute2 installed?)");
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { name }
-    }
-
-    /// `ip -n NS ARGS`, returning stdout; panics on failure.
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output();
-        let out = out.expect("failed to run ip");
-        assert!(
-            out.status.success(),
-            "ip -n {} {}: {}",
-            self.name,
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Run `f` on a fresh thread inside this namespace, on a current-thread tokio runtime,
-    /// bounded by [`TEST_TIMEOUT`]. Panics in `f` are re-raised here.
-    fn run<F, Fut>(&self, f: F)
-    where
-        F: FnOnce(String) -> Fut + Send + 'static,
-        Fut: Future<Output = ()>,
-    {
-        let name = self.name.clone();
-        let thread = std::thread::spawn(move || {
-            netns::enter_named(&name).expect("enter test namespace");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("build tokio runtime");
-            rt.block_on(async move {
-                tokio::time::timeout(TEST_TIMEOUT, f(name))
-                    .await
-                    .expect("test did not finish within its time limit");
-            });
-        });
-        if let Err(panic) = thread.join() {
-            std::panic::resume_unwind(panic);
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-async fn step<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(STEP_TIMEOUT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {STEP_TIMEOUT:?}: {what}"),
-    }
 }
 
 /// Create TUN `name` with `cfg`, MTU 1380, addresses A4/24 and A6/64 (or the given ones), link
@@ -268,7 +170,9 @@ fn udp_ports(peek: &IpPacket<&[u8]>, _pkt: &[u8]) -> Option<(u16, u16)> {
 /// TUN + netlink configuration is visible to `ip`; UDP flows both ways through the TUN.
 #[test]
 fn tun_netlink_config_and_udp_both_ways() {
-    let ns = Netns::create();
+    let Some(ns) = Netns::create("tun_netlink_config_and_udp_both_ways") else {
+        return;
+    };
     ns.run(|ns_name| async move {
         let mut nl = Netlink::new().expect("netlink socket");
         let lo = nl.link_index("lo").expect("lo index");
@@ -358,7 +262,9 @@ fn tun_netlink_config_and_udp_both_ways() {
 /// "packet too big" lower the path MTU.
 #[test]
 fn icmp_errors_are_honoured_by_the_kernel() {
-    let ns = Netns::create();
+    let Some(ns) = Netns::create("icmp_errors_are_honoured_by_the_kernel") else {
+        return;
+    };
     ns.run(|ns_name| async move {
         let mut nl = Netlink::new().expect("netlink socket");
         let lo = nl.link_index("lo").expect("lo index");
@@ -468,7 +374,9 @@ fn icmp_errors_are_honoured_by_the_kernel() {
 /// `multi_queue`: a second queue attaches to the same interface.
 #[test]
 fn vnet_hdr_and_multi_queue() {
-    let ns = Netns::create();
+    let Some(ns) = Netns::create("vnet_hdr_and_multi_queue") else {
+        return;
+    };
     ns.run(|ns_name| async move {
         let mut nl = Netlink::new().expect("netlink socket");
         let cfg = TunConfig {
@@ -563,7 +471,9 @@ fn vnet_hdr_and_multi_queue() {
 /// Kernel errors come back as io::Errors naming the operation, with the errno.
 #[test]
 fn netlink_errors_name_the_operation() {
-    let ns = Netns::create();
+    let Some(ns) = Netns::create("netlink_errors_name_the_operation") else {
+        return;
+    };
     ns.run(|_| async move {
         let mut nl = Netlink::new().expect("netlink socket");
         let err = nl.link_index("nosuchdev0").expect_err("missing link");

@@ -18,11 +18,11 @@
 //! nothing changes. This is a pure state machine, tested below without I/O.
 
 /// Most timer/snapshot/reload items handled in one service pass.
-pub const MAX_SERVICE_ITEMS: u8 = 4;
+pub(crate) const MAX_SERVICE_ITEMS: u8 = 4;
 
 /// Which inputs the next pass of the driver's loop may poll.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Turns {
+pub(crate) struct Turns {
     /// The TUN is owed a turn before the socket is polled again.
     owe_tun: bool,
     /// Items the service pass owed to the non-packet inputs may still handle (0: none owed).
@@ -31,28 +31,28 @@ pub struct Turns {
 
 impl Turns {
     /// Nothing owed.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// May the socket be polled in this pass?
-    pub fn udp_allowed(&self) -> bool {
+    pub(crate) fn udp_allowed(&self) -> bool {
         !self.serving()
     }
 
     /// May the TUN be polled in this pass?
-    pub fn tun_allowed(&self) -> bool {
+    pub(crate) fn tun_allowed(&self) -> bool {
         !self.serving() || self.owe_tun
     }
 
     /// Is a service pass under way (the loop must not block on the other inputs alone: when none
     /// of them is ready it calls [`Turns::served`] and goes on)?
-    pub fn serving(&self) -> bool {
+    pub(crate) fn serving(&self) -> bool {
         self.service_left > 0
     }
 
     /// A UDP batch was handled; `full` if it ended at its size limit.
-    pub fn after_udp(&mut self, full: bool) {
+    pub(crate) fn after_udp(&mut self, full: bool) {
         if full {
             self.owe_tun = true;
             self.owe_service();
@@ -60,7 +60,7 @@ impl Turns {
     }
 
     /// A TUN batch was handled; `full` if it ended at its size limit.
-    pub fn after_tun(&mut self, full: bool) {
+    pub(crate) fn after_tun(&mut self, full: bool) {
         self.owe_tun = false;
         if full {
             self.owe_service();
@@ -74,7 +74,7 @@ impl Turns {
     }
 
     /// A timer, snapshot or reload was handled (in a service pass or not).
-    pub fn after_service(&mut self) {
+    pub(crate) fn after_service(&mut self) {
         if self.serving() {
             self.service_left -= 1;
             if self.service_left == 0 {
@@ -84,7 +84,7 @@ impl Turns {
     }
 
     /// The service pass found nothing (more) ready: all debts are paid.
-    pub fn served(&mut self) {
+    pub(crate) fn served(&mut self) {
         *self = Self::default();
     }
 }

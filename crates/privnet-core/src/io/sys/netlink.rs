@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::ifname::MAX_NAME_LEN;
 use super::{cvt, cvt_size, SysError};
 
 // Values from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>.
@@ -133,7 +134,7 @@ impl Netlink {
     /// Interface index of the link called `name`.
     pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
         let op = format!("netlink get link {name:?}");
-        if name.is_empty() || name.len() > super::tun::MAX_NAME_LEN || name.contains('\0') {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
             return Err(SysError::other(
                 op,
                 io::ErrorKind::InvalidInput,

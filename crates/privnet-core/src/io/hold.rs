@@ -29,13 +29,13 @@
 use std::time::Duration;
 
 /// Packets a batch must have read before it is held.
-pub const MIN_BURST: usize = 4;
+pub(crate) const MIN_BURST: usize = 4;
 /// Holds per batch at most.
-pub const MAX_HOLDS: u32 = 4;
+pub(crate) const MAX_HOLDS: u32 = 4;
 
 /// How a hold ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HoldEnd {
+pub(crate) enum HoldEnd {
     /// More packets came on the TUN: they join the batch.
     Hit,
     /// The window ran out: the batch is sent.
@@ -46,29 +46,29 @@ pub enum HoldEnd {
 
 /// Counters, reported with the driver's events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HoldStats {
+pub(crate) struct HoldStats {
     /// Holds (sleeps) done.
-    pub holds: u64,
+    pub(crate) holds: u64,
     /// Holds after which more packets had come.
-    pub hits: u64,
+    pub(crate) hits: u64,
     /// Holds after which none had (the batch was then sent).
-    pub misses: u64,
+    pub(crate) misses: u64,
     /// Holds cut short by packets on the underlay socket.
-    pub socket: u64,
+    pub(crate) socket: u64,
     /// Total time slept holding.
-    pub held: Duration,
+    pub(crate) held: Duration,
 }
 
 /// The hold window and its per-batch bound.
 #[derive(Debug)]
-pub struct BatchHold {
+pub(crate) struct BatchHold {
     window: Duration,
     stats: HoldStats,
 }
 
 impl BatchHold {
     /// A hold with the given window; a zero window never holds.
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self {
             window,
             stats: HoldStats::default(),
@@ -76,19 +76,19 @@ impl BatchHold {
     }
 
     /// Change the window (a configuration reload); the counters carry on.
-    pub fn set_window(&mut self, window: Duration) {
+    pub(crate) fn set_window(&mut self, window: Duration) {
         self.window = window;
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> HoldStats {
+    pub(crate) fn stats(&self) -> HoldStats {
         self.stats
     }
 
     /// The TUN ran dry after `read` packets of this batch, which has been held `holds` times and
     /// has packets waiting to be sent (`waiting`). Returns how long to sleep before reading again,
     /// or `None` to send the batch now.
-    pub fn begin(&self, read: usize, holds: u32, waiting: bool) -> Option<Duration> {
+    pub(crate) fn begin(&self, read: usize, holds: u32, waiting: bool) -> Option<Duration> {
         if self.window.is_zero() || !waiting || read < MIN_BURST || holds >= MAX_HOLDS {
             return None;
         }
@@ -96,7 +96,7 @@ impl BatchHold {
     }
 
     /// A hold ended after `waited`, as `how`.
-    pub fn end(&mut self, waited: Duration, how: HoldEnd) {
+    pub(crate) fn end(&mut self, waited: Duration, how: HoldEnd) {
         self.stats.holds += 1;
         self.stats.held += waited;
         match how {

@@ -1,0 +1,143 @@
+//! Counters of driver events: I/O errors, drops outside the core, ICMP errors generated, full
+//! batches. A fixed array indexed by [`DriverEvent`], so that counting a drop on the packet path is
+//! one add (no map lookup, no allocation); names are only attached when a snapshot is published.
+
+/// Something the driver counts. The names are the `event` labels of
+/// `privnet_driver_events_total` and the keys of a snapshot's `driver` map, so they never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DriverEvent {
+    /// A UDP batch ended at its size limit (see `turns.rs`).
+    UdpBatchFull,
+    /// A batch from the inner side ended at its size limit (named after the TUN, the first inner
+    /// side, so that dashboards keep working).
+    TunBatchFull,
+    /// A receive on the underlay socket failed.
+    UdpRecvError,
+    /// A send on the underlay socket failed; the datagrams are dropped.
+    UdpSendError,
+    /// The batch hold's `ppoll` failed.
+    BatchHoldPollError,
+    /// ICMP host/address unreachable answers written inside.
+    IcmpUnreachableSent,
+    /// ICMP fragmentation-needed / packet-too-big answers written inside.
+    IcmpTooBigSent,
+    /// A TUN read failed.
+    TunRecvError,
+    /// A TUN read shorter than its virtio-net header.
+    TunShortRead,
+    /// A TUN packet whose checksum offsets point outside it.
+    TunBadChecksumOffset,
+    /// A TUN super-packet that could not be segmented.
+    TunBadGsoPacket,
+    /// A TUN packet with a GSO type we do not know.
+    TunUnknownGsoType,
+    /// A TUN write found the device's send buffer full; the packet is dropped.
+    TunWriteFull,
+    /// A TUN write failed; the packet is dropped.
+    TunWriteError,
+    /// The in-memory inner side's delivery queue was full; the packet is dropped.
+    ChannelDeliverFull,
+    /// The application's end of the in-memory inner side is gone; the packet is dropped.
+    ChannelClosed,
+}
+
+impl DriverEvent {
+    /// Every event, in the order of the counter array.
+    const ALL: [Self; 16] = [
+        Self::UdpBatchFull,
+        Self::TunBatchFull,
+        Self::UdpRecvError,
+        Self::UdpSendError,
+        Self::BatchHoldPollError,
+        Self::IcmpUnreachableSent,
+        Self::IcmpTooBigSent,
+        Self::TunRecvError,
+        Self::TunShortRead,
+        Self::TunBadChecksumOffset,
+        Self::TunBadGsoPacket,
+        Self::TunUnknownGsoType,
+        Self::TunWriteFull,
+        Self::TunWriteError,
+        Self::ChannelDeliverFull,
+        Self::ChannelClosed,
+    ];
+
+    /// The counter's name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::UdpBatchFull => "udp_batch_full",
+            Self::TunBatchFull => "tun_batch_full",
+            Self::UdpRecvError => "udp_recv_error",
+            Self::UdpSendError => "udp_send_error",
+            Self::BatchHoldPollError => "batch_hold_poll_error",
+            Self::IcmpUnreachableSent => "icmp_unreachable_sent",
+            Self::IcmpTooBigSent => "icmp_too_big_sent",
+            Self::TunRecvError => "tun_recv_error",
+            Self::TunShortRead => "tun_short_read",
+            Self::TunBadChecksumOffset => "tun_bad_checksum_offset",
+            Self::TunBadGsoPacket => "tun_bad_gso_packet",
+            Self::TunUnknownGsoType => "tun_unknown_gso_type",
+            Self::TunWriteFull => "tun_write_full",
+            Self::TunWriteError => "tun_write_error",
+            Self::ChannelDeliverFull => "channel_deliver_full",
+            Self::ChannelClosed => "channel_closed",
+        }
+    }
+}
+
+/// One count per [`DriverEvent`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters([u64; DriverEvent::ALL.len()]);
+
+impl Counters {
+    /// Count one `event`.
+    #[inline]
+    pub(crate) fn bump(&mut self, event: DriverEvent) {
+        let slot = &mut self.0[event as usize];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// The count of `event`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, event: DriverEvent) -> u64 {
+        self.0[event as usize]
+    }
+
+    /// Hand every non-zero count to `out` with its name.
+    pub(crate) fn report(&self, out: &mut dyn FnMut(&'static str, u64)) {
+        for event in DriverEvent::ALL {
+            let n = self.0[event as usize];
+            if n > 0 {
+                out(event.as_str(), n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_and_names_are_unique() {
+        for (i, e) in DriverEvent::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i, "{e:?}");
+        }
+        let mut names: Vec<_> = DriverEvent::ALL.iter().map(|e| e.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DriverEvent::ALL.len());
+    }
+
+    #[test]
+    fn only_non_zero_counts_are_reported() {
+        let mut c = Counters::default();
+        c.bump(DriverEvent::TunWriteFull);
+        c.bump(DriverEvent::TunWriteFull);
+        c.bump(DriverEvent::UdpBatchFull);
+        let mut seen = Vec::new();
+        c.report(&mut |k, v| seen.push((k, v)));
+        assert_eq!(seen, [("udp_batch_full", 1), ("tun_write_full", 2)]);
+        assert_eq!(c.get(DriverEvent::TunWriteFull), 2);
+    }
+}

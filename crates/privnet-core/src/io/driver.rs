@@ -1,0 +1,553 @@
+//! The driver: one tokio task per network membership owning its [`Node`], its underlay socket and
+//! its inner side ([`InnerSide`]: the TUN, an in-memory channel, ...).
+//!
+//! On readiness it drains a batch of up to [`BATCH`] reads without blocking, hands each packet to
+//! the core and writes what comes out; control traffic from `poll_transmit` is sent after every
+//! batch and a single timer is re-armed only when the core's next deadline changes. The loop is a
+//! `biased` `select!` over, in order: control messages, the socket, the inner side, the timer, the
+//! snapshot tick, the end of a service pass, and busy polling. Turn-taking (`turns.rs`) keeps a
+//! flooded input from starving the others; busy polling (`busypoll.rs`) and the batch hold
+//! (`hold.rs`) trade a bounded amount of CPU for latency and batch size.
+//!
+//! Invariants of the packet path, which the benchmarks depend on: no allocation and no lock per
+//! packet; one clock reading per batch (re-read after a send, which may have waited); the first
+//! packet read after a wake-up is sent before the next read (a lone ping must not wait for the read
+//! that says "nothing more"); what one underlay receive brought is delivered (and the coalescer
+//! flushed) before the next receive; decrypted packets go from the decrypt buffer straight to the
+//! inner side.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ring::rand::SecureRandom;
+
+use super::busypoll::BusyPoll;
+use super::config::{unix_now, DriverConfig, Identity};
+use super::counters::{Counters, DriverEvent};
+use super::error::{ControlError, DriverError};
+use super::handle::{Control, DriverEnds, DriverHandle, Reload};
+use super::hold::{BatchHold, HoldEnd};
+use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
+use super::seal::{IcmpAnswers, Sealer};
+use super::snapshot::{b64, DriverFigures, NetworkSnapshot, Publisher};
+use super::sys::tun::VNET_HDR_LEN;
+use super::tun_side::TunInner;
+use super::turns::Turns;
+use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
+use crate::node::{Decapsulated, Event, Node};
+use crate::{NodeConfig, PeerId};
+
+/// Reads drained per readiness event before the loop looks at its other inputs.
+pub const BATCH: usize = 256;
+/// How often a snapshot is published.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// Decrypted packets are written here: the largest inner packet plus room for a virtio-net header.
+const OUT_BUF_LEN: usize = 65_536 + 64 + VNET_HDR_LEN;
+/// Control datagrams (handshakes, cookies, keepalives, queued packets) are built here.
+const CTL_BUF_LEN: usize = 2048;
+
+// The node helper lives here rather than in config.rs, which must not import the errors of
+// starting a driver (error.rs imports config.rs for `ConfigError`).
+impl DriverConfig {
+    /// Build the [`Node`] for this driver from `cfg`: its MTU becomes [`Self::path_mtu`], its RNG
+    /// seed comes from the operating system, and its clocks start now.
+    ///
+    /// # Errors
+    /// [`DriverError::Random`] if the OS random number generator fails, [`DriverError::Node`] if
+    /// the core refuses `cfg`.
+    pub fn new_node(&self, mut cfg: NodeConfig) -> Result<Node, DriverError> {
+        cfg.mtu = self.path_mtu();
+        cfg.rng_seed(random_seed()?);
+        Ok(Node::new(cfg, Instant::now(), unix_now())?)
+    }
+}
+
+/// 32 bytes from the operating system's random number generator, e.g. for
+/// [`NodeConfig::rng_seed`].
+///
+/// # Errors
+/// [`DriverError::Random`] if the generator fails.
+pub fn random_seed() -> Result<[u8; 32], DriverError> {
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| DriverError::Random)?;
+    Ok(seed)
+}
+
+/// Our overlay addresses as snapshots and logs show them (`10.77.0.2/16`).
+fn address_strings(config: &DriverConfig) -> Vec<String> {
+    config.addresses.iter().map(ToString::to_string).collect()
+}
+
+/// The I/O driver of one network membership, generic over its inner side.
+///
+/// Build it with [`Driver::tun`] (a kernel TUN device) or [`Driver::new`] (any [`InnerSide`], e.g.
+/// [`super::ChannelInner`]), take a [`DriverHandle`] with [`Driver::handle`], then run it with
+/// [`Driver::run`] on a tokio runtime (typically `tokio::spawn(driver.run())`).
+pub struct Driver<I: InnerSide> {
+    node: Node,
+    inner: I,
+    underlay: Underlay,
+    stage: Stage,
+    answers: IcmpAnswers,
+    counters: Counters,
+    busy: BusyPoll,
+    hold: BatchHold,
+    publisher: Publisher,
+    handle: DriverHandle,
+    ends: DriverEnds,
+}
+
+impl Driver<TunInner> {
+    /// A driver whose inner side is a kernel TUN device: binds the underlay socket, creates the
+    /// TUN device of `config.tun` in the calling thread's network namespace with
+    /// `config.addresses` and routes (see [`TunInner::open`]). Needs `CAP_NET_ADMIN`.
+    ///
+    /// `node` is built by the caller with its peers (its MTU should be [`DriverConfig::path_mtu`];
+    /// [`DriverConfig::new_node`] does that). `identity`, when the node verifies peers with a
+    /// `CertVerifier`, enables trust-store reloads and certificate-expiry reports.
+    ///
+    /// # Errors
+    /// A configuration out of range, or the socket, the device or its configuration failing.
+    pub async fn tun(
+        node: Node,
+        config: DriverConfig,
+        identity: Option<Identity>,
+    ) -> Result<Self, DriverError> {
+        config.validate()?;
+        config.tun.validate(config.path_mtu())?;
+        let underlay = Underlay::bind(config.listen, config.socket_buffer)?;
+        let inner = TunInner::open(&config.tun, &config.addresses)?;
+        let d = Self::assemble(node, &config, identity, underlay, inner);
+        tracing::info!(
+            network = %config.network,
+            member = %d.publisher.member(),
+            public_key = %b64(&d.node.public_key()),
+            listen = %d.underlay.local_addr(),
+            device = %d.inner.name(),
+            addresses = ?address_strings(&config),
+            mtu = config.tun.mtu,
+            path_mtu = config.path_mtu(),
+            tun_offload = d.inner.offload(),
+            tun_uso = d.inner.uso(),
+            udp_gso = d.underlay.gso(),
+            udp_gro = d.underlay.gro(),
+            "privnet up"
+        );
+        Ok(d)
+    }
+}
+
+impl<I: InnerSide> Driver<I> {
+    /// A driver with the given inner side: binds the underlay socket (in a tokio runtime). See
+    /// [`Driver::tun`] for `node` and `identity`; `config.tun` is not used.
+    ///
+    /// # Errors
+    /// A configuration out of range or the socket failing.
+    pub async fn new(
+        node: Node,
+        config: DriverConfig,
+        identity: Option<Identity>,
+        inner: I,
+    ) -> Result<Self, DriverError> {
+        config.validate()?;
+        let underlay = Underlay::bind(config.listen, config.socket_buffer)?;
+        let d = Self::assemble(node, &config, identity, underlay, inner);
+        tracing::info!(
+            network = %config.network,
+            member = %d.publisher.member(),
+            public_key = %b64(&d.node.public_key()),
+            listen = %d.underlay.local_addr(),
+            device = %d.inner.name(),
+            addresses = ?address_strings(&config),
+            path_mtu = config.path_mtu(),
+            udp_gso = d.underlay.gso(),
+            udp_gro = d.underlay.gro(),
+            "privnet up"
+        );
+        Ok(d)
+    }
+
+    fn assemble(
+        node: Node,
+        config: &DriverConfig,
+        identity: Option<Identity>,
+        underlay: Underlay,
+        inner: I,
+    ) -> Self {
+        let publisher = Publisher::new(
+            config.network.clone(),
+            underlay.local_addr().to_string(),
+            inner.name().to_owned(),
+            address_strings(config),
+            Instant::now(),
+            config.peer_names.clone(),
+            identity,
+        );
+        let (handle, ends) = DriverHandle::channel(NetworkSnapshot::default());
+        let mut d = Self {
+            node,
+            inner,
+            underlay,
+            stage: Stage::new(),
+            answers: IcmpAnswers::new(&config.addresses, config.path_mtu()),
+            counters: Counters::default(),
+            busy: BusyPoll::new(config.busy_poll),
+            hold: BatchHold::new(config.batch_hold),
+            publisher,
+            handle,
+            ends,
+        };
+        d.publish();
+        d
+    }
+
+    /// A handle for snapshots and control messages (take it before [`Self::run`]; clone it freely).
+    pub fn handle(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// The address the underlay socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.underlay.local_addr()
+    }
+
+    /// The node (e.g. to look up peers before running).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The inner side.
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+
+    /// Run until [`DriverHandle::shutdown`] (then `Ok`), or until the socket or the inner side
+    /// fails (then that error). A last snapshot is published either way.
+    ///
+    /// # Errors
+    /// The I/O error that stopped the loop.
+    pub async fn run(mut self) -> std::io::Result<()> {
+        let mut in_buf = vec![0u8; READ_BUF_LEN];
+        let mut out_buf = vec![0u8; OUT_BUF_LEN];
+        let mut ctl_buf = vec![0u8; CTL_BUF_LEN];
+        let mut snapshot_tick = tokio::time::interval(SNAPSHOT_EVERY);
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.flush_control(&mut ctl_buf, Instant::now()).await;
+        // One timer, re-armed only when the core's next deadline changes (re-creating it on every
+        // wake-up would re-register it with the runtime's timer wheel each time).
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let mut turns = Turns::new();
+        let result = loop {
+            let spinning = self.busy.spinning(Instant::now());
+            let deadline = self.node.poll_timeout();
+            if deadline != armed {
+                timer
+                    .as_mut()
+                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+                armed = deadline;
+            }
+            tokio::select! {
+                biased;
+                msg = self.ends.control.recv() => match msg {
+                    // `None` cannot happen while `self.handle` holds a sender; stop anyway.
+                    Some(Control::Shutdown) | None => break Ok(()),
+                    Some(Control::Reload(reload, reply)) => {
+                        let _ = reply.send(self.reload(reload));
+                        turns.after_service();
+                    }
+                },
+                r = self.underlay.readable(), if turns.udp_allowed() => {
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                    self.busy.woke(Instant::now());
+                    let (n, full) = self.drain_udp(&mut in_buf, &mut out_buf);
+                    self.busy.handled(Instant::now(), n);
+                    if full {
+                        self.counters.bump(DriverEvent::UdpBatchFull);
+                    }
+                    turns.after_udp(full);
+                }
+                r = self.inner.readable(), if turns.tun_allowed() => {
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                    self.busy.woke(Instant::now());
+                    let (n, full) = self.drain_inner(&mut in_buf).await;
+                    self.busy.handled(Instant::now(), n);
+                    if full {
+                        self.counters.bump(DriverEvent::TunBatchFull);
+                    }
+                    turns.after_tun(full);
+                }
+                _ = timer.as_mut(), if armed.is_some() => {
+                    armed = None;
+                    self.node.handle_timeout(Instant::now());
+                    turns.after_service();
+                }
+                _ = snapshot_tick.tick() => {
+                    self.publish();
+                    turns.after_service();
+                }
+                // A service pass after a full batch (see turns.rs) found nothing else ready.
+                () = std::future::ready(()), if turns.serving() => turns.served(),
+                // Busy polling (see busypoll.rs): nothing was ready, but a packet was handled a
+                // moment ago. Let the runtime poll the kernel without sleeping (`yield_now` makes
+                // it look with a zero timeout) and let any other runnable thread on this CPU go
+                // first, then look again.
+                _ = tokio::task::yield_now(), if spinning => {
+                    std::thread::yield_now();
+                    continue;
+                }
+            }
+            self.flush_control(&mut ctl_buf, Instant::now()).await;
+            self.drain_events();
+        };
+        self.publish();
+        tracing::info!(network = %self.publisher.network(), "network stopped; {} closed", I::KIND);
+        result
+    }
+
+    /// Receive and handle up to [`BATCH`] receive calls; returns the datagrams read and whether
+    /// the batch was full (the socket did not run dry).
+    fn drain_udp(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) -> (usize, bool) {
+        let mut read = 0;
+        let mut full = true;
+        for _ in 0..BATCH {
+            let (n, from, seg) = match self.underlay.try_recv(in_buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    full = false;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!("udp recv: {e}");
+                    self.counters.bump(DriverEvent::UdpRecvError);
+                    full = false;
+                    break;
+                }
+            };
+            let now = Instant::now();
+            for dgram in in_buf[..n].chunks(seg.max(1)) {
+                read += 1;
+                match self.node.decapsulate(from, dgram, out_buf, now) {
+                    Ok(Decapsulated::Packet { len, .. }) => self.inner.deliver(&out_buf[..len]),
+                    Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
+                    Err(_) => {} // counted by the node
+                }
+            }
+            // What one receive call brought (up to a GRO train of segments, merged where they are
+            // one flow) is delivered before the next receive: waiting for a receive that may only
+            // say "nothing more" would add latency and nothing else.
+            self.inner.flush();
+        }
+        (read, full)
+    }
+
+    /// Read and seal up to [`BATCH`] units from the inner side; returns the units read and whether
+    /// the batch was full (the inner side did not run dry).
+    async fn drain_inner(&mut self, in_buf: &mut [u8]) -> (usize, bool) {
+        // One clock reading per batch (a batch takes well under a millisecond; the core's timers
+        // work in milliseconds), taken again after each send, which may have waited.
+        let mut now = Instant::now();
+        let mut read = 0;
+        let mut full = true;
+        let mut holds = 0;
+        for i in 0..BATCH {
+            // The first packet after a wake-up goes out before the next read: a lone packet (a
+            // ping, a request) must not wait for the read that only says "nothing more". The rest
+            // of a burst is batched into `UDP_SEGMENT` sends.
+            if i == 1 || self.stage.room() < STAGE_HEADROOM {
+                self.underlay
+                    .flush(&mut self.stage, &mut self.counters)
+                    .await;
+                now = Instant::now();
+            }
+            let n = match self.inner.try_read(in_buf) {
+                ReadStatus::Unit(n) => n,
+                // A dense batch may wait a moment for more (see hold.rs).
+                ReadStatus::Empty => match self.hold_batch(in_buf, read, holds) {
+                    Some(n) => {
+                        holds += 1;
+                        now = Instant::now();
+                        n
+                    }
+                    None => {
+                        full = false;
+                        break;
+                    }
+                },
+                ReadStatus::Failed => {
+                    full = false;
+                    break;
+                }
+            };
+            read += 1;
+            let Some(unit) = in_buf.get_mut(..n) else {
+                continue;
+            };
+            let mut sealer = Sealer {
+                node: &mut self.node,
+                stage: &mut self.stage,
+                answers: &mut self.answers,
+                counters: &mut self.counters,
+                now,
+            };
+            self.inner.seal_read(unit, &mut sealer);
+        }
+        self.underlay
+            .flush(&mut self.stage, &mut self.counters)
+            .await;
+        (read, full)
+    }
+
+    /// The inner side ran dry after `read` units of a batch held `holds` times: if the batch hold
+    /// allows (see hold.rs), wait up to its window for the inner side or the socket. Returns the
+    /// length of a unit that came meanwhile, or `None` (send the batch).
+    fn hold_batch(&mut self, in_buf: &mut [u8], read: usize, holds: u32) -> Option<usize> {
+        let window = self.hold.begin(read, holds, !self.stage.is_empty())?;
+        let start = Instant::now();
+        match self.inner.hold(window, self.underlay.fd()) {
+            HoldWake::Unsupported => None,
+            HoldWake::Failed(e) => {
+                tracing::debug!("batch hold poll: {e}");
+                self.counters.bump(DriverEvent::BatchHoldPollError);
+                self.hold.end(start.elapsed(), HoldEnd::Miss);
+                None
+            }
+            HoldWake::Socket => {
+                self.hold.end(start.elapsed(), HoldEnd::Socket);
+                None
+            }
+            HoldWake::Timeout => {
+                self.hold.end(start.elapsed(), HoldEnd::Miss);
+                None
+            }
+            HoldWake::Inner => {
+                let got = match self.inner.read_now(in_buf) {
+                    ReadStatus::Unit(n) => Some(n),
+                    ReadStatus::Empty | ReadStatus::Failed => None,
+                };
+                let how = if got.is_some() {
+                    HoldEnd::Hit
+                } else {
+                    HoldEnd::Miss
+                };
+                self.hold.end(start.elapsed(), how);
+                got
+            }
+        }
+    }
+
+    async fn flush_control(&mut self, buf: &mut [u8], now: Instant) {
+        self.underlay
+            .flush_control(&mut self.node, buf, &mut self.counters, now)
+            .await;
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.node.poll_event() {
+            let status = self.node.peer_status();
+            let name = |id: PeerId| {
+                status
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| self.publisher.peer_name(p))
+                    .unwrap_or_default()
+            };
+            let network = self.publisher.network();
+            match ev {
+                Event::PeerUp { peer, .. } => {
+                    tracing::info!(network = %network, peer = %name(peer), "session established")
+                }
+                Event::PeerDown { peer, reason } => {
+                    tracing::warn!(network = %network, peer = %name(peer), ?reason, "session closed")
+                }
+                Event::EndpointChanged { peer, endpoint } => {
+                    tracing::info!(network = %network, peer = %name(peer), %endpoint, "peer endpoint changed")
+                }
+            }
+        }
+    }
+
+    /// Apply a reload: the windows first, then the trust store (which revalidates every session).
+    fn reload(&mut self, reload: Reload) -> Result<(), ControlError> {
+        if let Some(w) = reload.busy_poll {
+            self.busy.set_window(w);
+        }
+        if let Some(w) = reload.batch_hold {
+            self.hold.set_window(w);
+        }
+        let Some(trust) = reload.trust else {
+            return Ok(());
+        };
+        let network = self.publisher.network();
+        let Some(identity) = self.publisher.identity() else {
+            tracing::error!(network = %network, "reload: no certificate identity, so no trust store to replace");
+            return Err(ControlError::NoIdentity);
+        };
+        match identity.verifier.set_store(trust) {
+            Ok(()) => {
+                self.node.revalidate(Instant::now());
+                tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(network = %network, "reload refused, keeping the old trust store: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Build a snapshot and publish it to the handles.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let mut events: HashMap<String, u64> = HashMap::new();
+        let mut add = |k: &'static str, v: u64| {
+            events.insert(k.to_owned(), v);
+        };
+        self.counters.report(&mut add);
+        self.inner.report(&mut add);
+        let busy = self.busy.stats();
+        let hold = self.hold.stats();
+        for (k, v) in [
+            ("busy_poll_windows", busy.windows),
+            ("busy_poll_hits", busy.hits),
+            ("busy_poll_over_budget", busy.over_budget),
+            ("batch_holds", hold.holds),
+            ("batch_hold_hits", hold.hits),
+            ("batch_hold_misses", hold.misses),
+            ("batch_hold_socket", hold.socket),
+        ] {
+            if v > 0 {
+                add(k, v);
+            }
+        }
+        let figures = DriverFigures {
+            events,
+            busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
+        };
+        let snap = self
+            .publisher
+            .snapshot(&self.node, now, unix_now().as_secs(), figures);
+        self.ends.snapshots.send_replace(Arc::new(snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_seeds_differ() {
+        let (a, b) = (random_seed(), random_seed());
+        assert!(matches!((a, b), (Ok(a), Ok(b)) if a != b));
+    }
+}

@@ -1,0 +1,122 @@
+//! The outside's grip on a running driver: a [`DriverHandle`] reads the latest
+//! [`NetworkSnapshot`] and sends typed control messages (reload, shutdown) over a bounded channel
+//! that the driver's loop serves between batches. Nothing here is on the packet path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::config::validate_windows;
+use super::error::ControlError;
+use super::snapshot::NetworkSnapshot;
+use crate::identity::TrustStore;
+
+/// Control messages waiting for the driver at most (senders wait when it is full).
+const CONTROL_QUEUE: usize = 8;
+
+/// What a reload changes; `None` fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct Reload {
+    /// A new trust store (CAs and revocation list) for the driver's [`super::Identity`]
+    /// verifier; every session is revalidated against it at once.
+    pub trust: Option<TrustStore>,
+    /// A new busy-poll window.
+    pub busy_poll: Option<Duration>,
+    /// A new batch hold.
+    pub batch_hold: Option<Duration>,
+}
+
+/// A message from a handle to its driver.
+pub(crate) enum Control {
+    /// Apply `Reload` and answer how it went.
+    Reload(Reload, oneshot::Sender<Result<(), ControlError>>),
+    /// Stop the loop (after publishing a last snapshot).
+    Shutdown,
+}
+
+/// A cloneable handle on one driver: its snapshots and its control channel. Outlives the driver
+/// safely: requests then fail with [`ControlError::Stopped`] and the last snapshot stays readable.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    control: mpsc::Sender<Control>,
+    snapshots: watch::Receiver<Arc<NetworkSnapshot>>,
+}
+
+/// The driver's ends of a handle's channels.
+pub(crate) struct DriverEnds {
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) snapshots: watch::Sender<Arc<NetworkSnapshot>>,
+}
+
+impl DriverHandle {
+    /// A handle and the driver's ends of its channels, starting from `first`.
+    pub(crate) fn channel(first: NetworkSnapshot) -> (Self, DriverEnds) {
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
+        (
+            Self {
+                control: control_tx,
+                snapshots: snap_rx,
+            },
+            DriverEnds {
+                control: control_rx,
+                snapshots: snap_tx,
+            },
+        )
+    }
+
+    /// The latest snapshot (published at most once a second, and once more when the driver stops).
+    pub fn snapshot(&self) -> Arc<NetworkSnapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// Wait until a snapshot newer than the last one this handle saw is published.
+    ///
+    /// # Errors
+    /// [`ControlError::Stopped`] once the driver is gone and no newer snapshot will come.
+    pub async fn snapshot_changed(&mut self) -> Result<(), ControlError> {
+        self.snapshots
+            .changed()
+            .await
+            .map_err(|_| ControlError::Stopped)
+    }
+
+    /// Whether the driver is still running.
+    pub fn is_running(&self) -> bool {
+        !self.control.is_closed()
+    }
+
+    /// Apply `reload` in the driver and wait for the outcome. The windows are checked first
+    /// (nothing is sent if they are out of range); then, in the driver, the windows are applied and
+    /// the trust store replaced (`CertVerifier::set_store`) and every session revalidated.
+    ///
+    /// # Errors
+    /// [`ControlError::Config`] for a window out of range, [`ControlError::NoIdentity`] or
+    /// [`ControlError::TrustStore`] if the trust store was not replaced (the windows were),
+    /// [`ControlError::Stopped`] if the driver is gone.
+    pub async fn reload(&self, reload: Reload) -> Result<(), ControlError> {
+        validate_windows(
+            reload.busy_poll.unwrap_or_default(),
+            reload.batch_hold.unwrap_or_default(),
+        )?;
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::Reload(reload, tx))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Ask the driver to stop; [`super::Driver::run`] then returns `Ok(())`. Returns once the
+    /// request is queued, not when the driver has stopped (await its task for that).
+    ///
+    /// # Errors
+    /// [`ControlError::Stopped`] if the driver is already gone.
+    pub async fn shutdown(&self) -> Result<(), ControlError> {
+        self.control
+            .send(Control::Shutdown)
+            .await
+            .map_err(|_| ControlError::Stopped)
+    }
+}

@@ -1,0 +1,177 @@
+//! The driver's [`Seal`] sink: inner packets from the inner side are sealed by the [`Node`] straight
+//! into the send stage, and a refused one is answered with an ICMP error built here (host
+//! unreachable for no route, fragmentation needed / packet too big for an oversized packet).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use ipnetwork::IpNetwork;
+
+use super::counters::{Counters, DriverEvent};
+use super::inner::{Refused, Seal};
+use super::underlay::Stage;
+use crate::error::EncapsulateError;
+use crate::icmp::{self, V4Error, V6Error};
+use crate::node::{Encapsulated, Node};
+
+/// Largest ICMP error built (the builders quote as much of the original as fits).
+const ICMP_BUF: usize = 1400;
+
+#[derive(Clone, Copy)]
+enum IcmpKind {
+    Unreachable,
+    TooBig,
+}
+
+/// What ICMP answers need: our addresses (sources of IPv6 errors, and of IPv4 errors when the
+/// original destination is unreadable), the path MTU to announce, and a buffer to build in.
+pub(crate) struct IcmpAnswers {
+    our_v4: Option<Ipv4Addr>,
+    our_v6: Option<Ipv6Addr>,
+    path_mtu: usize,
+    buf: [u8; ICMP_BUF],
+}
+
+impl IcmpAnswers {
+    /// Answers from the first IPv4 and IPv6 address of `addresses`, announcing `path_mtu`.
+    pub(crate) fn new(addresses: &[IpNetwork], path_mtu: usize) -> Self {
+        let our_v4 = addresses.iter().find_map(|a| match a.ip() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+        let our_v6 = addresses.iter().find_map(|a| match a.ip() {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        });
+        Self {
+            our_v4,
+            our_v6,
+            path_mtu,
+            buf: [0u8; ICMP_BUF],
+        }
+    }
+
+    /// Build the ICMP error answering `original`; its length in `self.buf`.
+    fn icmp_reply(&mut self, original: &[u8], kind: IcmpKind) -> Option<usize> {
+        // A clean buffer for every answer, as if fresh (the builders need not clear what they skip).
+        self.buf = [0u8; ICMP_BUF];
+        let buf = &mut self.buf;
+        let mtu = u32::try_from(self.path_mtu).unwrap_or(1280);
+        // IPv4 errors come from the original destination, as if from the path towards it: Linux
+        // drops an IPv4 packet arriving on the TUN whose source is one of its own addresses (a
+        // "martian" unless accept_local=1), so an error sent from `our_v4` never reached the app.
+        let v4_from = match crate::packet::IpPacket::new_checked(original).map(|p| p.dst_addr()) {
+            Ok(IpAddr::V4(dst)) => Some(dst),
+            _ => self.our_v4,
+        };
+        match (original.first().map(|b| b >> 4), kind) {
+            (Some(4), IcmpKind::Unreachable) => v4_from
+                .and_then(|a| icmp::build_v4_error(buf, a, original, V4Error::HostUnreachable)),
+            (Some(4), IcmpKind::TooBig) => v4_from.and_then(|a| {
+                icmp::build_v4_error(
+                    buf,
+                    a,
+                    original,
+                    V4Error::FragmentationNeeded {
+                        next_hop_mtu: u16::try_from(mtu).unwrap_or(1280),
+                    },
+                )
+            }),
+            (Some(6), IcmpKind::Unreachable) => self
+                .our_v6
+                .and_then(|a| icmp::build_v6_error(buf, a, original, V6Error::AddressUnreachable)),
+            (Some(6), IcmpKind::TooBig) => self.our_v6.and_then(|a| {
+                icmp::build_v6_error(buf, a, original, V6Error::PacketTooBig { mtu })
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Seals into the stage with one clock reading (`now`) for the whole unit.
+pub(crate) struct Sealer<'a> {
+    pub(crate) node: &'a mut Node,
+    pub(crate) stage: &'a mut Stage,
+    pub(crate) answers: &'a mut IcmpAnswers,
+    pub(crate) counters: &'a mut Counters,
+    pub(crate) now: Instant,
+}
+
+impl Seal for Sealer<'_> {
+    #[inline]
+    fn seal(&mut self, packet: &[u8]) -> Result<(), Refused> {
+        let at = self.stage.used;
+        match self
+            .node
+            .encapsulate(packet, &mut self.stage.buf[at..], self.now)
+        {
+            Ok(Encapsulated::Send(t)) => {
+                self.stage.items.push((at, t.len, t.dst));
+                self.stage.used += t.len;
+                Ok(())
+            }
+            Ok(Encapsulated::Queued) => Ok(()),
+            Err(e) => Err(Refused(e)),
+        }
+    }
+
+    fn answer(&mut self, refused: Refused, packet: &[u8]) -> Option<&[u8]> {
+        let kind = match refused.0 {
+            EncapsulateError::NoRoute => IcmpKind::Unreachable,
+            EncapsulateError::TooBig => IcmpKind::TooBig,
+            _ => return None,
+        };
+        let n = self.answers.icmp_reply(packet, kind)?;
+        self.counters.bump(match kind {
+            IcmpKind::Unreachable => DriverEvent::IcmpUnreachableSent,
+            IcmpKind::TooBig => DriverEvent::IcmpTooBigSent,
+        });
+        self.answers.buf.get(..n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
+        p
+    }
+
+    #[test]
+    fn v4_errors_come_from_the_original_destination() {
+        let ours: Vec<IpNetwork> = vec!["10.77.0.2/16".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let mut a = IcmpAnswers::new(&ours, 1400);
+        let orig = v4_udp([10, 77, 0, 2], [10, 77, 0, 9]);
+        let n = a.icmp_reply(&orig, IcmpKind::Unreachable);
+        let n = n.unwrap_or_else(|| panic!("an answer"));
+        let reply = &a.buf[..n];
+        assert_eq!(reply[9], icmp::PROTO_ICMP);
+        assert_eq!(
+            &reply[12..16],
+            &[10, 77, 0, 9],
+            "source: the original destination"
+        );
+        assert_eq!(&reply[16..20], &[10, 77, 0, 2], "back to the sender");
+        assert_eq!((reply[20], reply[21]), (3, 1), "host unreachable");
+        let n = a.icmp_reply(&orig, IcmpKind::TooBig).unwrap_or(0);
+        assert_eq!((a.buf[20], a.buf[21]), (3, 4), "fragmentation needed");
+        assert_eq!(u16::from_be_bytes([a.buf[26], a.buf[27]]), 1400);
+        assert!(n > 20);
+    }
+
+    #[test]
+    fn no_v6_answer_without_an_own_v6_address() {
+        let ours: Vec<IpNetwork> = vec!["10.77.0.2/16".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let mut a = IcmpAnswers::new(&ours, 1400);
+        let mut orig = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        orig.extend_from_slice(&[0xfd; 32]);
+        orig.extend_from_slice(&[0; 8]);
+        assert_eq!(a.icmp_reply(&orig, IcmpKind::Unreachable), None);
+        assert_eq!(a.icmp_reply(&[], IcmpKind::Unreachable), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! What a running driver shows the outside: one [`NetworkSnapshot`] (with a [`PeerSnapshot`] per
+//! peer), rebuilt at most once a second off the packet path and published through the driver's
+//! [`super::DriverHandle`]. The fields and their names are the status socket's JSON document, so
+//! they only ever grow.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::identity::{expiry_report, ExpirySubject};
+use crate::node::{Node, PeerStatus};
+
+use super::config::Identity;
+
+/// Certificates expiring within this horizon are reported as needing attention.
+const EXPIRY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+/// A certificate that needs attention is warned about at most this often.
+const EXPIRY_WARN_EVERY: Duration = Duration::from_secs(3600);
+
+/// One network as the status socket and the metrics endpoint show it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NetworkSnapshot {
+    /// Network name.
+    pub network: String,
+    /// Our member name.
+    pub member: String,
+    /// Our Noise public key (base64).
+    pub public_key: String,
+    /// Underlay listen address.
+    pub listen: String,
+    /// The network's cipher suite.
+    pub cipher: String,
+    /// The inner side: the TUN device's name, or the name of another inner side.
+    pub device: String,
+    /// Our overlay addresses.
+    pub addresses: Vec<String>,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Node-wide counters.
+    pub tx_packets: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received and delivered.
+    pub rx_packets: u64,
+    /// Inner bytes delivered.
+    pub rx_bytes: u64,
+    /// Handshakes initiated.
+    pub handshakes_initiated: u64,
+    /// Handshakes completed.
+    pub handshakes_completed: u64,
+    /// Cookie replies sent.
+    pub cookies_sent: u64,
+    /// Drops by reason (non-zero only).
+    pub drops: Vec<(String, u64)>,
+    /// Driver-level drops (I/O errors, ICMP generated...) and busy-poll counts (non-zero only).
+    pub driver: HashMap<String, u64>,
+    /// Microseconds spent busy polling.
+    pub busy_poll_us: u64,
+    /// Peers.
+    pub peers: Vec<PeerSnapshot>,
+    /// Certificate expiry notices (subject, seconds left).
+    pub expiry: Vec<(String, i64)>,
+}
+
+/// One peer in a snapshot.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PeerSnapshot {
+    /// Name from its certificate (or the config).
+    pub name: String,
+    /// Noise public key (base64).
+    pub public_key: String,
+    /// Underlay endpoint.
+    pub endpoint: Option<String>,
+    /// Overlay prefixes.
+    pub addresses: Vec<String>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs_ago: Option<u64>,
+    /// Whether a session is up.
+    pub established: bool,
+    /// Inner bytes received.
+    pub rx_bytes: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Handshakes completed with it.
+    pub handshakes: u64,
+    /// Packets from it dropped for a spoofed inner source.
+    pub spoofed: u64,
+}
+
+/// Standard base64 of `k` (keys in logs and snapshots).
+pub(crate) fn b64(k: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(k)
+}
+
+/// Builds a driver's snapshots: the labels fixed at start, the identity for expiry reports, and
+/// when each certificate was last warned about.
+pub(crate) struct Publisher {
+    network: String,
+    member: String,
+    listen: String,
+    device: String,
+    addresses: Vec<String>,
+    started: Instant,
+    peer_names: HashMap<[u8; 32], String>,
+    identity: Option<Identity>,
+    expiry_warned: HashMap<String, Instant>,
+}
+
+/// What the driver adds to a snapshot besides the node's state.
+pub(crate) struct DriverFigures {
+    /// Driver events by name (non-zero only).
+    pub(crate) events: HashMap<String, u64>,
+    /// Microseconds spent busy polling.
+    pub(crate) busy_poll_us: u64,
+}
+
+impl Publisher {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        network: String,
+        listen: String,
+        device: String,
+        addresses: Vec<String>,
+        started: Instant,
+        peer_names: HashMap<[u8; 32], String>,
+        identity: Option<Identity>,
+    ) -> Self {
+        let member = identity
+            .as_ref()
+            .map(|i| i.certificate.name().to_owned())
+            .unwrap_or_default();
+        Self {
+            network,
+            member,
+            listen,
+            device,
+            addresses,
+            started,
+            peer_names,
+            identity,
+            expiry_warned: HashMap::new(),
+        }
+    }
+
+    /// The network's name.
+    pub(crate) fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// Our member name (empty without an identity).
+    pub(crate) fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// The identity, if the driver has one.
+    pub(crate) fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// The name to show for a peer: its verified name, else its configured one, else the start
+    /// of its key.
+    pub(crate) fn peer_name(&self, p: &PeerStatus) -> String {
+        p.name
+            .clone()
+            .or_else(|| self.peer_names.get(&p.static_public).cloned())
+            .unwrap_or_else(|| b64(&p.static_public[..8]))
+    }
+
+    /// The snapshot of `node` at `now` (`unix`: Unix seconds), warning (at most hourly per
+    /// certificate) about certificates that need attention.
+    pub(crate) fn snapshot(
+        &mut self,
+        node: &Node,
+        now: Instant,
+        unix: u64,
+        figures: DriverFigures,
+    ) -> NetworkSnapshot {
+        let s = node.stats();
+        let expiry = self.expiry(now, unix);
+        let peers = node
+            .peer_status()
+            .iter()
+            .map(|p| PeerSnapshot {
+                name: self.peer_name(p),
+                public_key: b64(&p.static_public),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
+                last_handshake_secs_ago: p
+                    .last_handshake
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                established: p.established,
+                rx_bytes: p.counters.rx_bytes,
+                tx_bytes: p.counters.tx_bytes,
+                rx_packets: p.counters.rx_packets,
+                tx_packets: p.counters.tx_packets,
+                handshakes: p.counters.handshakes,
+                spoofed: p.counters.spoofed,
+            })
+            .collect();
+        NetworkSnapshot {
+            network: self.network.clone(),
+            member: self.member.clone(),
+            public_key: b64(&node.public_key()),
+            listen: self.listen.clone(),
+            cipher: node.cipher().to_string(),
+            device: self.device.clone(),
+            addresses: self.addresses.clone(),
+            uptime_secs: now.saturating_duration_since(self.started).as_secs(),
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            handshakes_initiated: s.handshakes_initiated,
+            handshakes_completed: s.handshakes_completed,
+            cookies_sent: s.cookies_sent,
+            drops: s
+                .nonzero_drops()
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            driver: figures.events,
+            peers,
+            expiry,
+            busy_poll_us: figures.busy_poll_us,
+        }
+    }
+
+    /// Expiry of our certificate and the CAs: (subject, seconds left).
+    fn expiry(&mut self, now: Instant, unix: u64) -> Vec<(String, i64)> {
+        let Some(identity) = &self.identity else {
+            return Vec::new();
+        };
+        let cas = identity.verifier.store().cas().to_vec();
+        expiry_report(
+            Some(&identity.certificate),
+            &cas,
+            unix,
+            EXPIRY_HORIZON.as_secs(),
+        )
+        .into_iter()
+        .map(|n| {
+            let subject = match &n.subject {
+                ExpirySubject::Member { name, .. } => format!("member:{name}"),
+                ExpirySubject::Ca { name, .. } => format!("ca:{name}"),
+            };
+            // Warn when a certificate needs attention, at most once an hour per certificate.
+            let due = self
+                .expiry_warned
+                .get(&subject)
+                .is_none_or(|t| now.saturating_duration_since(*t) >= EXPIRY_WARN_EVERY);
+            if n.needs_attention() && due {
+                tracing::warn!(%subject, seconds_left = n.seconds_left, state = ?n.state, "certificate needs attention");
+                self.expiry_warned.insert(subject.clone(), now);
+            }
+            (subject, i64::try_from(n.seconds_left).unwrap_or(i64::MAX))
+        })
+        .collect()
+    }
+}

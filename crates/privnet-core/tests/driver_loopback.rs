@@ -1,0 +1,323 @@
+//! Two library drivers (`privnet_core::io::Driver`) with in-memory inner sides, talking over real UDP
+//! sockets on 127.0.0.1: handshake, packets both ways, an ICMP answer to an unroutable packet,
+//! published snapshots, reloads (windows, a trust store that revokes the peer, a refused one) and a
+//! clean shutdown. Needs no privileges; every wait is bounded.
+// A test: it reads the real clock or opens sockets (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+#![cfg(all(target_os = "linux", feature = "driver"))]
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipnetwork::IpNetwork;
+use privnet_core::crypto::StaticSecret;
+use privnet_core::identity::{
+    CaCertificate, CaKey, CaParams, CertVerifier, MemberCertificate, MemberParams, NetworkId,
+    NoiseKeyPair, RevocationList, TrustStore,
+};
+use privnet_core::io::{
+    ChannelEnd, ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity,
+    NetworkSnapshot, Reload,
+};
+use privnet_core::{CredentialVerifier, NodeConfig, PeerConfig};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+const DAY: u64 = 86_400;
+const PSK: [u8; 32] = [0x5c; 32];
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Ca {
+    key: CaKey,
+    cert: CaCertificate,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = CaKey::from_seed([0x31; 32]);
+        let now = unix_now();
+        let params = CaParams {
+            name: "loopnet".into(),
+            network_id: NetworkId([0x32; 16]),
+            prefixes: vec!["10.77.0.0/16".parse().unwrap()],
+            routes: vec![],
+            not_before: now - DAY,
+            not_after: now + 365 * DAY,
+        };
+        let cert = CaCertificate::self_signed(&key, &params).unwrap();
+        Self { key, cert }
+    }
+
+    fn store(&self, revoked: &[&MemberCertificate]) -> TrustStore {
+        let mut list = RevocationList::new();
+        for c in revoked {
+            list.insert(c.fingerprint());
+        }
+        TrustStore::new(vec![self.cert.clone()])
+            .unwrap()
+            .with_revocations(list)
+    }
+}
+
+struct Member {
+    keys: NoiseKeyPair,
+    cert: MemberCertificate,
+    addr: Ipv4Addr,
+}
+
+impl Member {
+    fn new(ca: &Ca, name: &str, host: u8) -> Self {
+        let keys = NoiseKeyPair::from_random([host; 32]);
+        let addr = Ipv4Addr::new(10, 77, 0, host);
+        let now = unix_now();
+        let params = MemberParams {
+            name: name.into(),
+            addresses: vec![IpAddr::V4(addr)],
+            routes: vec![],
+            groups: vec![],
+            public_key: keys.public(),
+            not_before: now - DAY,
+            not_after: now + 30 * DAY,
+        };
+        let cert = MemberCertificate::issue(&ca.cert, &ca.key, &params).unwrap();
+        Self { keys, cert, addr }
+    }
+}
+
+/// A driver for `me` knowing `peer` (at `peer_endpoint`, if known), with an in-memory inner side.
+async fn start(
+    ca: &Ca,
+    me: &Member,
+    peer: &Member,
+    peer_endpoint: Option<SocketAddr>,
+) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
+    let verifier = Arc::new(CertVerifier::new(ca.store(&[])));
+    let dyn_verifier: Arc<dyn CredentialVerifier> = verifier.clone();
+    let mut node_cfg = NodeConfig::new(
+        StaticSecret::from_bytes(*me.keys.secret()),
+        PSK,
+        ca.cert.network_id().0,
+        dyn_verifier,
+    );
+    node_cfg.credential(me.cert.to_bytes());
+    let mut cfg = DriverConfig::new("loopnet", "127.0.0.1:0".parse().unwrap());
+    cfg.addresses = vec![IpNetwork::new(IpAddr::V4(me.addr), 16).unwrap()];
+    let mut node = cfg.new_node(node_cfg).unwrap();
+    let mut pc = PeerConfig::new(peer.keys.public())
+        .allowed_ip(IpNetwork::new(IpAddr::V4(peer.addr), 32).unwrap());
+    pc.endpoint = peer_endpoint;
+    node.add_peer(pc, Instant::now()).unwrap();
+    let (inner, app) = ChannelInner::new(format!("mem-{}", me.cert.name()), 64);
+    let identity = Identity {
+        verifier: verifier.clone(),
+        certificate: me.cert.clone(),
+    };
+    let driver = Driver::new(node, cfg, Some(identity), inner).await.unwrap();
+    (driver, app, verifier)
+}
+
+/// An IPv4/UDP packet (header checksum set, UDP checksum 0 = none).
+fn udp4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&7u16.to_be_bytes());
+    p.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+async fn recv(app: &mut ChannelEnd, what: &str) -> Vec<u8> {
+    match tokio::time::timeout(STEP_TIMEOUT, app.recv()).await {
+        Ok(Some(p)) => p,
+        Ok(None) => panic!("{what}: the driver is gone"),
+        Err(_) => panic!("{what}: nothing within {STEP_TIMEOUT:?}"),
+    }
+}
+
+/// Wait for a snapshot satisfying `pred` (snapshots come once a second).
+async fn snapshot_where(
+    handle: &mut DriverHandle,
+    what: &str,
+    pred: impl Fn(&NetworkSnapshot) -> bool,
+) -> Arc<NetworkSnapshot> {
+    let wait = async {
+        loop {
+            let s = handle.snapshot();
+            if pred(&s) {
+                return s;
+            }
+            handle.snapshot_changed().await.unwrap();
+        }
+    };
+    match tokio::time::timeout(STEP_TIMEOUT, wait).await {
+        Ok(s) => s,
+        Err(_) => panic!(
+            "{what}: no such snapshot within {STEP_TIMEOUT:?}: {:?}",
+            handle.snapshot()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn two_drivers_over_loopback_udp() {
+    tokio::time::timeout(TEST_TIMEOUT, scenario())
+        .await
+        .expect("the test did not finish within its time limit");
+}
+
+async fn scenario() {
+    let ca = Ca::new();
+    let a = Member::new(&ca, "a", 2);
+    let b = Member::new(&ca, "b", 3);
+    // A learns B's endpoint from B's handshake; B knows A's bound address.
+    let (driver_a, mut app_a, _verifier_a) = start(&ca, &a, &b, None).await;
+    let addr_a = driver_a.local_addr();
+    let (driver_b, mut app_b, _verifier_b) = start(&ca, &b, &a, Some(addr_a)).await;
+    let mut handle_a = driver_a.handle();
+    let handle_b = driver_b.handle();
+    let first = handle_a.snapshot();
+    assert_eq!(first.network, "loopnet");
+    assert_eq!(first.member, "a");
+    assert_eq!(first.device, "mem-a");
+    assert_eq!(first.addresses, ["10.77.0.2/16"]);
+    assert_eq!(first.listen, addr_a.to_string());
+    let task_a = tokio::spawn(driver_a.run());
+    let task_b = tokio::spawn(driver_b.run());
+
+    // B -> A: queued by B's node until the handshake it starts completes, then delivered.
+    let hello = udp4(b.addr, a.addr, b"hello from b");
+    app_b.send(&hello).await.unwrap();
+    assert_eq!(recv(&mut app_a, "B -> A").await, hello);
+    // A -> B over the session, in a burst (one GSO send where the kernel has it).
+    for i in 0..20u8 {
+        app_a.send(&udp4(a.addr, b.addr, &[i; 100])).await.unwrap();
+    }
+    for i in 0..20u8 {
+        let got = recv(&mut app_b, "A -> B").await;
+        assert_eq!(got, udp4(a.addr, b.addr, &[i; 100]));
+        app_b.recycle(got);
+    }
+    // No peer owns 10.77.0.99: A's application gets ICMP host unreachable from it.
+    let lost = Ipv4Addr::new(10, 77, 0, 99);
+    app_a.send(&udp4(a.addr, lost, b"anyone?")).await.unwrap();
+    let icmp = recv(&mut app_a, "ICMP answer").await;
+    assert_eq!(icmp[9], 1, "ICMP");
+    assert_eq!(
+        &icmp[12..16],
+        &lost.octets(),
+        "from the unreachable destination"
+    );
+    assert_eq!(&icmp[16..20], &a.addr.octets(), "to the sender");
+    assert_eq!((icmp[20], icmp[21]), (3, 1), "host unreachable");
+
+    let snap = snapshot_where(&mut handle_a, "A established with traffic", |s| {
+        s.peers.len() == 1
+            && s.peers[0].established
+            && s.peers[0].rx_packets >= 1
+            && s.tx_packets >= 20
+            && s.driver.get("icmp_unreachable_sent") == Some(&1)
+    })
+    .await;
+    assert_eq!(snap.peers[0].name, "b");
+    assert_eq!(snap.handshakes_completed, 1);
+    assert!(
+        snap.drops.iter().any(|(r, n)| r == "no_route" && *n == 1),
+        "{:?}",
+        snap.drops
+    );
+    assert!(
+        !snap.expiry.is_empty(),
+        "expiry of our certificate and the CA"
+    );
+    let snap_b = handle_b.snapshot();
+    assert_eq!(snap_b.member, "b");
+
+    // Reloads: a window out of range is refused before anything is sent; new windows and a trust
+    // store revoking B are applied, and B's session goes down at once.
+    let err = handle_a
+        .reload(Reload {
+            busy_poll: Some(Duration::from_secs(1)),
+            ..Reload::default()
+        })
+        .await;
+    assert!(matches!(err, Err(ControlError::Config(_))), "{err:?}");
+    let other_ca = Ca {
+        key: CaKey::from_seed([0x77; 32]),
+        cert: {
+            let now = unix_now();
+            let p = CaParams {
+                name: "othernet".into(),
+                network_id: NetworkId([0x78; 16]),
+                prefixes: vec!["10.78.0.0/16".parse().unwrap()],
+                routes: vec![],
+                not_before: now - DAY,
+                not_after: now + DAY,
+            };
+            CaCertificate::self_signed(&CaKey::from_seed([0x77; 32]), &p).unwrap()
+        },
+    };
+    let refused = handle_a
+        .reload(Reload {
+            trust: Some(other_ca.store(&[])),
+            ..Reload::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(ControlError::TrustStore(_))),
+        "another network's CA must be refused: {refused:?}"
+    );
+    handle_a
+        .reload(Reload {
+            trust: Some(ca.store(&[&b.cert])),
+            busy_poll: Some(Duration::ZERO),
+            batch_hold: Some(Duration::ZERO),
+        })
+        .await
+        .unwrap();
+    snapshot_where(&mut handle_a, "B's session revoked", |s| {
+        s.peers.len() == 1 && !s.peers[0].established
+    })
+    .await;
+
+    // Clean shutdown: both loops return Ok, the handles notice, the last snapshot stays.
+    handle_a.shutdown().await.unwrap();
+    handle_b.shutdown().await.unwrap();
+    for task in [task_a, task_b] {
+        let r = tokio::time::timeout(STEP_TIMEOUT, task).await;
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "driver did not stop cleanly: {r:?}"
+        );
+    }
+    assert!(!handle_a.is_running());
+    assert_eq!(
+        handle_a.reload(Reload::default()).await,
+        Err(ControlError::Stopped)
+    );
+    assert_eq!(handle_a.snapshot().peers.len(), 1);
+    assert!(
+        app_a.recv().await.is_none(),
+        "the inner channel closes with its driver"
+    );
+}
