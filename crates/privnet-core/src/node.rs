@@ -43,20 +43,10 @@ pub use crate::peers::PeerId;
 
 use crate::event::{Outbox, Pending};
 
+#[cfg(any(test, feature = "test-util"))]
+mod test_hooks;
 #[cfg(test)]
 mod tests;
-
-/// See [`Node::in_overlay`]; a free function so that a peer's [`Ctx`] can ask it too.
-#[inline]
-pub(crate) fn overlay_contains(
-    settings: &Settings,
-    router: &Router<PeerId>,
-    ip: std::net::IpAddr,
-) -> bool {
-    crate::router::contains_any(&settings.overlay_prefixes, ip)
-        || crate::router::contains_any(&settings.local_addresses, ip)
-        || router.lookup(ip).is_some()
-}
 
 /// One member of one network.
 pub struct Node {
@@ -398,7 +388,14 @@ impl Node {
     /// tunnel through itself (nebula#741): datagrams from it are refused and never move an
     /// endpoint.
     fn in_overlay(&self, ip: std::net::IpAddr) -> bool {
-        overlay_contains(&self.settings, &self.router, ip)
+        crate::router::overlay_contains(
+            &self.router,
+            [
+                &self.settings.overlay_prefixes,
+                &self.settings.local_addresses,
+            ],
+            ip,
+        )
     }
 
     /// Route to `id` the same prefixes the anti-spoofing check accepts from it: the verified
@@ -814,35 +811,4 @@ impl Node {
 
     /// Per-packet overhead added by [`Node::encapsulate`].
     pub const OVERHEAD: usize = DATA_OVERHEAD;
-
-    #[cfg(any(test, feature = "test-util"))]
-    /// Test hook: set the send counter of the peer's current session.
-    pub fn set_send_counter_for_test(&mut self, id: PeerId, counter: u64) {
-        if let Some(p) = self.peers.get_mut(id) {
-            p.set_send_counter(counter);
-        }
-    }
-
-    /// Test hook: check the node's invariants (see `peers.rs`): the index map holds exactly the
-    /// indices of every peer's sessions and pending initiation, each mapped to its peer, and the
-    /// router routes only to live peers.
-    ///
-    /// # Panics
-    /// When an invariant is broken.
-    #[cfg(any(test, feature = "test-util"))]
-    pub fn check_invariants(&self) {
-        let mut held = 0;
-        for (id, p) in self.peers.iter() {
-            for i in p.indices() {
-                assert_eq!(self.indices.get(i), Some(id), "index {i} of peer {id}");
-                held += 1;
-            }
-            assert_eq!(self.peers.by_key(p.static_public()), Some(id));
-        }
-        assert_eq!(self.indices.len(), held, "index map holds stale indices");
-        for (i, id) in self.indices.iter() {
-            assert!(self.peers.get(id).is_some(), "index {i} of a removed peer");
-        }
-        assert_eq!(self.peers.len(), self.peers.iter().count());
-    }
 }

@@ -7,7 +7,7 @@
 //! through the outbox (datagrams, events, counts) and through return values (a changed identity,
 //! which makes the node rebuild the routes).
 //!
-//! States: the handshake is [`Handshake::Idle`] or [`Handshake::Initiating`] (with the pending
+//! States: our side of the handshake (`initiator.rs`) is idle or initiating (with the pending
 //! Noise state, its retry data and its give-up clock); "established" is a property of the session
 //! ring (a current session that can still send), since a rekey handshake runs while a session
 //! carries data. [`Peer::phase`] folds both into idle / initiating / established.
@@ -21,10 +21,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 
 use crate::config::{
-    Settings, INITIATION_MIN_INTERVAL, KEEPALIVE_TIMEOUT, PRIORITY_HANDSHAKES_PER_SEC,
-    PRIORITY_HANDSHAKE_BURST, PRIORITY_RESPONSES_PER_INITIATION, REJECT_AFTER_TIME,
-    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT,
-    REKEY_TIMEOUT_JITTER, ZERO_KEYS_AFTER,
+    Settings, INITIATION_MIN_INTERVAL, KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER, ZERO_KEYS_AFTER,
 };
 use crate::cookie::ReceivedCookie;
 use crate::credential::PeerIdentity;
@@ -34,17 +32,19 @@ use crate::event::{
     DownReason, Encapsulated, Event, HandshakePhase, Outbox, PeerCounters, PeerStatus, Pending,
     SessionInfo, Transmit,
 };
-use crate::handshake::{self, LocalKeys, PendingInitiation, ReceivedInitiation};
+use crate::handshake::{self, LocalKeys, ReceivedInitiation};
 use crate::peers::{IndexMap, PeerId, Retired};
-use crate::ratelimit::TokenBucket;
 use crate::router::{contains_any, Router};
 use crate::session::{Session, Sessions, Slot};
 use crate::tai64n::Tai64N;
 use crate::timers::{Timer, TimerTable, WallClock};
 use crate::wire;
 
+mod initiator;
 #[cfg(test)]
 mod tests;
+
+use initiator::Initiator;
 
 /// What a peer's state machine borrows from the node for one call.
 pub(crate) struct Ctx<'a> {
@@ -75,42 +75,6 @@ impl Ctx<'_> {
     fn jitter(&mut self) -> Duration {
         let max = REKEY_TIMEOUT_JITTER.as_millis() as u32 + 1;
         Duration::from_millis(u64::from(self.rng.next_u32() % max))
-    }
-}
-
-/// An initiation we sent and whose response we await.
-pub(crate) struct Initiating {
-    pending: PendingInitiation,
-    /// Start of this attempt: it gives up `REKEY_ATTEMPT_TIME` later.
-    since: Instant,
-    /// When the latest initiation was sent (no new one within `REKEY_TIMEOUT` unless retrying).
-    last_sent: Instant,
-    /// Initiations sent in this attempt.
-    attempts: u32,
-    /// Responses to the current initiation admitted through the priority lane.
-    responses: u32,
-}
-
-/// The handshake state of a peer.
-pub(crate) enum Handshake {
-    /// No handshake in progress.
-    Idle,
-    /// Our initiation is out (boxed: snow's handshake state is ~900 bytes, and most peers are
-    /// idle most of the time).
-    Initiating(Box<Initiating>),
-}
-
-impl Handshake {
-    fn pending_index(&self) -> Option<u32> {
-        match self {
-            Self::Idle => None,
-            Self::Initiating(i) => Some(i.pending.local_index),
-        }
-    }
-
-    /// Back to idle; returns the pending initiation's index to retire.
-    fn abandon(&mut self) -> Retired {
-        Retired::one(std::mem::replace(self, Self::Idle).pending_index())
     }
 }
 
@@ -150,7 +114,8 @@ pub(crate) struct Peer {
     persistent_keepalive: Option<Duration>,
     verified: Option<Verified>,
     sessions: Sessions,
-    handshake: Handshake,
+    /// Our side of the handshake: the pending initiation and the priority lane.
+    initiator: Initiator,
     guard: InitiationGuard,
     /// The latest cookie this peer sent us (for mac2 in what we send it).
     cookie: Option<ReceivedCookie>,
@@ -159,8 +124,6 @@ pub(crate) struct Peer {
     need_another_keepalive: bool,
     last_handshake: Option<Instant>,
     counters: PeerCounters,
-    /// The priority lane's allowance (see `Node::admit_handshake`).
-    lane: TokenBucket,
 }
 
 impl Peer {
@@ -174,7 +137,7 @@ impl Peer {
             persistent_keepalive: None,
             verified: None,
             sessions: Sessions::default(),
-            handshake: Handshake::Idle,
+            initiator: Initiator::new(now),
             guard: InitiationGuard::default(),
             cookie: None,
             queue: VecDeque::new(),
@@ -182,7 +145,6 @@ impl Peer {
             need_another_keepalive: false,
             last_handshake: None,
             counters: PeerCounters::default(),
-            lane: TokenBucket::new(PRIORITY_HANDSHAKES_PER_SEC, PRIORITY_HANDSHAKE_BURST, now),
         }
     }
 
@@ -194,22 +156,12 @@ impl Peer {
 
     /// An initiation from this peer's own endpoint: may it take the priority lane?
     pub(crate) fn priority_initiation(&mut self, now: Instant) -> bool {
-        self.lane.take(now)
+        self.initiator.priority_initiation(now)
     }
 
     /// A response naming `index`: is it to our pending initiation, within its allowance?
     pub(crate) fn priority_response(&mut self, index: u32, now: Instant) -> bool {
-        match &mut self.handshake {
-            Handshake::Initiating(i)
-                if i.pending.local_index == index
-                    && i.responses < PRIORITY_RESPONSES_PER_INITIATION
-                    && self.lane.take(now) =>
-            {
-                i.responses += 1;
-                true
-            }
-            _ => false,
-        }
+        self.initiator.priority_response(index, now)
     }
 
     /// Apply the static configuration of a configured peer.
@@ -260,7 +212,7 @@ impl Peer {
     pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         self.sessions
             .indices()
-            .chain(self.handshake.pending_index())
+            .chain(self.initiator.pending_index())
     }
 
     /// Whether the current session can carry data at `now`.
@@ -282,13 +234,7 @@ impl Peer {
         if self.is_established(now) {
             return HandshakePhase::Established;
         }
-        match &self.handshake {
-            Handshake::Idle => HandshakePhase::Idle,
-            Handshake::Initiating(i) => HandshakePhase::Initiating {
-                since: i.since,
-                attempts: i.attempts,
-            },
-        }
+        self.initiator.phase()
     }
 
     pub(crate) fn status(&self, id: PeerId, now: Instant) -> PeerStatus {
@@ -311,10 +257,8 @@ impl Peer {
     /// Start a handshake unless one was sent less than `REKEY_TIMEOUT` ago (`retry` forces a new
     /// attempt: the retransmit timer and a cookie reply use it).
     pub(crate) fn initiate(&mut self, now: Instant, retry: bool, ctx: &mut Ctx<'_>) {
-        if let Handshake::Initiating(i) = &self.handshake {
-            if !retry && now.saturating_duration_since(i.last_sent) < REKEY_TIMEOUT {
-                return;
-            }
+        if !retry && self.initiator.sent_within(REKEY_TIMEOUT, now) {
+            return;
         }
         let Some(endpoint) = self.endpoint else {
             ctx.out.drop(DropReason::NoEndpoint);
@@ -343,21 +287,7 @@ impl Peer {
             }
         };
         let jitter = ctx.jitter();
-        let (since, attempts) = match &self.handshake {
-            Handshake::Initiating(i) => (i.since, i.attempts.saturating_add(1)),
-            Handshake::Idle => (now, 1),
-        };
-        let replaced = std::mem::replace(
-            &mut self.handshake,
-            Handshake::Initiating(Box::new(Initiating {
-                pending,
-                since,
-                last_sent: now,
-                attempts,
-                responses: 0,
-            })),
-        );
-        ctx.indices.retire(Retired::one(replaced.pending_index()));
+        ctx.indices.retire(self.initiator.sent(pending, now));
         self.timers
             .arm(Timer::RetransmitHandshake, now + REKEY_TIMEOUT + jitter);
         ctx.out.stats.handshakes_initiated += 1;
@@ -369,7 +299,7 @@ impl Peer {
         let dropped = self.queue.len();
         self.queue.clear();
         self.queue.shrink_to_fit();
-        ctx.indices.retire(self.handshake.abandon());
+        ctx.indices.retire(self.initiator.abandon());
         for _ in 0..dropped {
             ctx.out.drop(DropReason::HandshakeTimeout);
         }
@@ -412,10 +342,8 @@ impl Peer {
         // Simultaneous initiation: the initiation of the lower static key wins. The higher key
         // abandons its own pending initiation and answers; the lower key answers too but keeps its
         // own, whose response will become the session both sides use.
-        if ctx.keys.static_public > rx.remote_static
-            && matches!(self.handshake, Handshake::Initiating(_))
-        {
-            ctx.indices.retire(self.handshake.abandon());
+        if ctx.keys.static_public > rx.remote_static && self.initiator.is_initiating() {
+            ctx.indices.retire(self.initiator.abandon());
             self.timers.disarm(Timer::RetransmitHandshake);
         }
         let cookie = ReceivedCookie::usable(self.cookie.as_ref(), now);
@@ -465,25 +393,22 @@ impl Peer {
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) -> Result<Changed, DropReason> {
-        let Handshake::Initiating(init) = &mut self.handshake else {
-            return Err(DropReason::UnexpectedHandshake);
-        };
-        if init.pending.local_index != m.receiver() {
-            return Err(DropReason::UnexpectedHandshake);
-        }
-        let credential = handshake::read_response(&mut init.pending, m)?;
+        let pending = self
+            .initiator
+            .pending_mut(m.receiver())
+            .ok_or(DropReason::UnexpectedHandshake)?;
+        let credential = handshake::read_response(pending, m)?;
         let unix = ctx.wall.unix(now).as_secs();
         let identity = ctx
             .settings
             .verifier
             .verify(&credential, &self.static_public, unix)
             .map_err(|_| DropReason::BadCredential)?;
-        let Handshake::Initiating(init) = std::mem::replace(&mut self.handshake, Handshake::Idle)
-        else {
+        let Some(pending) = self.initiator.take(m.receiver()) else {
             return Err(DropReason::UnexpectedHandshake);
         };
-        let local_index = init.pending.local_index;
-        let transport = match handshake::into_transport(init.pending) {
+        let local_index = pending.local_index;
+        let transport = match handshake::into_transport(pending) {
             Ok(t) => t,
             Err(e) => {
                 ctx.indices.retire(Retired::one(Some(local_index)));
@@ -517,12 +442,7 @@ impl Peer {
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), DropReason> {
-        let ad = match &self.handshake {
-            Handshake::Initiating(i) if i.pending.local_index == m.receiver() => {
-                Some(i.pending.mac1)
-            }
-            _ => None,
-        };
+        let ad = self.initiator.pending_mac1(m.receiver());
         let retry = ad.is_some();
         let ad = match ad {
             Some(mac1) => mac1,
@@ -553,12 +473,7 @@ impl Peer {
 
     fn handshake_complete(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.timers.disarm(Timer::RetransmitHandshake);
-        if let Handshake::Initiating(i) = &mut self.handshake {
-            // A responder session completed while our own initiation is still out (simultaneous
-            // initiation, we hold the lower key): keep it for its response, with a fresh give-up
-            // clock.
-            i.since = now;
-        }
+        self.initiator.completed(now);
         self.last_handshake = Some(now);
         self.counters.handshakes += 1;
         ctx.out.stats.handshakes_completed += 1;
@@ -659,7 +574,7 @@ impl Peer {
     pub(crate) fn teardown(&mut self, reason: DownReason, now: Instant, ctx: &mut Ctx<'_>) {
         let was_up = self.sessions.any();
         ctx.indices
-            .retire(self.sessions.clear().and(self.handshake.abandon()));
+            .retire(self.sessions.clear().and(self.initiator.abandon()));
         self.queue.clear();
         self.timers.clear();
         if was_up {
@@ -690,12 +605,7 @@ impl Peer {
             self.teardown(DownReason::Idle, now, ctx);
         }
         if self.timers.take_due(Timer::RetransmitHandshake, now) {
-            let gave_up = match &self.handshake {
-                Handshake::Initiating(i) => {
-                    now.saturating_duration_since(i.since) >= REKEY_ATTEMPT_TIME
-                }
-                Handshake::Idle => true,
-            };
+            let gave_up = self.initiator.gave_up(now);
             if gave_up {
                 self.give_up_handshake(now, ctx);
             } else {
@@ -842,7 +752,15 @@ impl Peer {
         // Roaming: only the newest authenticated packet moves the endpoint, and never into the
         // overlay (a packet that came back through our own TUN: a routing loop).
         let mut roamed = newest && self.endpoint != Some(from);
-        let looped = roamed && crate::node::overlay_contains(ctx.settings, ctx.router, from.ip());
+        let looped = roamed
+            && crate::router::overlay_contains(
+                ctx.router,
+                [
+                    &ctx.settings.overlay_prefixes,
+                    &ctx.settings.local_addresses,
+                ],
+                from.ip(),
+            );
         if looped {
             roamed = false;
         } else if roamed {

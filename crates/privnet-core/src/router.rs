@@ -300,6 +300,17 @@ fn canonical(net: IpNetwork) -> IpNetwork {
     }
 }
 
+/// Whether `ip` lies inside the overlay: in one of the fixed prefix `lists` (the network's
+/// prefixes, our own addresses) or in any prefix routed to a peer (docs/PROTOCOL.md §6).
+#[inline]
+pub(crate) fn overlay_contains<T: Clone + PartialEq>(
+    router: &Router<T>,
+    lists: [&[IpNetwork]; 2],
+    ip: IpAddr,
+) -> bool {
+    lists.iter().any(|l| contains_any(l, ip)) || router.lookup(ip).is_some()
+}
+
 /// True if `addr` lies inside one of `nets`.
 #[inline]
 pub fn contains_any(nets: &[IpNetwork], addr: IpAddr) -> bool {
