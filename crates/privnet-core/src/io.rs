@@ -43,6 +43,7 @@
 
 mod busypoll;
 mod channel;
+mod clock;
 mod config;
 mod counters;
 mod driver;
@@ -50,6 +51,7 @@ mod error;
 mod handle;
 mod hold;
 mod inner;
+mod report;
 mod seal;
 pub mod snapshot;
 pub mod sys;

@@ -156,6 +156,11 @@ impl Node {
         self.settings.cipher
     }
 
+    /// The largest inner packet [`Node::encapsulate`] accepts (`NodeConfig::mtu`).
+    pub fn mtu(&self) -> usize {
+        self.settings.mtu
+    }
+
     /// Our Noise static public key.
     pub fn public_key(&self) -> PublicKey {
         self.keys.static_public
@@ -353,6 +358,14 @@ impl Node {
             .iter()
             .map(|(id, p)| p.status(id, self.last_now))
             .collect()
+    }
+
+    /// The static key of peer `id` and its verified name, if a handshake happened: O(1), no
+    /// allocation (for logging events).
+    pub fn peer_label(&self, id: PeerId) -> Option<(PublicKey, Option<&str>)> {
+        self.peers
+            .get(id)
+            .map(|p| (*p.static_public(), p.verified_name()))
     }
 
     /// Status of one peer.

@@ -189,6 +189,10 @@ impl Peer {
         self.endpoint
     }
 
+    pub(crate) fn verified_name(&self) -> Option<&str> {
+        self.verified.as_ref().map(|v| v.identity.name.as_str())
+    }
+
     pub(crate) fn has_identity(&self) -> bool {
         self.verified.is_some()
     }

@@ -99,6 +99,17 @@ async fn start(
     peer: &Member,
     peer_endpoint: Option<SocketAddr>,
 ) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
+    start_with(ca, me, peer, peer_endpoint, None).await
+}
+
+/// As [`start`], with an underlay MTU (default: the library's).
+async fn start_with(
+    ca: &Ca,
+    me: &Member,
+    peer: &Member,
+    peer_endpoint: Option<SocketAddr>,
+    underlay_mtu: Option<u16>,
+) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
     let verifier = Arc::new(CertVerifier::new(ca.store(&[])));
     let dyn_verifier: Arc<dyn CredentialVerifier> = verifier.clone();
     let mut node_cfg = NodeConfig::new(
@@ -110,6 +121,9 @@ async fn start(
     node_cfg.credential(me.cert.to_bytes());
     let mut cfg = DriverConfig::new("loopnet", "127.0.0.1:0".parse().unwrap());
     cfg.addresses = vec![IpNetwork::new(IpAddr::V4(me.addr), 16).unwrap()];
+    if let Some(mtu) = underlay_mtu {
+        cfg.underlay_mtu = mtu;
+    }
     let mut node = cfg.new_node(node_cfg).unwrap();
     let mut pc = PeerConfig::new(peer.keys.public())
         .allowed_ip(IpNetwork::new(IpAddr::V4(peer.addr), 32).unwrap());
@@ -320,4 +334,57 @@ async fn scenario() {
         app_a.recv().await.is_none(),
         "the inner channel closes with its driver"
     );
+}
+
+/// Jumbo frames (issue 13, item 7): with a 9,000-byte tunnel MTU, packets queued during a handshake
+/// are sealed into the driver's control buffer when it completes — it used to hold 2,048 bytes, so
+/// every one of them was dropped as `buffer_too_small`. And a zero-length datagram to the listen
+/// port is counted (`too_short`), like every refused datagram (item 15).
+#[tokio::test]
+async fn jumbo_packets_queued_during_a_handshake_and_empty_datagrams() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ca = Ca::new();
+        let a = Member::new(&ca, "a", 4);
+        let b = Member::new(&ca, "b", 5);
+        let (driver_a, mut app_a, _) = start_with(&ca, &a, &b, None, Some(9060)).await;
+        let addr_a = driver_a.local_addr();
+        let (driver_b, mut app_b, _) = start_with(&ca, &b, &a, Some(addr_a), Some(9060)).await;
+        let mut handle_a = driver_a.handle();
+        let handle_b = driver_b.handle();
+        let task_a = tokio::spawn(driver_a.run());
+        let task_b = tokio::spawn(driver_b.run());
+        // Five 8,000-byte packets before any session exists: queued, then flushed.
+        let packets: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| udp4(b.addr, a.addr, &vec![i; 8_000 - 28]))
+            .collect();
+        for p in &packets {
+            app_b.send(p).await.unwrap();
+        }
+        for p in &packets {
+            assert_eq!(&recv(&mut app_a, "a queued jumbo packet").await, p);
+        }
+        assert!(
+            !handle_b
+                .snapshot()
+                .drops
+                .iter()
+                .any(|(r, _)| r == "buffer_too_small"),
+            "{:?}",
+            handle_b.snapshot().drops
+        );
+        // An empty datagram from an outsider.
+        let outsider = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        outsider.send_to(&[], addr_a).unwrap();
+        snapshot_where(&mut handle_a, "the empty datagram counted", |s| {
+            s.drops.iter().any(|(r, n)| r == "too_short" && *n >= 1)
+        })
+        .await;
+        handle_a.shutdown().await.unwrap();
+        handle_b.shutdown().await.unwrap();
+        for task in [task_a, task_b] {
+            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
+        }
+    })
+    .await
+    .expect("the test did not finish within its time limit");
 }

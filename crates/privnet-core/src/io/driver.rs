@@ -16,7 +16,7 @@
 //! flushed) before the next receive; decrypted packets go from the decrypt buffer straight to the
 //! inner side.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 use ring::rand::SecureRandom;
 
 use super::busypoll::BusyPoll;
+use super::clock::Clock;
 use super::config::{unix_now, DriverConfig, Identity};
 use super::counters::{Counters, DriverEvent};
 use super::error::{ControlError, DriverError};
 use super::handle::{Control, DriverEnds, DriverHandle, Reload};
 use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
+use super::report::{DropSummary, Repeats, REPEAT_EVERY};
 use super::seal::{IcmpAnswers, Sealer};
 use super::snapshot::{b64, DriverFigures, NetworkSnapshot, Publisher};
 use super::sys::tun::VNET_HDR_LEN;
@@ -46,6 +48,9 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Decrypted packets are written here: the largest inner packet plus room for a virtio-net header.
 const OUT_BUF_LEN: usize = 65_536 + 64 + VNET_HDR_LEN;
 /// Control datagrams (handshakes, cookies, keepalives, queued packets) are built here.
+/// Smallest buffer for control traffic: the largest handshake message, rounded up. The buffer is
+/// also where packets queued during a handshake are sealed (`poll_transmit`), so it grows with the
+/// tunnel MTU (see `Driver::run`).
 const CTL_BUF_LEN: usize = 2048;
 
 // The node helper lives here rather than in config.rs, which must not import the errors of
@@ -99,6 +104,13 @@ pub struct Driver<I: InnerSide> {
     publisher: Publisher,
     handle: DriverHandle,
     ends: DriverEnds,
+    clock: Clock,
+    /// Refused datagrams by source, for the log's summaries.
+    drops: DropSummary,
+    /// Per-peer log lines printed at most once per `REPEAT_EVERY`.
+    repeats: Repeats<PeerId>,
+    /// Peers with a session (so that a rekey does not log "session established" again).
+    up: HashSet<PeerId>,
 }
 
 impl Driver<TunInner> {
@@ -200,6 +212,10 @@ impl<I: InnerSide> Driver<I> {
             publisher,
             handle,
             ends,
+            clock: Clock::new(),
+            drops: DropSummary::new(Instant::now()),
+            repeats: Repeats::default(),
+            up: HashSet::new(),
         };
         d.publish();
         d
@@ -233,10 +249,13 @@ impl<I: InnerSide> Driver<I> {
     pub async fn run(mut self) -> std::io::Result<()> {
         let mut in_buf = vec![0u8; READ_BUF_LEN];
         let mut out_buf = vec![0u8; OUT_BUF_LEN];
-        let mut ctl_buf = vec![0u8; CTL_BUF_LEN];
+        // Queued data packets are sealed into this buffer too: room for the largest inner packet
+        // the node accepts plus the data overhead (a 2,048-byte buffer dropped every packet queued
+        // during a handshake as `buffer_too_small` once the MTU exceeded 2,016).
+        let mut ctl_buf = vec![0u8; CTL_BUF_LEN.max(self.node.mtu() + Node::OVERHEAD)];
         let mut snapshot_tick = tokio::time::interval(SNAPSHOT_EVERY);
         snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.flush_control(&mut ctl_buf, Instant::now()).await;
+        self.flush_control(&mut ctl_buf, self.clock.now()).await;
         // One timer, re-armed only when the core's next deadline changes (re-creating it on every
         // wake-up would re-register it with the runtime's timer wheel each time).
         let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
@@ -250,7 +269,7 @@ impl<I: InnerSide> Driver<I> {
             if deadline != armed {
                 timer
                     .as_mut()
-                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+                    .reset(deadline.map_or_else(far, |d| self.clock.timer_deadline(d)));
                 armed = deadline;
             }
             tokio::select! {
@@ -289,10 +308,19 @@ impl<I: InnerSide> Driver<I> {
                 }
                 _ = timer.as_mut(), if armed.is_some() => {
                     armed = None;
-                    self.node.handle_timeout(Instant::now());
+                    self.timer_pass();
                     turns.after_service();
                 }
                 _ = snapshot_tick.tick() => {
+                    // After a suspend the monotonic timer may fire late: timers that fell due on
+                    // the core's clock (which counts the suspend) run now, within a second.
+                    if self.node.poll_timeout().is_some_and(|d| d <= self.clock.now()) {
+                        armed = None;
+                        self.timer_pass();
+                    }
+                    for line in self.drops.flush(self.clock.now()) {
+                        tracing::warn!(network = %self.publisher.network(), "{line}");
+                    }
                     self.publish();
                     turns.after_service();
                 }
@@ -307,7 +335,7 @@ impl<I: InnerSide> Driver<I> {
                     continue;
                 }
             }
-            self.flush_control(&mut ctl_buf, Instant::now()).await;
+            self.flush_control(&mut ctl_buf, self.clock.now()).await;
             self.drain_events();
         };
         self.publish();
@@ -334,13 +362,23 @@ impl<I: InnerSide> Driver<I> {
                     break;
                 }
             };
-            let now = Instant::now();
+            let now = self.clock.now();
+            if n == 0 {
+                // A zero-length datagram: `chunks` yields nothing, but the node must count it
+                // (too_short), as every refused datagram.
+                read += 1;
+                if let Err(e) = self.node.decapsulate(from, &[], out_buf, now) {
+                    self.drops.record(from.ip(), e.reason());
+                }
+                continue;
+            }
             for dgram in in_buf[..n].chunks(seg.max(1)) {
                 read += 1;
                 match self.node.decapsulate(from, dgram, out_buf, now) {
                     Ok(Decapsulated::Packet { len, .. }) => self.inner.deliver(&out_buf[..len]),
                     Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
-                    Err(_) => {} // counted by the node
+                    // Counted by the node; summarised per source for the log.
+                    Err(e) => self.drops.record(from.ip(), e.reason()),
                 }
             }
             // What one receive call brought (up to a GRO train of segments, merged where they are
@@ -356,7 +394,7 @@ impl<I: InnerSide> Driver<I> {
     async fn drain_inner(&mut self, in_buf: &mut [u8]) -> (usize, bool) {
         // One clock reading per batch (a batch takes well under a millisecond; the core's timers
         // work in milliseconds), taken again after each send, which may have waited.
-        let mut now = Instant::now();
+        let mut now = self.clock.now();
         let mut read = 0;
         let mut full = true;
         let mut holds = 0;
@@ -368,7 +406,7 @@ impl<I: InnerSide> Driver<I> {
                 self.underlay
                     .flush(&mut self.stage, &mut self.counters)
                     .await;
-                now = Instant::now();
+                now = self.clock.now();
             }
             let n = match self.inner.try_read(in_buf) {
                 ReadStatus::Unit(n) => n,
@@ -376,7 +414,7 @@ impl<I: InnerSide> Driver<I> {
                 ReadStatus::Empty => match self.hold_batch(in_buf, read, holds) {
                     Some(n) => {
                         holds += 1;
-                        now = Instant::now();
+                        now = self.clock.now();
                         n
                     }
                     None => {
@@ -452,26 +490,44 @@ impl<I: InnerSide> Driver<I> {
             .await;
     }
 
+    /// Log the node's events: O(1) per event (no peer table scan), "session established" only
+    /// when a peer comes up (rekeys every two minutes are debug), and an endpoint that keeps
+    /// changing at most once per `REPEAT_EVERY` with the count held back.
     fn drain_events(&mut self) {
         while let Some(ev) = self.node.poll_event() {
-            let status = self.node.peer_status();
-            let name = |id: PeerId| {
-                status
-                    .iter()
-                    .find(|p| p.id == id)
-                    .map(|p| self.publisher.peer_name(p))
+            let network = self.publisher.network();
+            let name = |node: &Node, publisher: &Publisher, id: PeerId| {
+                node.peer_label(id)
+                    .map(|(key, verified)| publisher.name_for(&key, verified))
                     .unwrap_or_default()
             };
-            let network = self.publisher.network();
             match ev {
                 Event::PeerUp { peer, .. } => {
-                    tracing::info!(network = %network, peer = %name(peer), "session established")
+                    if self.up.insert(peer) {
+                        let name = name(&self.node, &self.publisher, peer);
+                        tracing::info!(network = %network, peer = %name, "session established");
+                    } else {
+                        tracing::debug!(network = %network, peer = %peer, "session rekeyed");
+                    }
                 }
                 Event::PeerDown { peer, reason } => {
-                    tracing::warn!(network = %network, peer = %name(peer), ?reason, "session closed")
+                    self.up.remove(&peer);
+                    self.repeats.forget(&peer);
+                    let name = name(&self.node, &self.publisher, peer);
+                    tracing::warn!(network = %network, peer = %name, ?reason, "session closed");
                 }
                 Event::EndpointChanged { peer, endpoint } => {
-                    tracing::info!(network = %network, peer = %name(peer), %endpoint, "peer endpoint changed")
+                    let now = self.clock.now();
+                    if let Some(held) = self.repeats.allow(peer, now) {
+                        let name = name(&self.node, &self.publisher, peer);
+                        if held == 0 {
+                            tracing::info!(network = %network, peer = %name, %endpoint, "peer endpoint changed");
+                        } else {
+                            tracing::info!(network = %network, peer = %name, %endpoint, changes_not_logged = held,
+                                "peer endpoint changed ({held} more changes in the last {} s not logged)",
+                                REPEAT_EVERY.as_secs());
+                        }
+                    }
                 }
             }
         }
@@ -495,7 +551,7 @@ impl<I: InnerSide> Driver<I> {
         };
         match identity.verifier.set_store(trust) {
             Ok(()) => {
-                self.node.revalidate(Instant::now());
+                self.node.revalidate(self.clock.now());
                 tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
                 Ok(())
             }
@@ -506,9 +562,17 @@ impl<I: InnerSide> Driver<I> {
         }
     }
 
+    /// Re-anchor the node's wall clock (a suspend, a VM pause or an NTP step moves it with the
+    /// real one) and fire its due timers.
+    fn timer_pass(&mut self) {
+        let now = self.clock.now();
+        self.node.set_wall_clock(now, Clock::unix());
+        self.node.handle_timeout(now);
+    }
+
     /// Build a snapshot and publish it to the handles.
     fn publish(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut events: HashMap<String, u64> = HashMap::new();
         let mut add = |k: &'static str, v: u64| {
             events.insert(k.to_owned(), v);

@@ -164,10 +164,15 @@ impl Publisher {
     /// The name to show for a peer: its verified name, else its configured one, else the start
     /// of its key.
     pub(crate) fn peer_name(&self, p: &PeerStatus) -> String {
-        p.name
-            .clone()
-            .or_else(|| self.peer_names.get(&p.static_public).cloned())
-            .unwrap_or_else(|| b64(&p.static_public[..8]))
+        self.name_for(&p.static_public, p.name.as_deref())
+    }
+
+    /// A peer's name: its verified name, else the configured one, else its key's first bytes.
+    pub(crate) fn name_for(&self, key: &[u8; 32], verified: Option<&str>) -> String {
+        verified
+            .map(str::to_owned)
+            .or_else(|| self.peer_names.get(key).cloned())
+            .unwrap_or_else(|| b64(&key[..8]))
     }
 
     /// The snapshot of `node` at `now` (`unix`: Unix seconds), warning (at most hourly per

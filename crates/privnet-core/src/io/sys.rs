@@ -19,6 +19,30 @@ pub mod udp;
 
 use std::io;
 
+#[cfg(target_os = "linux")]
+/// Time since boot, counting suspended time (`CLOCK_BOOTTIME`); `CLOCK_MONOTONIC` if the kernel
+/// refuses it (it does not on Linux ≥ 2.6.39).
+pub fn boottime() -> std::time::Duration {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into `ts`, which is valid, aligned and
+        // exclusively borrowed for the call.
+        let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+        (r == 0).then(|| {
+            std::time::Duration::new(
+                u64::try_from(ts.tv_sec).unwrap_or(0),
+                u32::try_from(ts.tv_nsec).unwrap_or(0),
+            )
+        })
+    };
+    read(libc::CLOCK_BOOTTIME)
+        .or_else(|| read(libc::CLOCK_MONOTONIC))
+        .unwrap_or_default()
+}
+
 /// Ask for `bytes` of send and receive buffer on a UDP socket. With CAP_NET_ADMIN the kernel's
 /// `rmem_max`/`wmem_max` caps are bypassed (`SO_*BUFFORCE`); otherwise it caps silently. Failures are
 /// not fatal (the socket keeps its default buffers) and are logged by the caller's caller.
