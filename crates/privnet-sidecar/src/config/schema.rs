@@ -173,12 +173,12 @@ pub struct TunSection {
     #[serde(default = "default_offload")]
     pub offload: bool,
     /// Keep polling this long (microseconds) after a packet before sleeping; 0 disables. Bounded
-    /// to a tenth of a core (see `busypoll.rs`).
+    /// to a tenth of a core (see `privnet_core::io`, `io/busypoll.rs`).
     #[serde(default = "default_busy_poll_us")]
     pub busy_poll_us: u32,
     /// When a dense send batch (4+ packets) runs dry, wait up to this long (microseconds) for more
     /// before sending it, at most 4 times per batch; packets on the underlay socket end the wait;
-    /// 0 disables (see `hold.rs`).
+    /// 0 disables (see `privnet_core::io`, `io/hold.rs`).
     #[serde(default = "default_batch_hold_us")]
     pub batch_hold_us: u32,
 }
