@@ -50,6 +50,7 @@ pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod node;
+pub mod policy;
 
 internal_mod!(icmp);
 internal_mod!(offload);
