@@ -24,6 +24,8 @@ pub mod eval;
 pub mod flow;
 mod hash;
 mod interval;
+#[cfg(feature = "policy-toml")]
+pub mod parse;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod reference;
@@ -38,6 +40,8 @@ pub use eval::{Decider, End, IdentityClass, PartyBits, Verdict};
 pub use flow::{
     tcp_flags, Direction, EndKind, Flow, FlowPath, Fragment, Icmp, MemberRef, Protocol, QuotedFlow,
 };
+#[cfg(feature = "policy-toml")]
+pub use parse::parse_policy;
 pub use spec::{
     Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, ProtoSpec, RuleSpec,
     Selector, TestEnd, TestSpec, Tier,
