@@ -19,6 +19,7 @@
 mod bitset;
 mod cidr;
 pub mod compile;
+pub mod conntrack;
 pub mod error;
 pub mod eval;
 pub mod flow;
