@@ -123,6 +123,8 @@ pub struct Hit {
     pub rule: u32,
     /// The tag stored with the flow.
     pub tag: u8,
+    /// The epoch of the flow's peer (see [`Conntrack::set_peer_epoch`]).
+    pub peer_epoch: u32,
 }
 
 /// What is stored with a new flow.
@@ -205,6 +207,7 @@ struct PeerSlot<P> {
     tokens: u64,
     last_ms: u64,
     last_reclaim_s: u32,
+    epoch: u32,
 }
 
 /// The connection tracker, generic over the caller's peer handle `P`.
@@ -392,6 +395,7 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
         if owner.key != *peer {
             return None;
         }
+        let peer_epoch = owner.epoch;
         let side = if src_is_a == (e.flags & F_ORIG_IS_A != 0) {
             Side::Original
         } else {
@@ -438,7 +442,31 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             epoch: e.epoch,
             rule: e.rule,
             tag: e.flags >> TAG_SHIFT & 7,
+            peer_epoch,
         })
+    }
+
+    /// Store an epoch with `peer` (returned with every [`Hit`] of its flows, so the filter sees a
+    /// peer's identity change without a lookup of its own). Creates the peer if needed.
+    pub fn set_peer_epoch(&mut self, peer: P, epoch: u32, now: Instant) {
+        let now_ms = self.millis(now);
+        let p = self.peer_slot(peer, now_ms);
+        if let Some(s) = self.peers.get_mut(p as usize).and_then(Option::as_mut) {
+            s.epoch = epoch;
+        }
+    }
+
+    /// The epoch stored with `peer`.
+    pub fn peer_epoch(&self, peer: &P) -> Option<u32> {
+        let p = *self.peer_ids.get(peer)?;
+        self.peers.get(p as usize)?.as_ref().map(|s| s.epoch)
+    }
+
+    /// The tracked flow `flow` belongs to, without changing anything (for explanations).
+    pub fn find(&self, flow: &Flow) -> Option<FlowId> {
+        let (key, _) = key_of(flow)?;
+        let (index, check) = self.table.find_tagged(&key)?;
+        Some(FlowId { index, check })
     }
 
     /// Whether the ICMP error `flow` (with its quoted header) belongs to a tracked flow of `peer`
@@ -469,6 +497,7 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             tokens: u64::from(self.cfg.new_flow_burst) * 1000,
             last_ms: now_ms,
             last_reclaim_s: 0,
+            epoch: 0,
         };
         let p = match self.free_peers.pop() {
             Some(p) => {
