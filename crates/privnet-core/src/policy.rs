@@ -28,11 +28,13 @@ pub mod filter;
 pub mod flow;
 mod hash;
 mod interval;
+pub mod lint;
 #[cfg(feature = "policy-toml")]
 pub mod parse;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod reference;
+pub mod selftest;
 pub mod spec;
 
 #[cfg(test)]

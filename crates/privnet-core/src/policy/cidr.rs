@@ -40,11 +40,6 @@ pub(crate) struct RangeSet<K: Point> {
 }
 
 impl<K: Point> RangeSet<K> {
-    /// The empty set.
-    pub(crate) fn empty() -> Self {
-        Self { ranges: Vec::new() }
-    }
-
     /// The whole domain.
     pub(crate) fn full() -> Self {
         Self {
@@ -240,11 +235,6 @@ impl IpSet {
 
     pub(crate) fn is_subset(&self, o: &Self) -> bool {
         self.v4.is_subset(&o.v4) && self.v6.is_subset(&o.v6)
-    }
-
-    /// Number of ranges (the size of the set's representation).
-    pub(crate) fn range_count(&self) -> usize {
-        self.v4.ranges.len() + self.v6.ranges.len()
     }
 }
 

@@ -300,12 +300,6 @@ impl CompiledPolicy {
             .map(RuleIdx)
     }
 
-    /// The source rule of a global index.
-    pub(crate) fn rule_spec(&self, r: RuleIdx) -> Option<&RuleSpec> {
-        let info = self.rules.get(r.index())?;
-        self.spec.tiers[info.tier.index()].get(info.position)
-    }
-
     /// Number of entries (rules × selector variants) over all tiers.
     pub fn entry_count(&self) -> usize {
         self.tiers.iter().map(|t| t.entries.len()).sum()
@@ -773,15 +767,4 @@ fn check_tests(spec: &PolicySpec, rules: &[RuleInfo], p: &mut Problems) {
             );
         }
     }
-}
-
-/// Whether `spec` would fall back to `default` for some flows (used by lints): true unless a tier
-/// has an unconditional terminal rule. Cheap, conservative.
-pub(crate) fn default_reachable(spec: &PolicySpec) -> bool {
-    !spec.tiers.iter().flatten().any(|r| {
-        matches!(r.action, Action::Allow | Action::Deny | Action::Reject)
-            && r.from.0.contains(&Atom::Any)
-            && r.to.0.contains(&Atom::Any)
-            && r.proto == ProtoSpec::Any
-    })
 }

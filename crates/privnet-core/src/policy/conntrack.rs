@@ -372,9 +372,14 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
 
     /// Whether `flow` can be tracked at all.
     pub fn trackable(flow: &Flow) -> bool {
-        key_of(flow).is_some()
-            && (flow.proto != Protocol::TCP || tcp::initial(flow.tcp_flags).is_some())
-            && !(flow.proto.is_icmp() && !flow.icmp.is_some_and(|i| i.is_echo_request(flow.proto)))
+        let opens = if flow.proto == Protocol::TCP {
+            tcp::initial(flow.tcp_flags).is_some()
+        } else if flow.proto.is_icmp() {
+            flow.icmp.is_some_and(|i| i.is_echo_request(flow.proto))
+        } else {
+            true
+        };
+        opens && key_of(flow).is_some()
     }
 
     /// The packet `flow` from `peer`'s side or to it, if it belongs to a tracked flow of `peer`:

@@ -235,3 +235,14 @@ fn proto_any_and_bare_addresses() {
     };
     assert_eq!(m.cidr, vec!["10.0.0.1/32".parse::<IpNetwork>().unwrap()]);
 }
+
+#[test]
+fn the_examples_embedded_tests_pass() {
+    let spec = parse_policy(EXAMPLE, "shop.toml").unwrap();
+    let c = compile(&spec, "shop.toml").unwrap();
+    let out = crate::policy::selftest::run_tests(&c, &[]);
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        assert!(o.passed, "{o}\n{}", o.explanation);
+    }
+}
