@@ -26,6 +26,9 @@ pub mod eval;
 pub mod explain;
 pub mod filter;
 pub mod flow;
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod interval;
 pub mod lint;

@@ -257,6 +257,9 @@ pub struct CompiledPolicy {
     pub(crate) groups: HashMap<String, u32>,
     pub(crate) group_words: usize,
     pub(crate) sets: Vec<IpSet>,
+    /// Tests force one evaluation strategy: `Some(true)` sparse whenever a candidate list
+    /// exists, `Some(false)` always dense; `None` picks the cheaper.
+    pub(crate) force_sparse: Option<bool>,
 }
 
 impl CompiledPolicy {
@@ -455,6 +458,7 @@ pub(crate) fn compile_with_budget(
         groups: c.groups,
         group_words,
         sets: c.sets,
+        force_sparse: None,
     })
 }
 

@@ -223,6 +223,8 @@ pub struct Conntrack<P> {
     sweep_cursor: usize,
     next_sweep_ms: u64,
     stats: ConntrackStats,
+    /// Seconds per state code, [unassured, assured].
+    timeouts: [[u32; 2]; 19],
 }
 
 fn words(a: IpAddr) -> ([u64; 2], u128) {
@@ -310,11 +312,17 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
     /// A tracker whose time starts at `origin`, with `seed` keying its hash (take it from the
     /// node's seeded RNG: it must be secret for the collision bound to mean anything).
     pub fn new(cfg: ConntrackConfig, origin: Instant, seed: [u8; 32]) -> Self {
-        let mut s = [0u64; 4];
-        for (i, w) in s.iter_mut().enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&seed[i * 8..i * 8 + 8]);
-            *w = u64::from_le_bytes(b);
+        let s = table::keys(&seed);
+        let mut timeouts = [[0u32; 2]; 19];
+        for (code, t) in timeouts.iter_mut().enumerate() {
+            for (assured, slot) in t.iter_mut().enumerate() {
+                let e = Entry {
+                    state: code as u8,
+                    flags: if assured == 1 { F_ASSURED } else { 0 },
+                    ..Entry::default()
+                };
+                *slot = u32::try_from(Self::timeout_of(&cfg, &e).as_secs()).unwrap_or(u32::MAX);
+            }
         }
         Self {
             table: Table::new(cfg.max_flows, s),
@@ -327,6 +335,7 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             sweep_cursor: 0,
             next_sweep_ms: 0,
             stats: ConntrackStats::default(),
+            timeouts,
         }
     }
 
@@ -343,20 +352,28 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
         u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn timeout(&self, e: &Entry) -> Duration {
+    fn timeout_of(cfg: &ConntrackConfig, e: &Entry) -> Duration {
         let assured = e.flags & F_ASSURED != 0;
         match e.state {
-            ST_UDP if assured => self.cfg.udp_assured,
-            ST_UDP => self.cfg.udp_unreplied,
-            ST_ICMP => self.cfg.icmp,
-            ST_OTHER => self.cfg.other,
-            s => TcpState::from_code(s).map_or(self.cfg.other, |t| self.cfg.tcp.of(t, assured)),
+            ST_UDP if assured => cfg.udp_assured,
+            ST_UDP => cfg.udp_unreplied,
+            ST_ICMP => cfg.icmp,
+            ST_OTHER => cfg.other,
+            s => TcpState::from_code(s).map_or(cfg.other, |t| cfg.tcp.of(t, assured)),
         }
     }
 
     fn expiry(&self, now_s: u32, e: &Entry) -> u32 {
-        let t = u32::try_from(self.timeout(e).as_secs()).unwrap_or(u32::MAX);
-        now_s.saturating_add(t)
+        now_s.saturating_add(self.timeout_secs(e.state, e.flags))
+    }
+
+    /// The timeout of a state, in seconds, from the table built at construction.
+    #[inline]
+    fn timeout_secs(&self, state: u8, flags: u8) -> u32 {
+        let assured = usize::from(flags & F_ASSURED != 0);
+        self.timeouts
+            .get(usize::from(state))
+            .map_or(0, |t| t[assured])
     }
 
     fn check_of(&self, e: &Entry) -> u32 {
@@ -390,8 +407,9 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
         let (key, src_is_a) = key_of(flow)?;
         let (i, check) = self.table.find_tagged(&key)?;
         let now_s = self.secs(now);
-        let e = *self.table.entries.get(i as usize)?;
-        if now_s > e.expires {
+        let e = self.table.entries.get(i as usize)?;
+        let (expires, state, flags) = (e.expires, e.state, e.flags);
+        if now_s > expires {
             self.drop_entry(i);
             self.stats.expired += 1;
             return None;
@@ -401,13 +419,13 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             return None;
         }
         let peer_epoch = owner.epoch;
-        let side = if src_is_a == (e.flags & F_ORIG_IS_A != 0) {
+        let side = if src_is_a == (flags & F_ORIG_IS_A != 0) {
             Side::Original
         } else {
             Side::Reply
         };
-        let mut e = e;
-        if let Some(st) = TcpState::from_code(e.state) {
+        let (mut state, mut flags) = (state, flags);
+        if let Some(st) = TcpState::from_code(state) {
             let syn_only = flow.tcp_flags & 0x12 == 0x02;
             if side == Side::Reply && syn_only && matches!(st, TcpState::Close | TcpState::TimeWait)
             {
@@ -417,14 +435,14 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
                 self.stats.expired += 1;
                 return None;
             }
-            let mut fin = e.flags & F_FIN_BY_REPLY != 0;
-            e.state = tcp::next(st, side, flow.tcp_flags, &mut fin) as u8;
-            e.flags = if fin {
-                e.flags | F_FIN_BY_REPLY
+            let mut fin = flags & F_FIN_BY_REPLY != 0;
+            state = tcp::next(st, side, flow.tcp_flags, &mut fin) as u8;
+            flags = if fin {
+                flags | F_FIN_BY_REPLY
             } else {
-                e.flags & !F_FIN_BY_REPLY
+                flags & !F_FIN_BY_REPLY
             };
-        } else if e.state == ST_ICMP {
+        } else if state == ST_ICMP {
             let icmp = flow.icmp?;
             let ok = match side {
                 Side::Original => icmp.is_echo_request(flow.proto),
@@ -435,18 +453,19 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             }
         }
         if side == Side::Reply {
-            e.flags |= F_ASSURED;
+            flags |= F_ASSURED;
         }
-        e.expires = self.expiry(now_s, &e);
-        if let Some(slot) = self.table.entries.get_mut(i as usize) {
-            *slot = e;
-        }
+        let expires = now_s.saturating_add(self.timeout_secs(state, flags));
+        let e = self.table.entries.get_mut(i as usize)?;
+        e.state = state;
+        e.flags = flags;
+        e.expires = expires;
         Some(Hit {
             id: FlowId { index: i, check },
             side,
             epoch: e.epoch,
             rule: e.rule,
-            tag: e.flags >> TAG_SHIFT & 7,
+            tag: flags >> TAG_SHIFT & 7,
             peer_epoch,
         })
     }

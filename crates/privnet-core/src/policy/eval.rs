@@ -72,6 +72,10 @@ pub struct PartyBits {
     pub(crate) policy: [u8; 32],
     pub(crate) from: [Bitset; 3],
     pub(crate) to: [Bitset; 3],
+    /// The same bits as a sorted list, when there are few (an identity named by few rules): a
+    /// packet can then visit just those entries.
+    pub(crate) from_list: [Option<Box<[u32]>>; 3],
+    pub(crate) to_list: [Option<Box<[u32]>>; 3],
 }
 
 impl PartyBits {
@@ -124,10 +128,18 @@ impl CompiledPolicy {
             }
             b
         };
+        let from = self.tiers.each_ref().map(|t| one(t, |e| &e.from));
+        let to = self.tiers.each_ref().map(|t| one(t, |e| &e.to));
+        let sparse = |b: &Bitset| {
+            let ones = b.ones();
+            (ones.len() <= b.words.len()).then(|| ones.into_boxed_slice())
+        };
         PartyBits {
             policy: self.hash,
-            from: self.tiers.each_ref().map(|t| one(t, |e| &e.from)),
-            to: self.tiers.each_ref().map(|t| one(t, |e| &e.to)),
+            from_list: from.each_ref().map(sparse),
+            to_list: to.each_ref().map(sparse),
+            from,
+            to,
         }
     }
 
@@ -157,15 +169,13 @@ impl CompiledPolicy {
         for tier in Tier::ALL {
             let t = tier.index();
             let index = &self.tiers[t];
-            match self.eval_tier(
-                index,
-                flow,
-                proto,
-                value,
-                &src.from[t],
-                &dst.to[t],
-                &mut logged,
-            ) {
+            let ends = Ends {
+                src: &src.from[t],
+                dst: &dst.to[t],
+                src_list: src.from_list[t].as_deref(),
+                dst_list: dst.to_list[t].as_deref(),
+            };
+            match self.eval_tier(index, flow, proto, value, &ends, &mut logged) {
                 Some(e) if e.action == Action::Pass => continue,
                 Some(e) => {
                     return Verdict {
@@ -200,7 +210,12 @@ impl CompiledPolicy {
     }
 
     /// The first terminal entry of `t` matching (recording the first `log` entry on the way).
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Two strategies, same result. When some dimension has no wildcard entries (every entry of
+    /// the tier has a port condition for this protocol, or an address condition, or the identity is
+    /// named by few rules), its sparse list holds every candidate: the shortest such list is walked
+    /// in order and each candidate is checked in the other dimensions (bit tests, and merge walks
+    /// of the other sorted lists). Otherwise the dimensions are ANDed word by word.
     #[inline]
     fn eval_tier<'p>(
         &'p self,
@@ -208,8 +223,7 @@ impl CompiledPolicy {
         flow: &Flow,
         proto: Protocol,
         value: Option<u16>,
-        src_bits: &Bitset,
-        dst_bits: &Bitset,
+        ends: &Ends<'_>,
         logged: &mut Option<RuleIdx>,
     ) -> Option<&'p Entry> {
         let n = t.words();
@@ -221,59 +235,162 @@ impl CompiledPolicy {
         let vlist = value.map_or(&[][..], |v| pi.values.lookup(v));
         let slist = t.src.lookup(flow.src);
         let dlist = t.dst.lookup(flow.dst);
-        let (Some(wild), Some(snone), Some(dnone), Some(sb), Some(db), Some(res)) = (
-            pi.wild.words.get(..n),
-            t.src.none.words.get(..n),
-            t.dst.none.words.get(..n),
-            src_bits.words.get(..n),
-            dst_bits.words.get(..n),
-            t.residual.words.get(..n),
+        // Candidate lists: a dimension without wildcards lists all its candidates.
+        let mut driver: Option<&[u32]> = None;
+        for (complete, list) in [
+            (!pi.wild.nonempty, Some(vlist)),
+            (!t.src.none.nonempty, Some(slist)),
+            (!t.dst.none.nonempty, Some(dlist)),
+            (true, ends.src_list),
+            (true, ends.dst_list),
+        ] {
+            if let (true, Some(l)) = (complete, list) {
+                if driver.is_none_or(|d| l.len() < d.len()) {
+                    driver = Some(l);
+                }
+            }
+        }
+        let dims = Dims {
+            t,
+            pi,
+            ends,
+            vlist,
+            slist,
+            dlist,
+        };
+        match (driver, self.force_sparse) {
+            (Some(d), Some(true)) => self.sparse(&dims, d, flow, logged),
+            (Some(d), None) if d.len() <= n => self.sparse(&dims, d, flow, logged),
+            _ => self.dense(&dims, n, flow, logged),
+        }
+    }
+
+    /// Walk the candidates `driver` (sorted) and check each in every dimension.
+    #[inline]
+    fn sparse<'p>(
+        &'p self,
+        d: &Dims<'p, '_>,
+        driver: &[u32],
+        flow: &Flow,
+        logged: &mut Option<RuleIdx>,
+    ) -> Option<&'p Entry> {
+        let (mut vi, mut si, mut di) = (0usize, 0usize, 0usize);
+        for &e in driver {
+            let i = e as usize;
+            if !(d.ends.src.get(i) && d.ends.dst.get(i)) {
+                continue;
+            }
+            if !(d.pi.wild.get(i) || contains(d.vlist, &mut vi, e))
+                || !(d.t.src.none.get(i) || contains(d.slist, &mut si, e))
+                || !(d.t.dst.none.get(i) || contains(d.dlist, &mut di, e))
+            {
+                continue;
+            }
+            if let Some(entry) = self.decide(d.t, i, flow, logged) {
+                return Some(entry);
+            }
+        }
+        None
+    }
+
+    /// AND the dimensions word by word.
+    #[inline]
+    fn dense<'p>(
+        &'p self,
+        d: &Dims<'p, '_>,
+        n: usize,
+        flow: &Flow,
+        logged: &mut Option<RuleIdx>,
+    ) -> Option<&'p Entry> {
+        let (Some(wild), Some(snone), Some(dnone), Some(sb), Some(db)) = (
+            d.pi.wild.words.get(..n),
+            d.t.src.none.words.get(..n),
+            d.t.dst.none.words.get(..n),
+            d.ends.src.words.get(..n),
+            d.ends.dst.words.get(..n),
         ) else {
             return None;
         };
+        // The list cursors catch up lazily in `merge`, so a word can be skipped at any step.
         let (mut vi, mut si, mut di) = (0usize, 0usize, 0usize);
         for w in 0..n {
             let base = (w as u32) * 64;
             let mut acc = sb[w] & db[w];
             if acc == 0 {
-                // Skip the sparse lists past this word.
-                let end = base + 64;
-                vi += skip(vlist, vi, end);
-                si += skip(slist, si, end);
-                di += skip(dlist, di, end);
                 continue;
             }
-            acc &= wild[w] | merge(vlist, &mut vi, base);
-            acc &= snone[w] | merge(slist, &mut si, base);
-            acc &= dnone[w] | merge(dlist, &mut di, base);
+            acc &= wild[w] | merge(d.vlist, &mut vi, base);
+            if acc == 0 {
+                continue;
+            }
+            acc &= snone[w] | merge(d.slist, &mut si, base);
+            if acc == 0 {
+                continue;
+            }
+            acc &= dnone[w] | merge(d.dlist, &mut di, base);
             while acc != 0 {
                 let bit = acc.trailing_zeros();
                 acc &= acc - 1;
-                let i = (base + bit) as usize;
-                let Some(e) = t.entries.get(i) else {
-                    continue;
-                };
-                if res[w] >> bit & 1 != 0 && e.check_packet(&self.sets, flow).is_err() {
-                    continue;
+                if let Some(entry) = self.decide(d.t, (base + bit) as usize, flow, logged) {
+                    return Some(entry);
                 }
-                if e.action == Action::Log {
-                    if logged.is_none() {
-                        *logged = Some(RuleIdx(e.rule));
-                    }
-                    continue;
-                }
-                return Some(e);
             }
         }
         None
     }
+
+    /// Entry `i` matched the indexes: check it exactly if it is residual, record it if it is a
+    /// `log`, else it decides.
+    #[inline]
+    fn decide<'p>(
+        &'p self,
+        t: &'p TierIndex,
+        i: usize,
+        flow: &Flow,
+        logged: &mut Option<RuleIdx>,
+    ) -> Option<&'p Entry> {
+        let e = t.entries.get(i)?;
+        if t.residual.get(i) && e.check_packet(&self.sets, flow).is_err() {
+            return None;
+        }
+        if e.action == Action::Log {
+            if logged.is_none() {
+                *logged = Some(RuleIdx(e.rule));
+            }
+            return None;
+        }
+        Some(e)
+    }
 }
 
-/// How many entries of `list[i..]` are below `end`.
+/// The identity bits of both ends for one tier.
+pub(crate) struct Ends<'a> {
+    src: &'a Bitset,
+    dst: &'a Bitset,
+    src_list: Option<&'a [u32]>,
+    dst_list: Option<&'a [u32]>,
+}
+
+/// Everything a tier evaluation looks at.
+struct Dims<'p, 'a> {
+    t: &'p TierIndex,
+    pi: &'p super::compile::ProtoIndex,
+    ends: &'a Ends<'a>,
+    vlist: &'p [u32],
+    slist: &'p [u32],
+    dlist: &'p [u32],
+}
+
+/// Whether sorted `list` holds `e`, advancing `*i` (callers ask in increasing `e`).
 #[inline]
-fn skip(list: &[u32], i: usize, end: u32) -> usize {
-    list.get(i..)
-        .map_or(0, |rest| rest.partition_point(|&e| e < end))
+fn contains(list: &[u32], i: &mut usize, e: u32) -> bool {
+    while let Some(&x) = list.get(*i) {
+        if x >= e {
+            return x == e;
+        }
+        *i += 1;
+    }
+    false
 }
 
 /// The bits of `list` (sorted entry indices) that fall in the word starting at entry `base`,

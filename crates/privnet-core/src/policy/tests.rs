@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 
-use super::compile::{compile, compile_with_budget};
+use super::compile::compile;
 use super::eval::{Decider, End};
 use super::flow::MemberRef;
-use super::reference::{gen_flow, gen_member, gen_spec, reference_verdict, ByteSource, RefDecider};
+use super::fuzzing::{check_agreement, drive_filter};
+use super::reference::{gen_flow, gen_member, gen_spec, ByteSource};
 
 /// The origin of a fake clock (tests only advance it).
 pub(crate) fn t0() -> Instant {
@@ -27,51 +28,7 @@ fn end<'a>(kind: u8, m: &'a MemberRef) -> End<'a> {
 
 /// Compiled and reference agree on one policy for a batch of flows; returns how many flows.
 pub(crate) fn agree(bytes: &[u8], flows: usize) -> usize {
-    agree_with(bytes, flows, 6, None)
-}
-
-/// [`agree`] with up to `max_rules` rules per tier and, if given, a tiny index budget (residual
-/// entries).
-pub(crate) fn agree_with(
-    bytes: &[u8],
-    flows: usize,
-    max_rules: usize,
-    budget: Option<usize>,
-) -> usize {
-    let mut u = ByteSource::new(bytes);
-    let spec = gen_spec(&mut u, max_rules);
-    let c = match budget {
-        Some(b) => compile_with_budget(&spec, "gen", b),
-        None => compile(&spec, "gen"),
-    }
-    .expect("generated policies are valid");
-    for _ in 0..flows {
-        let flow = gen_flow(&mut u);
-        let (a, b) = (gen_member(&mut u), gen_member(&mut u));
-        let (ka, kb) = (u.byte(), u.byte());
-        let (src, dst) = (end(ka, &a), end(kb, &b));
-        let got = c.evaluate_ends(&flow, src, dst);
-        let want = reference_verdict(&spec, &flow, src, dst);
-        let got_decider = match got.decided_by {
-            Decider::Rule(r) => {
-                let info = c.rule(r).unwrap();
-                RefDecider::Rule(info.tier, info.position)
-            }
-            Decider::Default => RefDecider::Default,
-            Decider::UnknownProtocol => RefDecider::Unknown,
-            Decider::NonFirstFragment => RefDecider::NonFirst,
-        };
-        let got_log = got.logged.map(|r| {
-            let i = c.rule(r).unwrap();
-            (i.tier, i.position)
-        });
-        assert_eq!(
-            (got.action, got_decider, got_log),
-            (want.action, want.decided_by, want.logged),
-            "policy {spec:#?}\nflow {flow:?}\nsrc {src:?}\ndst {dst:?}"
-        );
-    }
-    flows
+    check_agreement(bytes, flows, 6, None)
 }
 
 proptest! {
@@ -88,7 +45,7 @@ proptest! {
         budget in prop_oneof![Just(None), Just(Some(0usize)), Just(Some(8usize))],
     ) {
         // Up to 120 rules per tier: several bit-set words, sparse lists that cross words.
-        agree_with(&bytes, 64, 120, budget);
+        check_agreement(&bytes, 64, 120, budget);
     }
 }
 
@@ -147,4 +104,13 @@ fn generated_inputs_exercise_rules() {
     assert!(by_rule * 3 > total, "{by_rule} of {total} by rules");
     assert!(logged > 0);
     assert_eq!(actions.len(), 3, "{actions:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn the_filter_stays_bounded_and_decides_like_the_policy(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        drive_filter(&bytes, t0());
+    }
 }

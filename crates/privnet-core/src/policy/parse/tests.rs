@@ -246,3 +246,21 @@ fn the_examples_embedded_tests_pass() {
         assert!(o.passed, "{o}\n{}", o.explanation);
     }
 }
+
+#[test]
+fn the_fuzz_seeds_are_valid_policies_whose_tests_pass() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/policy_parse");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        let c = compile(&parse_policy(&text, &name).unwrap(), &name).unwrap();
+        for o in crate::policy::selftest::run_tests(&c, &[]) {
+            assert!(o.passed, "{name}: {o}");
+        }
+        n += 1;
+    }
+    assert!(n >= 3);
+}
