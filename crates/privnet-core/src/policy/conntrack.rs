@@ -225,14 +225,23 @@ pub struct Conntrack<P> {
     stats: ConntrackStats,
     /// Seconds per state code, [unassured, assured].
     timeouts: [[u32; 2]; 19],
+    last_now: Option<Instant>,
+    last_secs: u32,
 }
 
+#[inline]
 fn words(a: IpAddr) -> ([u64; 2], u128) {
-    let x = match a {
-        IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
-        IpAddr::V6(v) => u128::from(v),
-    };
-    ([(x >> 64) as u64, x as u64], x)
+    match a {
+        // As the IPv4-mapped IPv6 address ::ffff:a.b.c.d (the `v6` flag keeps them apart).
+        IpAddr::V4(v) => {
+            let x = 0xffff_0000_0000_u64 | u64::from(u32::from(v));
+            ([0, x], u128::from(x))
+        }
+        IpAddr::V6(v) => {
+            let x = u128::from(v);
+            ([(x >> 64) as u64, x as u64], x)
+        }
+    }
 }
 
 /// The canonical key of a packet between `src:sp` and `dst:dp`, and whether `src` is its `a` end.
@@ -336,6 +345,8 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             next_sweep_ms: 0,
             stats: ConntrackStats::default(),
             timeouts,
+            last_now: None,
+            last_secs: 0,
         }
     }
 
@@ -346,6 +357,17 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
 
     fn secs(&self, now: Instant) -> u32 {
         u32::try_from(now.saturating_duration_since(self.origin).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// [`Conntrack::secs`], remembering the last answer: a driver hands a whole batch of packets
+    /// the same `now`, and `Instant` subtraction is not free.
+    #[inline]
+    fn secs_cached(&mut self, now: Instant) -> u32 {
+        if self.last_now != Some(now) {
+            self.last_now = Some(now);
+            self.last_secs = self.secs(now);
+        }
+        self.last_secs
     }
 
     fn millis(&self, now: Instant) -> u64 {
@@ -377,7 +399,7 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
     }
 
     fn check_of(&self, e: &Entry) -> u32 {
-        (table::hash(&self.table.seed, &e.key()) >> 32) as u32
+        table::hash(&self.table.seed, &e.key()) as u32
     }
 
     fn entry(&self, id: FlowId) -> Option<&Entry> {
@@ -406,7 +428,7 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
     pub fn lookup(&mut self, peer: &P, flow: &Flow, now: Instant) -> Option<Hit> {
         let (key, src_is_a) = key_of(flow)?;
         let (i, check) = self.table.find_tagged(&key)?;
-        let now_s = self.secs(now);
+        let now_s = self.secs_cached(now);
         let e = self.table.entries.get(i as usize)?;
         let (expires, state, flags) = (e.expires, e.state, e.flags);
         if now_s > expires {
@@ -566,7 +588,8 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
         let now_s = self.secs(now);
         let now_ms = self.millis(now);
         let p = self.peer_slot(peer, now_ms);
-        if let Some(old) = self.table.find(&key) {
+        let h = table::hash(&self.table.seed, &key);
+        if let Some((old, _)) = self.table.find_hashed(&key, h) {
             // Another peer's entry for the same addresses (an address moved) or a closed one.
             self.drop_entry(old);
             self.stats.removed += 1;
@@ -633,9 +656,9 @@ impl<P: Copy + Eq + Hash> Conntrack<P> {
             next: head,
         };
         e.expires = self.expiry(now_s, &e);
-        let check = self.check_of(&e);
+        let check = h as u32;
         let was_empty = self.table.live == 0;
-        let i = match self.table.insert(e) {
+        let i = match self.table.insert_hashed(e, h) {
             Ok(i) => i,
             Err(_) => {
                 self.stats.refused_table_full += 1;

@@ -133,7 +133,8 @@ pub(crate) enum Full {
 #[derive(Debug)]
 pub(crate) struct Table {
     pub(crate) seed: [u64; 4],
-    /// `hash >> 32 << 32 | (entry + 1)`, 0 = empty.
+    /// `(hash as u32) << 32 | (entry + 1)`, 0 = empty. The low half of the hash gives the home
+    /// slot (so deletion needs no rehash) and serves as a tag against needless key compares.
     index: Box<[u64]>,
     mask: usize,
     pub(crate) entries: Vec<Entry>,
@@ -171,11 +172,16 @@ impl Table {
         self.find_tagged(k).map(|(i, _)| i)
     }
 
-    /// The entry holding `k` and the high half of its hash.
+    /// The entry holding `k` and its tag (the low half of its hash).
     #[inline]
     pub(crate) fn find_tagged(&self, k: &Key) -> Option<(u32, u32)> {
-        let h = hash(&self.seed, k);
-        let tag = h >> 32;
+        self.find_hashed(k, hash(&self.seed, k))
+    }
+
+    /// [`Table::find_tagged`] with the key's hash already computed.
+    #[inline]
+    pub(crate) fn find_hashed(&self, k: &Key, h: u64) -> Option<(u32, u32)> {
+        let tag = u64::from(h as u32);
         let mut slot = h as usize & self.mask;
         for _ in 0..MAX_PROBE {
             let s = *self.index.get(slot)?;
@@ -194,11 +200,17 @@ impl Table {
     }
 
     /// Store `e` (whose key is not in the table) and index it.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, e: Entry) -> Result<u32, Full> {
+        let h = hash(&self.seed, &e.key());
+        self.insert_hashed(e, h)
+    }
+
+    /// [`Table::insert`] with the key's hash `h` already computed.
+    pub(crate) fn insert_hashed(&mut self, e: Entry, h: u64) -> Result<u32, Full> {
         if self.is_full() {
             return Err(Full::Slab);
         }
-        let h = hash(&self.seed, &e.key());
         let mut slot = h as usize & self.mask;
         let mut found = None;
         for _ in 0..MAX_PROBE {
@@ -225,7 +237,7 @@ impl Table {
             (self.entries.len() - 1) as u32
         };
         if let Some(s) = self.index.get_mut(slot) {
-            *s = (h >> 32) << 32 | u64::from(i + 1);
+            *s = u64::from(h as u32) << 32 | u64::from(i + 1);
         }
         self.live += 1;
         Ok(i)
@@ -262,11 +274,7 @@ impl Table {
                 if s == 0 {
                     break;
                 }
-                let idx = (s as u32).wrapping_sub(1) as usize;
-                let home = self
-                    .entries
-                    .get(idx)
-                    .map_or(j, |x| hash(&self.seed, &x.key()) as usize & self.mask);
+                let home = (s >> 32) as usize & self.mask;
                 // Distance from home to j and from home to the hole, cyclically.
                 let dj = j.wrapping_sub(home) & self.mask;
                 let dh = hole.wrapping_sub(home) & self.mask;
