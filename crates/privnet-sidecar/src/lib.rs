@@ -15,5 +15,6 @@ pub mod driver;
 pub mod files;
 pub mod hold;
 pub mod logging;
+pub mod policy_cli;
 pub mod sys;
 pub mod turns;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::policy::flow::{tcp_flags::*, Fragment};
+use crate::policy::flow::{tcp_flags::*, Fragment, QuotedFlow};
 use crate::policy::tests::t0;
 
 fn ip(s: &str) -> IpAddr {
