@@ -54,7 +54,8 @@ pub enum Reason {
     Policy(Verdict),
     /// A new flow the policy allowed but the tracker refused (a bound; counted).
     Refused(Refused),
-    /// A tracked flow the current policy no longer allows (now removed).
+    /// A tracked flow the current policy no longer allows (now removed); `Reject` if the policy
+    /// rejects it now.
     Cut(Verdict),
     /// The peer has no registered identity ([`Filter::set_peer`] was not called).
     UnknownPeer,
@@ -294,7 +295,15 @@ impl<P: Copy + Eq + Hash> Filter<P> {
                     self.counters.totals.established += 1;
                     Decision::pass(Reason::Established)
                 }
-                Some(cut) => Decision::drop(Reason::Cut(cut.verdict)),
+                Some(cut) => Decision {
+                    // A rejected flow is answered (TCP RST), so its ends learn at once.
+                    disposition: if cut.verdict.action == Action::Reject {
+                        Disposition::Reject
+                    } else {
+                        Disposition::Drop
+                    },
+                    reason: Reason::Cut(cut.verdict),
+                },
             };
         }
         if flow.icmp.is_some_and(|i| i.quoted.is_some())

@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 
+use crate::credential::PeerIdentity;
+
 /// An IP protocol number, or the class of packets whose protocol the classifier could not establish
 /// (an IPv6 extension-header chain longer than its walk, an unknown extension header, a first
 /// fragment too short to hold the transport header, a port-carrying protocol without its ports).
@@ -280,6 +282,16 @@ impl MemberRef {
         Self {
             name: name.into(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+}
+
+impl From<&PeerIdentity> for MemberRef {
+    /// The policy's view of a verified credential: its name and groups.
+    fn from(id: &PeerIdentity) -> Self {
+        Self {
+            name: id.name.clone(),
+            groups: id.groups.clone(),
         }
     }
 }

@@ -193,7 +193,11 @@ fn check_decision(
             };
             assert_eq!(d.disposition, want);
         }
-        (Reason::Refused(_) | Reason::Cut(_) | Reason::FragmentWithoutFirst, _) => {
+        (Reason::Cut(v), _) => {
+            assert!(!v.is_allow());
+            assert_ne!(d.disposition, Disposition::Pass);
+        }
+        (Reason::Refused(_) | Reason::FragmentWithoutFirst, _) => {
             assert_eq!(d.disposition, Disposition::Drop);
         }
         (Reason::Established | Reason::Related | Reason::Fragment, _) => {
