@@ -53,6 +53,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Exit 0 if a running sidecar answers on its status socket (liveness/readiness probe).
     Health(StatusArgs),
+    /// Check and explain access policies offline (docs/POLICY.md).
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCommand),
 }
 
 /// `privnet up`.
@@ -221,6 +224,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up(&a),
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
+        Command::Policy(c) => return crate::policy_cli::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,5 +13,6 @@ pub mod config;
 pub mod files;
 pub mod logging;
 pub mod metrics;
+pub mod policy_cli;
 pub mod status;
 pub mod up;
