@@ -551,6 +551,11 @@ pub(crate) enum Fresh {
 }
 
 impl ReplayModel {
+    /// The highest accepted counter.
+    pub(crate) fn max(&self) -> Option<u64> {
+        self.max
+    }
+
     pub(crate) fn check(&self, c: u64) -> Fresh {
         match self.max {
             Some(max) if c <= max => {
