@@ -591,3 +591,32 @@ pub(crate) fn trace() -> bool {
     static T: OnceLock<bool> = OnceLock::new();
     *T.get_or_init(|| std::env::var_os("PRIVNET_FUZZ_TRACE").is_some())
 }
+
+/// The CA trusted by `cert_decode`'s verifier (CA key seed `[1; 32]`): the seed generator issues
+/// certificates under it, so that seeds reach the signature, validity, key and address checks
+/// (they still fail: none binds the static key `cert_decode` presents, [`CERT_PROBE_KEY`]).
+pub(crate) fn fuzz_ca() -> (
+    privnet_core::identity::CaKey,
+    privnet_core::identity::CaCertificate,
+) {
+    use privnet_core::identity::{CaCertificate, CaKey, CaParams, NetworkId};
+    let key = CaKey::from_seed([1; 32]);
+    let ca = CaCertificate::self_signed(
+        &key,
+        &CaParams {
+            name: "fuzz".into(),
+            network_id: NetworkId([0; 16]),
+            prefixes: vec!["10.0.0.0/8".parse().expect("prefix"), "fd00::/8".parse().expect("prefix")],
+            routes: vec!["192.168.0.0/16".parse().expect("route")],
+            not_before: 0,
+            not_after: u64::MAX,
+        },
+    )
+    .expect("CA");
+    (key, ca)
+}
+
+/// The static key `cert_decode` presents to its verifier (no seed certificate binds it).
+pub(crate) const CERT_PROBE_KEY: [u8; 32] = [9; 32];
+/// The time `cert_decode` verifies at.
+pub(crate) const CERT_PROBE_TIME: u64 = 1_000;
