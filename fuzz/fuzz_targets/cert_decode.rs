@@ -22,12 +22,20 @@ fn verifier() -> &'static CertVerifier {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cert) = MemberCertificate::from_bytes(data) {
-        assert_eq!(cert.to_bytes(), data, "member certificate decoding is not canonical");
+        assert_eq!(
+            cert.to_bytes(),
+            data,
+            "member certificate decoding is not canonical"
+        );
         let again = MemberCertificate::from_bytes(&cert.to_bytes()).ok();
         assert_eq!(again.as_ref(), Some(&cert));
     }
     if let Ok(ca) = CaCertificate::from_bytes(data) {
-        assert_eq!(ca.to_bytes(), data, "CA certificate decoding is not canonical");
+        assert_eq!(
+            ca.to_bytes(),
+            data,
+            "CA certificate decoding is not canonical"
+        );
     }
     // The verifier path: nothing the fuzzer makes binds the probe key under the trusted CA.
     let v = verifier().verify(data, &common::CERT_PROBE_KEY, common::CERT_PROBE_TIME);

@@ -74,11 +74,20 @@ fn with_pair(f: impl FnOnce(&mut Pair)) {
             let net = TestNetwork::new(2, 202);
             let mut sim = net.sim(3, LinkConfig::default());
             sim.run_for(Duration::from_millis(200));
-            let to1 = sim.nodes[0].node.peer_by_key(&net.public(1)).expect("peer 1");
-            let to0 = sim.nodes[1].node.peer_by_key(&net.public(0)).expect("peer 0");
+            let to1 = sim.nodes[0]
+                .node
+                .peer_by_key(&net.public(1))
+                .expect("peer 1");
+            let to0 = sim.nodes[1]
+                .node
+                .peer_by_key(&net.public(0))
+                .expect("peer 0");
             let a = sim.nodes[0].node.current_session(to1).expect("a session");
             let b = sim.nodes[1].node.current_session(to0).expect("a session");
-            assert_eq!((a.local_index, a.remote_index), (b.remote_index, b.local_index));
+            assert_eq!(
+                (a.local_index, a.remote_index),
+                (b.remote_index, b.local_index)
+            );
             for n in &mut sim.nodes {
                 while n.node.poll_event().is_some() {}
             }
@@ -139,7 +148,10 @@ impl Run<'_> {
         [
             self.p.net.underlay[0],
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), 6000),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20)), 51820),
+            SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20)),
+                51820,
+            ),
             SocketAddr::new(self.p.net.overlay[0], 51820),
         ]
     }
@@ -184,14 +196,25 @@ impl Run<'_> {
             Err(e) => Err(e.reason()),
         };
         if common::trace() {
-            eprintln!("deliver {} bytes from {from}: got {got:?}, want {want:?}", bytes.len());
+            eprintln!(
+                "deliver {} bytes from {from}: got {got:?}, want {want:?}",
+                bytes.len()
+            );
         }
-        assert_eq!(after - before, u64::from(got.is_err()), "{got:?} counted wrongly");
+        assert_eq!(
+            after - before,
+            u64::from(got.is_err()),
+            "{got:?} counted wrongly"
+        );
         if let Some(want) = want {
             assert_eq!(got, want, "node and model disagree");
         }
         let s = node.current_session(self.p.to0).expect("the session stays");
-        assert_eq!((s.local_index, s.remote_index), self.current, "the session changed");
+        assert_eq!(
+            (s.local_index, s.remote_index),
+            self.current,
+            "the session changed"
+        );
         node.check_invariants();
         let mut events = Vec::new();
         while let Some(e) = node.poll_event() {
@@ -207,7 +230,11 @@ impl Run<'_> {
             }
         }
         let status = node.peer(self.p.to0).expect("peer");
-        assert_eq!(status.endpoint, Some(self.endpoint), "endpoint and events agree");
+        assert_eq!(
+            status.endpoint,
+            Some(self.endpoint),
+            "endpoint and events agree"
+        );
     }
 
     /// Deliver a genuine sealed packet and check the model's verdict.
@@ -237,9 +264,15 @@ impl Run<'_> {
             }
         };
         self.deliver(from, &bytes, Some(want));
-        assert_eq!(self.endpoint, expected_endpoint, "the endpoint after {want:?} from {from}");
+        assert_eq!(
+            self.endpoint, expected_endpoint,
+            "the endpoint after {want:?} from {from}"
+        );
         if let Ok(len) = want {
-            assert!(self.delivered.insert(counter), "counter {counter} delivered twice");
+            assert!(
+                self.delivered.insert(counter),
+                "counter {counter} delivered twice"
+            );
             if len > 0 {
                 assert_eq!(&self.p.out[..len], &plain[..], "the exact inner packet");
             }
@@ -279,7 +312,11 @@ impl Run<'_> {
         let before = self.p.sim.nodes[1].node.stats().rx_packets;
         self.deliver(from, bytes, want);
         let node = &self.p.sim.nodes[1].node;
-        assert_eq!(node.stats().rx_packets, before, "a forged message was accepted");
+        assert_eq!(
+            node.stats().rx_packets,
+            before,
+            "a forged message was accepted"
+        );
     }
 }
 
@@ -306,8 +343,13 @@ fuzz_target!(|data: &[u8]| {
             match op {
                 0 if run.pool.len() < POOL => {
                     let counter = run.p.base + u64::from(input.u32()) % SPAN;
-                    let kind = [Kind::Packet, Kind::Keepalive, Kind::Spoofed, Kind::Foreign, Kind::Raw]
-                        [usize::from(input.u8()) % 5];
+                    let kind = [
+                        Kind::Packet,
+                        Kind::Keepalive,
+                        Kind::Spoofed,
+                        Kind::Foreign,
+                        Kind::Raw,
+                    ][usize::from(input.u8()) % 5];
                     let len = usize::from(input.u8());
                     run.p.serial += 1;
                     let serial = run.p.serial.to_le_bytes();
@@ -327,7 +369,11 @@ fuzz_target!(|data: &[u8]| {
                 0 => {}
                 1 | 7 if !run.pool.is_empty() => {
                     let i = usize::from(input.u8()) % run.pool.len();
-                    let times = if op == 7 { 1 + usize::from(input.u8() % 8) } else { 1 };
+                    let times = if op == 7 {
+                        1 + usize::from(input.u8() % 8)
+                    } else {
+                        1
+                    };
                     for _ in 0..times {
                         run.deliver_genuine(i, sources[0]);
                     }
@@ -393,7 +439,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(run.endpoint, run.p.net.underlay[0]);
         run.p.base += SPAN + 1;
         for n in &mut run.p.sim.nodes {
-            while n.node.poll_transmit(&mut run.p.out, run.p.sim.now).is_some() {}
+            while n
+                .node
+                .poll_transmit(&mut run.p.out, run.p.sim.now)
+                .is_some()
+            {}
             while n.node.poll_event().is_some() {}
         }
     });

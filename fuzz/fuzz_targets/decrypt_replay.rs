@@ -56,7 +56,11 @@ fn packet(pair: &mut Pair, sealed: &mut [Option<Vec<u8>>; 64], k: usize) -> Vec<
         return p.clone();
     }
     pair.serial += 1;
-    let inner = ipv4_udp(pair.net.overlay[0], pair.net.overlay[1], &pair.serial.to_le_bytes());
+    let inner = ipv4_udp(
+        pair.net.overlay[0],
+        pair.net.overlay[1],
+        &pair.serial.to_le_bytes(),
+    );
     let now = pair.sim.now;
     let node = &mut pair.sim.nodes[0].node;
     let bytes = match node.encapsulate_to(pair.to1, &inner, &mut pair.out, now) {
@@ -73,7 +77,9 @@ fn deliver(pair: &mut Pair, bytes: &[u8]) -> Result<Decapsulated, privnet_core::
     let node = &mut pair.sim.nodes[1].node;
     let r = node.decapsulate(pair.net.underlay[0], bytes, &mut pair.out, now);
     if let Ok(Decapsulated::Packet { peer, len }) = r {
-        pair.sim.nodes[1].inbox.push((peer, pair.out[..len].to_vec()));
+        pair.sim.nodes[1]
+            .inbox
+            .push((peer, pair.out[..len].to_vec()));
     }
     let node = &mut pair.sim.nodes[1].node;
     while node.poll_transmit(&mut pair.out, now).is_some() {}
@@ -101,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
                     m[pos] ^= data.get(i + 1).copied().unwrap_or(1) | 1;
                     i += 2;
                     let r = deliver(pair, &m);
-                    assert!(!matches!(r, Ok(Decapsulated::Packet { .. })), "mutation accepted");
+                    assert!(
+                        !matches!(r, Ok(Decapsulated::Packet { .. })),
+                        "mutation accepted"
+                    );
                     r
                 }
                 _ => {

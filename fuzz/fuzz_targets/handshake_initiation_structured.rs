@@ -128,7 +128,9 @@ fn decode(f: &Fixture, v: Variant, input: &mut Input<'_>, model: &mut Model, now
             };
             common::tai64n(t)
         }
-        _ => model.previous_stamp.unwrap_or_else(|| common::tai64n(unix_now)),
+        _ => model
+            .previous_stamp
+            .unwrap_or_else(|| common::tai64n(unix_now)),
     };
     model.previous_stamp = Some(stamp);
     let key = who.public(f);
@@ -195,7 +197,8 @@ fn decode(f: &Fixture, v: Variant, input: &mut Input<'_>, model: &mut Model, now
         _ => Some([0xa5; 16]),
     };
     common::set_mac2(&mut msg, cookie.as_ref());
-    let mac2_valid = mac2_mode == 1 || (mac2_mode == 2 && f.cookies[(from_idx + 1) % SOURCES] == f.cookies[from_idx]);
+    let mac2_valid = mac2_mode == 1
+        || (mac2_mode == 2 && f.cookies[(from_idx + 1) % SOURCES] == f.cookies[from_idx]);
 
     // The model, in the node's order of checks (node.rs handle_initiation).
     let expect = (|| {
@@ -274,30 +277,72 @@ fn check(f: &Fixture, node: &mut Node, case: &Case, now: Instant) {
     let after = node.stats();
     match (&r, case.expect) {
         (Ok(Decapsulated::Control), Ok(())) => {
-            assert_eq!(after.total_drops(), before.total_drops(), "accepted but counted");
-            assert_eq!(after.handshake_work, before.handshake_work + 1, "admitted once");
-            assert_eq!(sent.len(), 1, "one response per accepted initiation: {sent:?}");
+            assert_eq!(
+                after.total_drops(),
+                before.total_drops(),
+                "accepted but counted"
+            );
+            assert_eq!(
+                after.handshake_work,
+                before.handshake_work + 1,
+                "admitted once"
+            );
+            assert_eq!(
+                sent.len(),
+                1,
+                "one response per accepted initiation: {sent:?}"
+            );
             let (dst, resp) = &sent[0];
-            assert_eq!(*dst, from, "the response goes where the initiation came from");
+            assert_eq!(
+                *dst, from,
+                "the response goes where the initiation came from"
+            );
             let key = case.who.public(f);
             match wire::parse(resp) {
                 Ok(Message::Response(m)) => {
-                    assert_eq!(m.receiver(), case.sender, "the response names the sender's index");
+                    assert_eq!(
+                        m.receiver(),
+                        case.sender,
+                        "the response names the sender's index"
+                    );
                     let (covered, mac1) = m.mac1_parts();
                     let k = crypto::mac1_key(&f.net.psk, &key);
-                    assert_eq!(crypto::mac16(&k, covered), mac1, "response mac1 keyed for the sender");
-                    assert_eq!(m.mac2_parts().1, &[0u8; 16][..], "no cookie from the sender");
+                    assert_eq!(
+                        crypto::mac16(&k, covered),
+                        mac1,
+                        "response mac1 keyed for the sender"
+                    );
+                    assert_eq!(
+                        m.mac2_parts().1,
+                        &[0u8; 16][..],
+                        "no cookie from the sender"
+                    );
                     assert_eq!(resp.len(), wire::RESPONSE_MIN_LEN + f.credential[0].len());
                 }
                 other => panic!("the answer is not a response: {other:?}"),
             }
-            let peer = node.peer_by_key(&key).expect("an accepted initiation has a peer");
+            let peer = node
+                .peer_by_key(&key)
+                .expect("an accepted initiation has a peer");
             let status = node.peer(peer).expect("peer status");
-            assert_eq!(status.endpoint, Some(from), "endpoint follows the accepted initiation");
+            assert_eq!(
+                status.endpoint,
+                Some(from),
+                "endpoint follows the accepted initiation"
+            );
         }
         (Err(e), Err(want)) => {
-            assert_eq!(e.reason(), want, "model and node disagree on {:?}", case.who);
-            assert_eq!(after.total_drops(), before.total_drops() + 1, "{want:?} not counted once");
+            assert_eq!(
+                e.reason(),
+                want,
+                "model and node disagree on {:?}",
+                case.who
+            );
+            assert_eq!(
+                after.total_drops(),
+                before.total_drops() + 1,
+                "{want:?} not counted once"
+            );
             assert_eq!(after.dropped(want), before.dropped(want) + 1);
             if want == DropReason::CookieRequired {
                 assert_eq!(sent.len(), 1, "one cookie reply: {sent:?}");
@@ -307,9 +352,17 @@ fn check(f: &Fixture, node: &mut Node, case: &Case, now: Instant) {
                     Ok(Message::CookieReply(c)) => {
                         assert_eq!(c.receiver(), case.sender);
                         let mac1 = common::mac1_of(&case.msg);
-                        let cookie =
-                            crypto::open_cookie(&f.cookie_key[0], c.nonce(), c.encrypted_cookie(), &mac1);
-                        assert_eq!(cookie, Some(f.cookies[case.from_idx]), "the cookie of this source");
+                        let cookie = crypto::open_cookie(
+                            &f.cookie_key[0],
+                            c.nonce(),
+                            c.encrypted_cookie(),
+                            &mac1,
+                        );
+                        assert_eq!(
+                            cookie,
+                            Some(f.cookies[case.from_idx]),
+                            "the cookie of this source"
+                        );
                     }
                     other => panic!("not a cookie reply: {other:?}"),
                 }

@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(other) => panic!("initiation {i} produced {other:?}"),
             Err(e) => {
-                assert_eq!(node.stats().total_drops(), before + 1, "{e:?} not counted once");
+                assert_eq!(
+                    node.stats().total_drops(),
+                    before + 1,
+                    "{e:?} not counted once"
+                );
                 assert!(node.stats().dropped(e.reason()) >= 1);
                 assert_eq!(node.peer_count(), peers, "a refused message added a peer");
                 let cookie = e.reason() == DropReason::CookieRequired;

@@ -52,7 +52,9 @@ use privnet_core::wire::{self, Message};
 use privnet_core::{Decapsulated, DropReason, Encapsulated, Event, Node, PeerId};
 
 mod common;
-use common::{fixture, other_suite, Fixture, Input, LOW_ORDER, RESPONSE_SOURCES, RESPONSE_SRC_OVERLAY};
+use common::{
+    fixture, other_suite, Fixture, Input, LOW_ORDER, RESPONSE_SOURCES, RESPONSE_SRC_OVERLAY,
+};
 
 /// The node's load detector as a model (ratelimit.rs).
 struct Load {
@@ -152,12 +154,19 @@ impl State<'_> {
                 other.push((t.dst, bytes));
                 continue;
             }
-            assert_eq!(t.dst, self.endpoint, "an initiation goes to the peer's endpoint");
+            assert_eq!(
+                t.dst, self.endpoint,
+                "an initiation goes to the peer's endpoint"
+            );
             let Ok(Message::Initiation(m)) = wire::parse(&bytes) else {
                 panic!("the node sent a broken initiation");
             };
             let (covered, mac1) = m.mac1_parts();
-            assert_eq!(crypto::mac16(&self.f.mac1_key[0], covered), mac1, "initiation mac1");
+            assert_eq!(
+                crypto::mac16(&self.f.mac1_key[0], covered),
+                mac1,
+                "initiation mac1"
+            );
             let (covered, mac2) = m.mac2_parts();
             match self.cookie {
                 Some(c) => assert_eq!(mac2, crypto::mac16(&c, covered), "mac2 under the cookie"),
@@ -190,11 +199,18 @@ impl State<'_> {
             // Gave up (REKEY_ATTEMPT_TIME): one handshake_timeout per queued packet.
             if self.pending.take().is_some() {
                 let dropped = self.node.stats().total_drops() - before;
-                assert_eq!(dropped, self.queued as u64, "handshake_timeout per queued packet");
+                assert_eq!(
+                    dropped, self.queued as u64,
+                    "handshake_timeout per queued packet"
+                );
                 self.queued = 0;
             }
         } else {
-            assert_eq!(self.node.stats().total_drops(), before, "timers dropped something");
+            assert_eq!(
+                self.node.stats().total_drops(),
+                before,
+                "timers dropped something"
+            );
         }
         assert!(self.events().is_empty(), "no events from timers here");
         self.node.check_invariants();
@@ -215,14 +231,25 @@ impl State<'_> {
             .map_err(|e| e.reason());
         let after = self.node.stats().clone();
         match &r {
-            Ok(_) => assert_eq!(after.total_drops(), before.total_drops(), "accepted but counted"),
+            Ok(_) => assert_eq!(
+                after.total_drops(),
+                before.total_drops(),
+                "accepted but counted"
+            ),
             Err(e) => {
-                assert_eq!(after.total_drops(), before.total_drops() + 1, "{e:?} not counted once");
+                assert_eq!(
+                    after.total_drops(),
+                    before.total_drops() + 1,
+                    "{e:?} not counted once"
+                );
                 assert_eq!(after.dropped(*e), before.dropped(*e) + 1);
             }
         }
         assert!(
-            !matches!(r, Ok(Decapsulated::Packet { .. }) | Ok(Decapsulated::Keepalive)),
+            !matches!(
+                r,
+                Ok(Decapsulated::Packet { .. }) | Ok(Decapsulated::Keepalive)
+            ),
             "nobody here can seal data for the node"
         );
         if let Some(want) = expect {
@@ -240,9 +267,17 @@ impl State<'_> {
             let idx = self.f.response_sources.iter().position(|s| *s == from);
             if let Some(i) = idx {
                 let mac1 = common::mac1_of(bytes);
-                let cookie =
-                    crypto::open_cookie(&self.f.cookie_key[1], c.nonce(), c.encrypted_cookie(), &mac1);
-                assert_eq!(cookie, Some(self.f.response_cookies[i]), "the source's cookie");
+                let cookie = crypto::open_cookie(
+                    &self.f.cookie_key[1],
+                    c.nonce(),
+                    c.encrypted_cookie(),
+                    &mac1,
+                );
+                assert_eq!(
+                    cookie,
+                    Some(self.f.response_cookies[i]),
+                    "the source's cookie"
+                );
             }
         } else if r.is_err() {
             assert!(sent.is_empty(), "a refusal sent {sent:?}");
@@ -311,9 +346,15 @@ impl State<'_> {
         let (r, sent) = self.deliver(from, &resp.bytes, Some(expect));
         let events = self.events();
         if r.is_err() {
-            assert!(events.is_empty(), "a refused response made events: {events:?}");
+            assert!(
+                events.is_empty(),
+                "a refused response made events: {events:?}"
+            );
             if pending.is_some() {
-                assert_eq!(self.pending, pending, "the pending initiation survives a refusal");
+                assert_eq!(
+                    self.pending, pending,
+                    "the pending initiation survives a refusal"
+                );
             }
             return;
         }
@@ -341,7 +382,10 @@ impl State<'_> {
         self.endpoint = from;
         let data = sent.iter().filter(|(_, b)| b[0] == wire::TYPE_DATA).count();
         assert_eq!(data, sent.len(), "only data after a response: {sent:?}");
-        assert!(sent.iter().all(|(d, _)| *d == from), "data goes to the new endpoint");
+        assert!(
+            sent.iter().all(|(d, _)| *d == from),
+            "data goes to the new endpoint"
+        );
         if queued == 0 {
             assert_eq!(sent.len(), 1, "one keepalive confirms the session");
             assert_eq!(sent[0].1.len(), wire::DATA_MIN_LEN);
@@ -393,11 +437,15 @@ impl State<'_> {
         });
         let tamper = (flags & 128 != 0).then(|| (input.u16(), input.u8() | 1));
         let kit = f.member_kit(0, self.suite);
-        let (initiator, mut bytes) = match kit.respond(&initiation, sender, &credential, None, seed) {
+        let (initiator, mut bytes) = match kit.respond(&initiation, sender, &credential, None, seed)
+        {
             Ok(x) => x,
             Err(e) => panic!("member 0 cannot read the node's initiation: {e:?}"),
         };
-        assert_eq!(initiator, f.publics[1], "the initiation carries the node's key");
+        assert_eq!(
+            initiator, f.publics[1],
+            "the initiation carries the node's key"
+        );
         let len = bytes.len();
         let original = bytes[12..len - 32].to_vec();
         let receiver = match receiver_mode {
@@ -484,7 +532,12 @@ impl State<'_> {
     fn cookie_outcome(&mut self, bytes: &[u8]) {
         let receiver = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let opened = self.initiations.last().and_then(|m| {
-            crypto::open_cookie(&self.f.cookie_key[0], &bytes[8..32], &bytes[32..], &common::mac1_of(m))
+            crypto::open_cookie(
+                &self.f.cookie_key[0],
+                &bytes[8..32],
+                &bytes[32..],
+                &common::mac1_of(m),
+            )
         });
         let expect = if !self.live(receiver) || self.pending != Some(receiver) {
             Err(DropReason::UnexpectedHandshake)
@@ -502,7 +555,10 @@ impl State<'_> {
         let (r, sent) = self.deliver(from, bytes, Some(expect));
         assert!(sent.is_empty(), "only the retried initiation: {sent:?}");
         if r.is_ok() {
-            assert_ne!(self.pending, old_pending, "a cookie reply makes the node retry now");
+            assert_ne!(
+                self.pending, old_pending,
+                "a cookie reply makes the node retry now"
+            );
         }
         assert!(self.events().is_empty());
     }

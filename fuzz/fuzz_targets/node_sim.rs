@@ -153,7 +153,11 @@ impl<'f> World<'f> {
         let m = &self.members[i];
         m.node.check_invariants();
         assert!(m.node.peer_count() < self.n, "a peer that is not a member");
-        assert_eq!(m.node.stats().rx_packets, m.accepted, "rx_packets vs accepted");
+        assert_eq!(
+            m.node.stats().rx_packets,
+            m.accepted,
+            "rx_packets vs accepted"
+        );
     }
 
     fn member_of_key(&self, key: &[u8; 32]) -> Option<usize> {
@@ -170,12 +174,23 @@ impl<'f> World<'f> {
         }
         let now = self.now;
         let before = self.members[i].node.stats().total_drops();
-        let r = self.members[i].node.decapsulate(d.src, &d.bytes, &mut self.buf, now);
+        let r = self.members[i]
+            .node
+            .decapsulate(d.src, &d.bytes, &mut self.buf, now);
         let after = self.members[i].node.stats().total_drops();
         if common::trace() {
-            eprintln!("{:?} {} B {} -> {i}: {r:?}", now - self.f.now, d.bytes.len(), d.src);
+            eprintln!(
+                "{:?} {} B {} -> {i}: {r:?}",
+                now - self.f.now,
+                d.bytes.len(),
+                d.src
+            );
         }
-        assert_eq!(after - before, u64::from(r.is_err()), "{r:?} counted wrongly at {i}");
+        assert_eq!(
+            after - before,
+            u64::from(r.is_err()),
+            "{r:?} counted wrongly at {i}"
+        );
         match r {
             Ok(Decapsulated::Packet { peer, len }) => {
                 assert!(!mutated, "a mutated datagram delivered a packet");
@@ -189,7 +204,10 @@ impl<'f> World<'f> {
                 let Some((src, dst)) = privnet_core::packet::addresses(inner) else {
                     panic!("a malformed inner packet delivered");
                 };
-                assert_eq!(src, self.f.net.overlay[j], "the inner source is the sender's");
+                assert_eq!(
+                    src, self.f.net.overlay[j],
+                    "the inner source is the sender's"
+                );
                 assert_eq!(dst, self.f.net.overlay[i], "addressed to the receiver");
                 let payload = udp_payload(inner);
                 let serial = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
@@ -197,7 +215,10 @@ impl<'f> World<'f> {
                     self.sent.get(&(j, i)).is_some_and(|s| s.contains(&serial)),
                     "packet {serial} was never sent from {j} to {i}"
                 );
-                assert!(self.got[i].insert(serial), "packet {serial} delivered twice to {i}");
+                assert!(
+                    self.got[i].insert(serial),
+                    "packet {serial} delivered twice to {i}"
+                );
             }
             Ok(Decapsulated::Keepalive) => {
                 assert!(!mutated, "a mutated keepalive accepted");
@@ -229,14 +250,21 @@ impl<'f> World<'f> {
             };
             if t <= self.now {
                 same_instant += 1;
-                assert!(same_instant < 64, "timers stay due at {:?}", self.now - self.f.now);
+                assert!(
+                    same_instant < 64,
+                    "timers stay due at {:?}",
+                    self.now - self.f.now
+                );
             } else {
                 same_instant = 0;
                 self.now = t;
             }
             for i in 0..self.members.len() {
                 let due = self.members[i].up
-                    && self.members[i].node.poll_timeout().is_some_and(|t| t <= self.now);
+                    && self.members[i]
+                        .node
+                        .poll_timeout()
+                        .is_some_and(|t| t <= self.now);
                 if due {
                     let now = self.now;
                     self.members[i].node.handle_timeout(now);
@@ -274,7 +302,11 @@ impl<'f> World<'f> {
             }
             Ok(Encapsulated::Queued) => {}
             Err(e) => {
-                assert_eq!(m.node.stats().total_drops(), before + 1, "{e:?} not counted");
+                assert_eq!(
+                    m.node.stats().total_drops(),
+                    before + 1,
+                    "{e:?} not counted"
+                );
             }
         }
         self.drain(a);
@@ -306,7 +338,10 @@ impl<'f> World<'f> {
             if self.got[b].iter().any(|s| *s >= first) {
                 return;
             }
-            assert!(self.now < deadline, "member {a} cannot reach member {b} within 120 s");
+            assert!(
+                self.now < deadline,
+                "member {a} cannot reach member {b} within 120 s"
+            );
             let next = self
                 .members
                 .iter()
@@ -315,7 +350,9 @@ impl<'f> World<'f> {
                 .unwrap_or(deadline)
                 .min(deadline)
                 .min(next_send);
-            let step = next.saturating_duration_since(self.now).max(Duration::from_millis(1));
+            let step = next
+                .saturating_duration_since(self.now)
+                .max(Duration::from_millis(1));
             self.advance(step);
         }
     }
@@ -358,7 +395,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let op = input.u8() % 14;
         if common::trace() {
-            eprintln!("op {op} at {:?}, {} in flight", w.now - f.now, w.in_flight.len());
+            eprintln!(
+                "op {op} at {:?}, {} in flight",
+                w.now - f.now,
+                w.in_flight.len()
+            );
         }
         match op {
             0 => {
@@ -465,7 +506,8 @@ fuzz_target!(|data: &[u8]| {
                 let i = usize::from(input.u8()) % n;
                 let a = &mut w.members[i];
                 let port = a.addr.port().wrapping_add(1).max(1);
-                a.addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 30 + i as u8)), port);
+                a.addr =
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 30 + i as u8)), port);
                 w.liveness_void = true;
             }
             _ => {}

@@ -145,8 +145,14 @@ fn initiations(config: Variant, msgs: &[Init]) -> Vec<u8> {
             | (u8::from(m.bad_mac1) << 4)
             | (m.mac2 << 5)
             | (u8::from(m.eph.is_some()) << 7);
-        let flags2 = m.from | (ts_mode << 3) | (cred_mode << 5) | (u8::from(m.tamper.is_some()) << 7);
-        fields.u16(m.advance).u8(flags).u8(flags2).u32(m.sender).u8(m.seed);
+        let flags2 =
+            m.from | (ts_mode << 3) | (cred_mode << 5) | (u8::from(m.tamper.is_some()) << 7);
+        fields
+            .u16(m.advance)
+            .u8(flags)
+            .u8(flags2)
+            .u32(m.sender)
+            .u8(m.seed);
         match &m.ts {
             Ts::Rel(s, n) => {
                 fields.u32(*s as u32).u32(*n);
@@ -183,19 +189,43 @@ fn initiation_seeds(s: &mut Seeds) {
         ts: Ts::Rel(secs, 0),
         ..Init::default()
     };
-    add(s, T, "ok-member1-aes", initiations(aes, &[ok.clone()]));
-    add(s, T, "ok-member1-chacha", initiations(chacha, &[ok.clone()]));
+    add(
+        s,
+        T,
+        "ok-member1-aes",
+        initiations(aes, std::slice::from_ref(&ok)),
+    );
+    add(
+        s,
+        T,
+        "ok-member1-chacha",
+        initiations(chacha, std::slice::from_ref(&ok)),
+    );
     add(
         s,
         T,
         "ok-member2-learned",
-        initiations(aes, &[Init { who: Sender::Member2, from: 4, ..Init::default() }]),
+        initiations(
+            aes,
+            &[Init {
+                who: Sender::Member2,
+                from: 4,
+                ..Init::default()
+            }],
+        ),
     );
     add(
         s,
         T,
         "refused-member2-closed",
-        initiations(closed, &[Init { who: Sender::Member2, from: 4, ..Init::default() }]),
+        initiations(
+            closed,
+            &[Init {
+                who: Sender::Member2,
+                from: 4,
+                ..Init::default()
+            }],
+        ),
     );
     for (name, who) in [
         ("refused-stranger", Sender::Stranger),
@@ -203,20 +233,95 @@ fn initiation_seeds(s: &mut Seeds) {
         ("refused-other-suite-noise", Sender::Member1OtherSuite),
         ("own-key", Sender::Itself),
     ] {
-        add(s, T, name, initiations(aes, &[Init { who, ..Init::default() }]));
+        add(
+            s,
+            T,
+            name,
+            initiations(
+                aes,
+                &[Init {
+                    who,
+                    ..Init::default()
+                }],
+            ),
+        );
     }
-    add(s, T, "timestamp-at-skew-limit", initiations(aes, &[Init { ts: Ts::Skew(0), ..Init::default() }]));
-    add(s, T, "timestamp-past-skew-limit", initiations(aes, &[Init { ts: Ts::Skew(17), ..Init::default() }]));
-    add(s, T, "timestamp-raw-far-future", initiations(aes, &[Init { ts: Ts::Raw([0xff; 12]), ..Init::default() }]));
-    add(s, T, "timestamp-an-hour-ago", initiations(aes, &[Init { ts: Ts::Rel(-3600, 5), ..Init::default() }]));
+    add(
+        s,
+        T,
+        "timestamp-at-skew-limit",
+        initiations(
+            aes,
+            &[Init {
+                ts: Ts::Skew(0),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "timestamp-past-skew-limit",
+        initiations(
+            aes,
+            &[Init {
+                ts: Ts::Skew(17),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "timestamp-raw-far-future",
+        initiations(
+            aes,
+            &[Init {
+                ts: Ts::Raw([0xff; 12]),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "timestamp-an-hour-ago",
+        initiations(
+            aes,
+            &[Init {
+                ts: Ts::Rel(-3600, 5),
+                ..Init::default()
+            }],
+        ),
+    );
     add(
         s,
         T,
         "replayed-timestamp",
-        initiations(aes, &[ok.clone(), Init { advance: 50, ts: Ts::Prev, ..Init::default() }]),
+        initiations(
+            aes,
+            &[
+                ok.clone(),
+                Init {
+                    advance: 50,
+                    ts: Ts::Prev,
+                    ..Init::default()
+                },
+            ],
+        ),
     );
-    add(s, T, "flood-within-20ms", initiations(aes, &[ok.clone(), later(5, 1)]));
-    add(s, T, "rekeys-every-30ms", initiations(aes, &[ok.clone(), later(30, 1), later(30, 2), later(30, 3)]));
+    add(
+        s,
+        T,
+        "flood-within-20ms",
+        initiations(aes, &[ok.clone(), later(5, 1)]),
+    );
+    add(
+        s,
+        T,
+        "rekeys-every-30ms",
+        initiations(aes, &[ok.clone(), later(30, 1), later(30, 2), later(30, 3)]),
+    );
     add(
         s,
         T,
@@ -226,9 +331,23 @@ fn initiation_seeds(s: &mut Seeds) {
             &[
                 ok.clone(),
                 later(30, 1),
-                Init { advance: 30, ts: Ts::Rel(2, 0), mac2: 1, ..Init::default() },
-                Init { advance: 30, ts: Ts::Rel(3, 0), mac2: 2, ..Init::default() },
-                Init { advance: 1500, ts: Ts::Rel(5, 0), ..Init::default() },
+                Init {
+                    advance: 30,
+                    ts: Ts::Rel(2, 0),
+                    mac2: 1,
+                    ..Init::default()
+                },
+                Init {
+                    advance: 30,
+                    ts: Ts::Rel(3, 0),
+                    mac2: 2,
+                    ..Init::default()
+                },
+                Init {
+                    advance: 1500,
+                    ts: Ts::Rel(5, 0),
+                    ..Init::default()
+                },
             ],
         ),
     );
@@ -249,17 +368,141 @@ fn initiation_seeds(s: &mut Seeds) {
                 .collect::<Vec<_>>(),
         ),
     );
-    add(s, T, "low-order-ephemeral", initiations(aes, &[Init { eph: Some(Eph::Low(2)), ..Init::default() }]));
-    add(s, T, "raw-ephemeral", initiations(aes, &[Init { eph: Some(Eph::Raw([0x42; 32])), ..Init::default() }]));
-    add(s, T, "tampered-static", initiations(aes, &[Init { tamper: Some((40, 1)), ..Init::default() }]));
-    add(s, T, "tampered-payload", initiations(aes, &[Init { tamper: Some((90, 0x81)), ..Init::default() }]));
-    add(s, T, "bad-mac1", initiations(aes, &[Init { bad_mac1: true, ..Init::default() }]));
-    add(s, T, "header-other-suite", initiations(aes, &[Init { other_suite: true, ..Init::default() }]));
-    add(s, T, "from-inside-overlay", initiations(aes, &[Init { from: 3, ..Init::default() }]));
-    add(s, T, "from-ipv6-then-home", initiations(aes, &[Init { from: 2, ..Init::default() }, later(40, 1)]));
-    add(s, T, "credential-stand-in-name", initiations(aes, &[Init { cred: Cred::Name(b"member-one"), ..Init::default() }]));
-    add(s, T, "credential-empty", initiations(aes, &[Init { cred: Cred::Empty, ..Init::default() }]));
-    add(s, T, "credential-raw-max", initiations(aes, &[Init { cred: Cred::Raw(vec![0x61; 1024]), ..Init::default() }]));
+    add(
+        s,
+        T,
+        "low-order-ephemeral",
+        initiations(
+            aes,
+            &[Init {
+                eph: Some(Eph::Low(2)),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "raw-ephemeral",
+        initiations(
+            aes,
+            &[Init {
+                eph: Some(Eph::Raw([0x42; 32])),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "tampered-static",
+        initiations(
+            aes,
+            &[Init {
+                tamper: Some((40, 1)),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "tampered-payload",
+        initiations(
+            aes,
+            &[Init {
+                tamper: Some((90, 0x81)),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "bad-mac1",
+        initiations(
+            aes,
+            &[Init {
+                bad_mac1: true,
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "header-other-suite",
+        initiations(
+            aes,
+            &[Init {
+                other_suite: true,
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "from-inside-overlay",
+        initiations(
+            aes,
+            &[Init {
+                from: 3,
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "from-ipv6-then-home",
+        initiations(
+            aes,
+            &[
+                Init {
+                    from: 2,
+                    ..Init::default()
+                },
+                later(40, 1),
+            ],
+        ),
+    );
+    add(
+        s,
+        T,
+        "credential-stand-in-name",
+        initiations(
+            aes,
+            &[Init {
+                cred: Cred::Name(b"member-one"),
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "credential-empty",
+        initiations(
+            aes,
+            &[Init {
+                cred: Cred::Empty,
+                ..Init::default()
+            }],
+        ),
+    );
+    add(
+        s,
+        T,
+        "credential-raw-max",
+        initiations(
+            aes,
+            &[Init {
+                cred: Cred::Raw(vec![0x61; 1024]),
+                ..Init::default()
+            }],
+        ),
+    );
     let mixed: Vec<Init> = (0..8)
         .map(|i| Init {
             advance: 300 * i as u16,
@@ -281,7 +524,12 @@ fn initiation_seeds(s: &mut Seeds) {
 #[derive(Clone)]
 enum Op {
     Response(Resp),
-    Cookie { raw_receiver: Option<u32>, wrong_key: bool, wrong_ad: bool, cookie: [u8; 16] },
+    Cookie {
+        raw_receiver: Option<u32>,
+        wrong_key: bool,
+        wrong_ad: bool,
+        cookie: [u8; 16],
+    },
     Raw(Vec<u8>),
     Replay(u8),
     App(u8),
@@ -349,7 +597,12 @@ fn responses(config: u8, ops: &[(u16, Op)]) -> Vec<u8> {
                     o.u16(pos).u8(x);
                 }
             }
-            Op::Cookie { raw_receiver, wrong_key, wrong_ad, cookie } => {
+            Op::Cookie {
+                raw_receiver,
+                wrong_key,
+                wrong_ad,
+                cookie,
+            } => {
                 let flags = u8::from(raw_receiver.is_some())
                     | (u8::from(*wrong_key) << 1)
                     | (u8::from(*wrong_ad) << 2);
@@ -384,7 +637,12 @@ fn response_seeds(s: &mut Seeds) {
     };
     add(s, T, "ok-aes", responses(0, &[(0, ok())]));
     add(s, T, "ok-chacha", responses(1, &[(0, ok())]));
-    add(s, T, "ok-then-replayed", responses(0, &[(0, ok()), (10, Op::Replay(0))]));
+    add(
+        s,
+        T,
+        "ok-then-replayed",
+        responses(0, &[(0, ok()), (10, Op::Replay(0))]),
+    );
     add(
         s,
         T,
@@ -392,7 +650,13 @@ fn response_seeds(s: &mut Seeds) {
         responses(
             0,
             &[
-                (1, with(Resp { cred: Cred::Empty, ..Resp::default() })),
+                (
+                    1,
+                    with(Resp {
+                        cred: Cred::Empty,
+                        ..Resp::default()
+                    }),
+                ),
                 (3956, ok()),
                 (2000, ok()),
             ],
@@ -402,17 +666,158 @@ fn response_seeds(s: &mut Seeds) {
         s,
         T,
         "garbage-raced-ahead-of-genuine",
-        responses(0, &[(0, with(Resp { tamper: Some((5, 1)), ..Resp::default() })), (0, ok())]),
+        responses(
+            0,
+            &[
+                (
+                    0,
+                    with(Resp {
+                        tamper: Some((5, 1)),
+                        ..Resp::default()
+                    }),
+                ),
+                (0, ok()),
+            ],
+        ),
     );
-    add(s, T, "low-order-ephemeral", responses(0, &[(0, with(Resp { eph: Some(Eph::Low(3)), ..Resp::default() })), (0, ok())]));
-    add(s, T, "raw-ephemeral", responses(0, &[(0, with(Resp { eph: Some(Eph::Raw([7; 32])), ..Resp::default() }))]));
-    add(s, T, "bad-mac1", responses(0, &[(0, with(Resp { bad_mac1: true, ..Resp::default() }))]));
-    add(s, T, "header-other-suite", responses(0, &[(0, with(Resp { other_suite: true, ..Resp::default() }))]));
-    add(s, T, "from-inside-overlay", responses(0, &[(0, with(Resp { from: 3, ..Resp::default() }))]));
-    add(s, T, "from-ipv6-endpoint-changes", responses(0, &[(0, with(Resp { from: 2, ..Resp::default() }))]));
-    add(s, T, "unknown-receiver", responses(0, &[(0, with(Resp { receiver: (2, 0xdead_beef), ..Resp::default() }))]));
-    add(s, T, "credential-stand-in-name", responses(0, &[(0, with(Resp { cred: Cred::Name(b"zero"), ..Resp::default() }))]));
-    add(s, T, "credential-raw", responses(0, &[(0, with(Resp { cred: Cred::Raw(vec![0x10; 300]), ..Resp::default() }))]));
+    add(
+        s,
+        T,
+        "low-order-ephemeral",
+        responses(
+            0,
+            &[
+                (
+                    0,
+                    with(Resp {
+                        eph: Some(Eph::Low(3)),
+                        ..Resp::default()
+                    }),
+                ),
+                (0, ok()),
+            ],
+        ),
+    );
+    add(
+        s,
+        T,
+        "raw-ephemeral",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    eph: Some(Eph::Raw([7; 32])),
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "bad-mac1",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    bad_mac1: true,
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "header-other-suite",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    other_suite: true,
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "from-inside-overlay",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    from: 3,
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "from-ipv6-endpoint-changes",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    from: 2,
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "unknown-receiver",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    receiver: (2, 0xdead_beef),
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "credential-stand-in-name",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    cred: Cred::Name(b"zero"),
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
+    add(
+        s,
+        T,
+        "credential-raw",
+        responses(
+            0,
+            &[(
+                0,
+                with(Resp {
+                    cred: Cred::Raw(vec![0x10; 300]),
+                    ..Resp::default()
+                }),
+            )],
+        ),
+    );
     add(
         s,
         T,
@@ -423,30 +828,76 @@ fn response_seeds(s: &mut Seeds) {
         s,
         T,
         "cookie-wrong-key-and-ad",
-        responses(0, &[(0, cookie(true, false)), (0, cookie(false, true)), (0, Op::Cookie {
-            raw_receiver: Some(7),
-            wrong_key: false,
-            wrong_ad: false,
-            cookie: [1; 16],
-        })]),
+        responses(
+            0,
+            &[
+                (0, cookie(true, false)),
+                (0, cookie(false, true)),
+                (
+                    0,
+                    Op::Cookie {
+                        raw_receiver: Some(7),
+                        wrong_key: false,
+                        wrong_ad: false,
+                        cookie: [1; 16],
+                    },
+                ),
+            ],
+        ),
     );
     add(
         s,
         T,
         "queued-packets-flushed",
-        responses(0, &[(0, Op::App(10)), (10, Op::App(200)), (10, Op::App(0)), (10, ok()), (10, Op::App(5))]),
+        responses(
+            0,
+            &[
+                (0, Op::App(10)),
+                (10, Op::App(200)),
+                (10, Op::App(0)),
+                (10, ok()),
+                (10, Op::App(5)),
+            ],
+        ),
     );
     add(
         s,
         T,
         "retransmit-then-answer-the-first",
-        responses(0, &[(6000, Op::App(1)), (0, with(Resp { answer: 2, receiver: (1, 0), ..Resp::default() })), (0, ok())]),
+        responses(
+            0,
+            &[
+                (6000, Op::App(1)),
+                (
+                    0,
+                    with(Resp {
+                        answer: 2,
+                        receiver: (1, 0),
+                        ..Resp::default()
+                    }),
+                ),
+                (0, ok()),
+            ],
+        ),
     );
     add(
         s,
         T,
         "retransmit-then-answer-the-first-with-its-index",
-        responses(0, &[(6000, Op::App(1)), (0, with(Resp { answer: 2, receiver: (0, 0), ..Resp::default() }))]),
+        responses(
+            0,
+            &[
+                (6000, Op::App(1)),
+                (
+                    0,
+                    with(Resp {
+                        answer: 2,
+                        receiver: (0, 0),
+                        ..Resp::default()
+                    }),
+                ),
+            ],
+        ),
     );
     add(
         s,
@@ -455,9 +906,21 @@ fn response_seeds(s: &mut Seeds) {
         responses(
             2,
             &[
-                (0, with(Resp { tamper: Some((1, 2)), ..Resp::default() })),
+                (
+                    0,
+                    with(Resp {
+                        tamper: Some((1, 2)),
+                        ..Resp::default()
+                    }),
+                ),
                 (10, ok()),
-                (10, with(Resp { mac2: 1, ..Resp::default() })),
+                (
+                    10,
+                    with(Resp {
+                        mac2: 1,
+                        ..Resp::default()
+                    }),
+                ),
             ],
         ),
     );
@@ -473,12 +936,30 @@ fn response_seeds(s: &mut Seeds) {
         "rekey-after-data",
         responses(
             0,
-            &[(0, ok()), (10, Op::App(20)), (12_000, Op::App(1)), (6_000, Op::App(1)), (0, ok()), (10, with(Resp { receiver: (3, 0), ..Resp::default() }))],
+            &[
+                (0, ok()),
+                (10, Op::App(20)),
+                (12_000, Op::App(1)),
+                (6_000, Op::App(1)),
+                (0, ok()),
+                (
+                    10,
+                    with(Resp {
+                        receiver: (3, 0),
+                        ..Resp::default()
+                    }),
+                ),
+            ],
         ),
     );
     let mut raw = vec![0u8; wire::RESPONSE_MIN_LEN];
     wire::write_handshake_header(&mut raw, wire::TYPE_RESPONSE, CipherSuite::ALL[0].wire_id());
-    add(s, T, "raw-response", responses(0, &[(0, Op::Raw(raw)), (0, ok())]));
+    add(
+        s,
+        T,
+        "raw-response",
+        responses(0, &[(0, Op::Raw(raw)), (0, ok())]),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -550,8 +1031,18 @@ fn data_session_seeds(s: &mut Seeds) {
 
 fn decrypt_replay_seeds(s: &mut Seeds) {
     const T: &str = "decrypt_replay";
-    add(s, T, "deliver-each-twice", [0u8, 0, 0, 0, 0, 1, 0, 1, 0, 2, 0, 63].to_vec());
-    add(s, T, "mutate", [1u8, 0, 10, 1, 1, 0, 20, 0x80, 0, 0].to_vec());
+    add(
+        s,
+        T,
+        "deliver-each-twice",
+        [0u8, 0, 0, 0, 0, 1, 0, 1, 0, 2, 0, 63].to_vec(),
+    );
+    add(
+        s,
+        T,
+        "mutate",
+        [1u8, 0, 10, 1, 1, 0, 20, 0x80, 0, 0].to_vec(),
+    );
     let mut raw = vec![2u8, 36];
     let mut d = vec![0u8; 36];
     wire::write_header(&mut d, wire::TYPE_DATA);
@@ -643,10 +1134,21 @@ fn genuine_initiation(suite: CipherSuite, credential: &[u8], sender: u32) -> Vec
     let f = fixture();
     let kit = f.member_kit(1, suite);
     let msg = kit
-        .initiation(&f.publics[0], sender, common::tai64n(f.unix), credential, None, [3; 32])
+        .initiation(
+            &f.publics[0],
+            sender,
+            common::tai64n(f.unix),
+            credential,
+            None,
+            [3; 32],
+        )
         .unwrap();
     // It is accepted by the node handshake_responder builds.
-    let mut node = f.node(Variant { suite, low_load_threshold: false, closed: false });
+    let mut node = f.node(Variant {
+        suite,
+        low_load_threshold: false,
+        closed: false,
+    });
     let mut out = vec![0u8; 2048];
     let r = node.decapsulate(f.sources[common::SRC_MEMBER1], &msg, &mut out, f.now);
     assert!(matches!(r, Ok(Decapsulated::Control)), "{r:?}");
@@ -657,9 +1159,23 @@ fn responder_seeds(s: &mut Seeds) {
     const T: &str = "handshake_responder";
     let f = fixture();
     for suite in CipherSuite::ALL {
-        add(s, T, &format!("initiation-{suite}"), genuine_initiation(suite, &f.credential[1], 1));
-        let named = StandInCredential { name: "a-longer-member-name".into(), addresses: vec![] }.encode();
-        add(s, T, &format!("initiation-named-{suite}"), genuine_initiation(suite, &named, 2));
+        add(
+            s,
+            T,
+            &format!("initiation-{suite}"),
+            genuine_initiation(suite, &f.credential[1], 1),
+        );
+        let named = StandInCredential {
+            name: "a-longer-member-name".into(),
+            addresses: vec![],
+        }
+        .encode();
+        add(
+            s,
+            T,
+            &format!("initiation-named-{suite}"),
+            genuine_initiation(suite, &named, 2),
+        );
     }
     let mut junk = vec![0u8; wire::INITIATION_MIN_LEN];
     wire::write_handshake_header(&mut junk, wire::TYPE_INITIATION, 1);
@@ -669,7 +1185,12 @@ fn responder_seeds(s: &mut Seeds) {
 fn outer_parse_seeds(s: &mut Seeds) {
     const T: &str = "outer_parse";
     let f = fixture();
-    add(s, T, "initiation", genuine_initiation(CipherSuite::ALL[0], &f.credential[1], 5));
+    add(
+        s,
+        T,
+        "initiation",
+        genuine_initiation(CipherSuite::ALL[0], &f.credential[1], 5),
+    );
     let init = genuine_initiation(CipherSuite::ALL[0], &f.credential[1], 5);
     let (_, resp) = f
         .member_kit(0, CipherSuite::ALL[0])
@@ -679,14 +1200,25 @@ fn outer_parse_seeds(s: &mut Seeds) {
     let mut cookie = vec![0u8; wire::COOKIE_REPLY_LEN];
     wire::write_header(&mut cookie, wire::TYPE_COOKIE_REPLY);
     cookie[4..8].copy_from_slice(&6u32.to_le_bytes());
-    let sealed = crypto::seal_cookie(&f.cookie_key[1], &[5; 24], &[6; 16], &common::mac1_of(&resp)).unwrap();
+    let sealed = crypto::seal_cookie(
+        &f.cookie_key[1],
+        &[5; 24],
+        &[6; 16],
+        &common::mac1_of(&resp),
+    )
+    .unwrap();
     cookie[8..32].copy_from_slice(&[5; 24]);
     cookie[32..].copy_from_slice(&sealed);
     add(s, T, "cookie-reply", cookie);
     for (name, bytes) in data_messages() {
         add(s, T, &name, bytes);
     }
-    add(s, T, "inner-ipv4-udp", ipv4_udp(f.net.overlay[0], f.net.overlay[1], b"hello"));
+    add(
+        s,
+        T,
+        "inner-ipv4-udp",
+        ipv4_udp(f.net.overlay[0], f.net.overlay[1], b"hello"),
+    );
     add(s, T, "inner-ipv6-tcp", ipv6_tcp(&[], 4, b"hello"));
 }
 
@@ -696,13 +1228,27 @@ fn data_messages() -> Vec<(String, Vec<u8>)> {
     let mut sim = net.sim(5, LinkConfig::default());
     sim.run_for(Duration::from_millis(100));
     sim.capture = Some(Vec::new());
-    sim.send_packet(0, &ipv4_udp(net.overlay[0], net.overlay[1], b"seed packet")).unwrap();
+    sim.send_packet(0, &ipv4_udp(net.overlay[0], net.overlay[1], b"seed packet"))
+        .unwrap();
     sim.run_for(Duration::from_secs(11)); // the keepalive answering it
     let captured = sim.capture.take().unwrap();
-    let data: Vec<&Vec<u8>> = captured.iter().map(|d| &d.bytes).filter(|b| b[0] == wire::TYPE_DATA).collect();
-    let packet = data.iter().find(|b| b.len() > wire::DATA_MIN_LEN).expect("a data packet");
-    let keepalive = data.iter().find(|b| b.len() == wire::DATA_MIN_LEN).expect("a keepalive");
-    vec![("data-packet".into(), packet.to_vec()), ("data-keepalive".into(), keepalive.to_vec())]
+    let data: Vec<&Vec<u8>> = captured
+        .iter()
+        .map(|d| &d.bytes)
+        .filter(|b| b[0] == wire::TYPE_DATA)
+        .collect();
+    let packet = data
+        .iter()
+        .find(|b| b.len() > wire::DATA_MIN_LEN)
+        .expect("a data packet");
+    let keepalive = data
+        .iter()
+        .find(|b| b.len() == wire::DATA_MIN_LEN)
+        .expect("a keepalive");
+    vec![
+        ("data-packet".into(), packet.to_vec()),
+        ("data-keepalive".into(), keepalive.to_vec()),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -801,8 +1347,22 @@ fn inner_packet_seeds(s: &mut Seeds) {
     add(s, T, "ipv4-udp", ipv4_udp(a, b, b"payload"));
     add(s, T, "ipv4-tcp-syn", ipv4_tcp(&[], 0x02));
     add(s, T, "ipv4-tcp-data", ipv4_tcp(b"GET / HTTP/1.1\r\n", 0x18));
-    add(s, T, "ipv4-icmp-echo", ipv4(1, 0, &[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb]));
-    add(s, T, "ipv4-first-fragment", ipv4(17, 0x2000, &[0x1f, 0x90, 0, 53, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
+    add(
+        s,
+        T,
+        "ipv4-icmp-echo",
+        ipv4(1, 0, &[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb]),
+    );
+    add(
+        s,
+        T,
+        "ipv4-first-fragment",
+        ipv4(
+            17,
+            0x2000,
+            &[0x1f, 0x90, 0, 53, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
+        ),
+    );
     add(s, T, "ipv4-later-fragment", ipv4(17, 0x0003, &[9; 16]));
     let mut opts = ipv4(6, 0, &tcp_header(1, 0x10));
     opts[0] = 0x46; // a 4-byte option
@@ -811,8 +1371,22 @@ fn inner_packet_seeds(s: &mut Seeds) {
     opts[2..4].copy_from_slice(&len.to_be_bytes());
     add(s, T, "ipv4-with-options", opts);
     add(s, T, "ipv6-tcp", ipv6_tcp(&[], 0x02, &[]));
-    add(s, T, "ipv6-hop-by-hop-routing-tcp", ipv6_tcp(&[(0, vec![0; 8]), (43, vec![0, 0, 0, 0, 0, 0, 0, 0])], 0x10, b"x"));
-    add(s, T, "ipv6-fragment-header", ipv6_tcp(&[(44, vec![0, 0, 0, 1, 0, 0, 0, 9])], 0x10, b"x"));
+    add(
+        s,
+        T,
+        "ipv6-hop-by-hop-routing-tcp",
+        ipv6_tcp(
+            &[(0, vec![0; 8]), (43, vec![0, 0, 0, 0, 0, 0, 0, 0])],
+            0x10,
+            b"x",
+        ),
+    );
+    add(
+        s,
+        T,
+        "ipv6-fragment-header",
+        ipv6_tcp(&[(44, vec![0, 0, 0, 1, 0, 0, 0, 9])], 0x10, b"x"),
+    );
     let mut icmp6 = ipv6_tcp(&[], 0, &[]);
     icmp6.truncate(40);
     icmp6[6] = 58;
@@ -831,15 +1405,50 @@ fn offload_seeds(s: &mut Seeds) {
         v
     };
     let payload: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
-    add(s, T, "tcpv4-super-packet", with(0, 1400, ipv4_tcp(&payload, 0x18)));
-    add(s, T, "tcpv4-fin-psh-cwr", with(0, 1000, ipv4_tcp(&payload[..2500], 0x89)));
-    add(s, T, "tcpv4-one-segment", with(0, 1460, ipv4_tcp(&payload[..100], 0x10)));
-    add(s, T, "tcpv6-super-packet", with(1, 1380, ipv6_tcp(&[], 0x18, &payload)));
+    add(
+        s,
+        T,
+        "tcpv4-super-packet",
+        with(0, 1400, ipv4_tcp(&payload, 0x18)),
+    );
+    add(
+        s,
+        T,
+        "tcpv4-fin-psh-cwr",
+        with(0, 1000, ipv4_tcp(&payload[..2500], 0x89)),
+    );
+    add(
+        s,
+        T,
+        "tcpv4-one-segment",
+        with(0, 1460, ipv4_tcp(&payload[..100], 0x10)),
+    );
+    add(
+        s,
+        T,
+        "tcpv6-super-packet",
+        with(1, 1380, ipv6_tcp(&[], 0x18, &payload)),
+    );
     let a = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
     let b = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 3));
-    add(s, T, "udp-gso", with(2, 1200, ipv4_udp(a, b, &payload[..3000])));
-    add(s, T, "plain-tcp", with(3, 0, ipv4_tcp(&payload[..64], 0x10)));
-    add(s, T, "coalesce-small", with(0, 8, ipv4_tcp(&payload[..40], 0x10)));
+    add(
+        s,
+        T,
+        "udp-gso",
+        with(2, 1200, ipv4_udp(a, b, &payload[..3000])),
+    );
+    add(
+        s,
+        T,
+        "plain-tcp",
+        with(3, 0, ipv4_tcp(&payload[..64], 0x10)),
+    );
+    add(
+        s,
+        T,
+        "coalesce-small",
+        with(0, 8, ipv4_tcp(&payload[..40], 0x10)),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,22 +1459,23 @@ fn cert_seeds(s: &mut Seeds) {
     let (key, ca) = common::fuzz_ca();
     add(s, T, "ca", ca.to_bytes());
     add(s, T, "ca.pem", ca.to_pem().into_bytes());
-    let member = |name: &str, addresses: Vec<IpAddr>, routes: Vec<&str>, groups: Vec<&str>, pk: [u8; 32]| {
-        MemberCertificate::issue(
-            &ca,
-            &key,
-            &MemberParams {
-                name: name.into(),
-                addresses,
-                routes: routes.into_iter().map(|r| r.parse().unwrap()).collect(),
-                groups: groups.into_iter().map(String::from).collect(),
-                public_key: pk,
-                not_before: 0,
-                not_after: 2_000_000_000,
-            },
-        )
-        .unwrap()
-    };
+    let member =
+        |name: &str, addresses: Vec<IpAddr>, routes: Vec<&str>, groups: Vec<&str>, pk: [u8; 32]| {
+            MemberCertificate::issue(
+                &ca,
+                &key,
+                &MemberParams {
+                    name: name.into(),
+                    addresses,
+                    routes: routes.into_iter().map(|r| r.parse().unwrap()).collect(),
+                    groups: groups.into_iter().map(String::from).collect(),
+                    public_key: pk,
+                    not_before: 0,
+                    not_after: 2_000_000_000,
+                },
+            )
+            .unwrap()
+        };
     let pk = privnet_core::crypto::StaticSecret::from_bytes([8; 32]).public_key();
     assert_ne!(pk, common::CERT_PROBE_KEY);
     let minimal = member("m", vec!["10.0.0.1".parse().unwrap()], vec![], vec![], pk);
@@ -883,14 +1493,29 @@ fn cert_seeds(s: &mut Seeds) {
 
 fn config_seeds(s: &mut Seeds) {
     const T: &str = "config_parse";
-    add(s, T, "member-a.toml", include_bytes!("../../../examples/configs/member-a.toml").to_vec());
-    add(s, T, "member-b.toml", include_bytes!("../../../examples/configs/member-b.toml").to_vec());
+    add(
+        s,
+        T,
+        "member-a.toml",
+        include_bytes!("../../../examples/configs/member-a.toml").to_vec(),
+    );
+    add(
+        s,
+        T,
+        "member-b.toml",
+        include_bytes!("../../../examples/configs/member-b.toml").to_vec(),
+    );
     let minimal = "[node]\nnetwork = \"demo\"\nprivate_key = \"k\"\ncertificate = \"c\"\nca_certificates = [\"ca\"]\nnetwork_psk = \"psk\"\nlisten = \"[::]:51820\"\n";
     add(s, T, "minimal.toml", minimal.as_bytes().to_vec());
     let problems = "[node]\nnetwork = 7\nlistne = \"0.0.0.0:1\"\n[tun]\nmtu = 99999\n[[peer]]\npublic_key = \"not base64\"\nendpoint = \"nowhere\"\npersistent_keepalive = -1\n";
     add(s, T, "problems.toml", problems.as_bytes().to_vec());
     let fp = "ab".repeat(32);
-    add(s, T, "revocation-list", format!("# revoked\n{fp}\n\n{fp}  # again\n").into_bytes());
+    add(
+        s,
+        T,
+        "revocation-list",
+        format!("# revoked\n{fp}\n\n{fp}  # again\n").into_bytes(),
+    );
     add(s, T, "endpoint-v6", b"[2001:db8::1]:51820".to_vec());
     add(s, T, "endpoint-name", b"member-b.example:51820".to_vec());
 }

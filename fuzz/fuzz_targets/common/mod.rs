@@ -353,7 +353,8 @@ impl Fixture {
             while let Some(t) = node.poll_transmit(&mut buf, self.now) {
                 if t.dst == from && t.len == wire::COOKIE_REPLY_LEN {
                     let mac1: [u8; 16] = mac1_of(&msg);
-                    reply = crypto::open_cookie(&self.cookie_key[0], &buf[8..32], &buf[32..64], &mac1);
+                    reply =
+                        crypto::open_cookie(&self.cookie_key[0], &buf[8..32], &buf[32..64], &mac1);
                 }
             }
         }
@@ -378,7 +379,11 @@ impl Fixture {
         let mut reply = None;
         for n in 0..2u32 {
             let mut msg = vec![0u8; wire::RESPONSE_MIN_LEN];
-            wire::write_handshake_header(&mut msg, wire::TYPE_RESPONSE, CipherSuite::ALL[0].wire_id());
+            wire::write_handshake_header(
+                &mut msg,
+                wire::TYPE_RESPONSE,
+                CipherSuite::ALL[0].wire_id(),
+            );
             msg[4..8].copy_from_slice(&n.to_le_bytes());
             msg[8..12].copy_from_slice(&pending.to_le_bytes());
             set_mac1(&mut msg, &self.mac1_key[1]);
@@ -386,7 +391,8 @@ impl Fixture {
             while let Some(t) = node.poll_transmit(&mut buf, self.now) {
                 if t.dst == from && t.len == wire::COOKIE_REPLY_LEN {
                     let mac1 = mac1_of(&msg);
-                    reply = crypto::open_cookie(&self.cookie_key[1], &buf[8..32], &buf[32..64], &mac1);
+                    reply =
+                        crypto::open_cookie(&self.cookie_key[1], &buf[8..32], &buf[32..64], &mac1);
                 }
             }
         }
@@ -606,7 +612,10 @@ pub(crate) fn fuzz_ca() -> (
         &CaParams {
             name: "fuzz".into(),
             network_id: NetworkId([0; 16]),
-            prefixes: vec!["10.0.0.0/8".parse().expect("prefix"), "fd00::/8".parse().expect("prefix")],
+            prefixes: vec![
+                "10.0.0.0/8".parse().expect("prefix"),
+                "fd00::/8".parse().expect("prefix"),
+            ],
             routes: vec!["192.168.0.0/16".parse().expect("route")],
             not_before: 0,
             not_after: u64::MAX,
