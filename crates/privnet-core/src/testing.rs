@@ -624,6 +624,8 @@ impl HandshakeKit {
         seed: [u8; 32],
     ) -> Option<Vec<u8>> {
         let mac1_key = self.keys.mac1_key_for(remote);
+        // As a node does for its peers: the static-static DH with `remote` is computed once.
+        self.keys.static_dh.register(*remote);
         crate::handshake::build_initiation(
             &self.keys,
             remote,
@@ -656,6 +658,8 @@ impl HandshakeKit {
             return Err(crate::DropReason::BadType);
         };
         let rx = crate::handshake::read_initiation(&self.keys, &m, 0, seed)?;
+        // Later initiations from the same key reuse the static-static DH.
+        self.keys.static_dh.register(rx.remote_static);
         let mac1_key = self.keys.mac1_key_for(&rx.remote_static);
         let (_, msg) = crate::handshake::build_response(
             rx.state,
