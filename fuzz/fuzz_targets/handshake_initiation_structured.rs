@@ -404,6 +404,15 @@ fuzz_target!(|data: &[u8]| {
             while node.poll_transmit(&mut buf, now).is_some() {}
         }
         let case = decode(f, v, &mut input, &mut model, now);
+        if common::trace() {
+            let from = f.sources[case.from_idx];
+            eprintln!(
+                "{:?} from {from} at +{:?}: expect {:?}",
+                case.who,
+                now - f.now,
+                case.expect
+            );
+        }
         check(f, &mut node, &case, now);
     }
     while node.poll_event().is_some() {}

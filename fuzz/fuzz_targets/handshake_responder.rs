@@ -2,8 +2,8 @@
 //! input (when it is long enough to be an initiation) so the fuzzer gets past the cheap check and
 //! into Noise processing (and, from the seeds, which hold genuine initiations, into credential
 //! verification and timestamp logic). Invariants: no panic; every refusal is counted exactly once
-//! under its own reason; a refused message creates no session, no peer and sends nothing (a cookie
-//! reply aside); an accepted one sends exactly one response; the node's tables stay consistent.
+//! under its own reason; a refused message adds no peer and sends nothing (a cookie reply aside);
+//! an accepted one sends exactly one response, to the sender; the node's tables stay consistent.
 //! Both cipher suites are covered (the low bit of input byte 2 picks the node's suite).
 //!
 //! Speed: the keys, configurations and derived keys are built once per process (`common`); each
