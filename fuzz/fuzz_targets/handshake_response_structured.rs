@@ -133,6 +133,10 @@ struct State<'f> {
     delivered: Vec<Delivered>,
     /// Cookie the node holds from member 0 (after a valid cookie reply).
     cookie: Option<[u8; 16]>,
+    /// Initiations of the current attempt and when it started.
+    attempt: (u32, Instant),
+    /// `HandshakeUnanswered` events the node owes (the fourth initiation of an attempt).
+    unanswered: Vec<Event>,
     buf: Vec<u8>,
 }
 
@@ -173,6 +177,20 @@ impl State<'_> {
                 None => assert_eq!(mac2, [0u8; 16], "no cookie, no mac2"),
             }
             assert_eq!(m.cipher_id(), self.suite.wire_id());
+            // An attempt starts with an initiation sent while none is pending; after its third
+            // unanswered one (that is, with the fourth) the node says so, once.
+            self.attempt = match self.pending {
+                None => (1, self.now),
+                Some(_) => (self.attempt.0 + 1, self.attempt.1),
+            };
+            if self.attempt.0 == privnet_core::node::UNANSWERED_AFTER + 1 {
+                self.unanswered.push(Event::HandshakeUnanswered {
+                    peer: self.peer,
+                    endpoint: self.endpoint,
+                    attempts: privnet_core::node::UNANSWERED_AFTER,
+                    since: self.attempt.1,
+                });
+            }
             self.pending = Some(m.sender());
             self.spent = false;
             self.initiations.push(bytes);
@@ -180,8 +198,18 @@ impl State<'_> {
         other
     }
 
+    /// The node's events, less the `HandshakeUnanswered` ones, which must be exactly those owed.
     fn events(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.node.poll_event()).collect()
+        let all: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        let (unanswered, rest): (Vec<Event>, Vec<Event>) = all
+            .into_iter()
+            .partition(|e| matches!(e, Event::HandshakeUnanswered { .. }));
+        assert_eq!(
+            unanswered,
+            std::mem::take(&mut self.unanswered),
+            "HandshakeUnanswered"
+        );
+        rest
     }
 
     fn advance(&mut self, by: Duration) {
@@ -660,6 +688,8 @@ fuzz_target!(|data: &[u8]| {
         endpoint: f.net.underlay[0],
         delivered: Vec::new(),
         cookie: None,
+        attempt: (0, f.now),
+        unanswered: Vec::new(),
         buf: vec![0u8; 4096],
     };
     let rest = st.drain();
