@@ -238,6 +238,10 @@ fn decode(f: &Fixture, v: Variant, input: &mut Input<'_>, model: &mut Model, now
         if ts.to_unix() > unix_now + MAX_TIMESTAMP_SKEW {
             return Err(DropReason::FutureTimestamp);
         }
+        // Our own key is never a peer (node.rs), whatever its credential says.
+        if who == Sender::Itself {
+            return Err(DropReason::BadCredential);
+        }
         if !model.endpoints.contains_key(&key) && v.closed {
             return Err(DropReason::BadCredential);
         }

@@ -291,8 +291,11 @@ pub(crate) fn build_response(
     Ok((transport, msg))
 }
 
-/// Consume a response into `pending` (mac1 already checked). On failure `pending` is left usable for
-/// the genuine response (snow restores its symmetric state on a failed read).
+/// Consume a response into `pending` (mac1 already checked). When the Noise message fails to
+/// decrypt, `pending` is left usable for the genuine response (snow restores its symmetric state
+/// on a failed read). When it decrypts, `pending` has consumed it: if the caller then refuses the
+/// response (its credential), `pending` can no longer complete and the next retransmission
+/// replaces it (docs/PROTOCOL.md §4.3).
 pub(crate) fn read_response(
     pending: &mut PendingInitiation,
     msg: &Response<'_>,

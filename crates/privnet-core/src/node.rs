@@ -752,6 +752,11 @@ impl Node {
         if rx.timestamp.to_unix() > unix_now + MAX_TIMESTAMP_SKEW {
             return Err(DropReason::FutureTimestamp);
         }
+        // Our own static key (a cloned image, or a copied key): never a peer, whatever its
+        // credential says — it would be routed our own addresses.
+        if rx.remote_static == self.keys.static_public {
+            return Err(DropReason::BadCredential);
+        }
         let id = match self.peers.by_key(&rx.remote_static) {
             Some(id) => id,
             None if self.settings.accept_unknown_peers => self

@@ -156,3 +156,41 @@ fn the_all_zero_seed_is_refused() {
         Err(NodeError::MissingSeed)
     ));
 }
+
+#[test]
+fn a_clone_holding_our_own_key_is_never_learned_as_a_peer() {
+    // Two machines started from one image share a static key: the clone's initiation to us must
+    // not make it a peer (it would be routed our own addresses), although its credential verifies.
+    let net = TestNetwork::new(2, 35);
+    let now = Instant::now();
+    let mut us = net.node(0, net.config(0, 1), now, net.unix_start);
+    let clone = crate::testing::HandshakeKit::new(
+        crate::crypto::CipherSuite::default(),
+        net.keys[0].clone(),
+        net.psk,
+        net.network_id,
+    )
+    .unwrap();
+    let stamp = crate::tai64n::Tai64N::from_unix(net.unix_start).to_bytes();
+    let credential = crate::credential::StandInCredential {
+        name: "m0".into(),
+        addresses: vec![],
+    }
+    .encode();
+    let msg = clone
+        .initiation(&net.public(0), 7, stamp, &credential, None, [9; 32])
+        .unwrap();
+    let peers = us.peer_count();
+    let before = us.stats().dropped(crate::DropReason::BadCredential);
+    let r = us.decapsulate(net.underlay[1], &msg, &mut vec![0u8; 2048], now);
+    assert_eq!(
+        r.map_err(|e| e.reason()),
+        Err(crate::DropReason::BadCredential)
+    );
+    assert_eq!(
+        us.stats().dropped(crate::DropReason::BadCredential),
+        before + 1
+    );
+    assert_eq!(us.peer_count(), peers, "no peer learned");
+    us.check_invariants();
+}
