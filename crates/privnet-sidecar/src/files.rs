@@ -18,7 +18,9 @@
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -376,7 +378,10 @@ mod tests {
                 assert!(msg.contains("symbolic link"), "{msg}");
             }
             assert_eq!(fs::read_to_string(&victim).unwrap(), "do not touch");
-            assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+            assert!(fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
         }
         // A dangling link is not created through either.
         let dangling = dir.path().join("dangling");
@@ -467,7 +472,14 @@ mod tests {
             read_text(&key).map(|_| ()).unwrap_err(),
         ] {
             assert!(
-                matches!(err, FileError::WrongOwner { uid: 4242, link: false, .. }),
+                matches!(
+                    err,
+                    FileError::WrongOwner {
+                        uid: 4242,
+                        link: false,
+                        ..
+                    }
+                ),
                 "{err}"
             );
             let msg = err.to_string();

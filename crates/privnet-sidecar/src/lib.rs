@@ -14,5 +14,6 @@ pub mod config;
 pub mod files;
 pub mod logging;
 pub mod metrics;
+pub mod server;
 pub mod status;
 pub mod up;

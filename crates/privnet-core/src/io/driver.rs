@@ -278,7 +278,7 @@ impl<I: InnerSide> Driver<I> {
                     // `None` cannot happen while `self.handle` holds a sender; stop anyway.
                     Some(Control::Shutdown) | None => break Ok(()),
                     Some(Control::Reload(reload, reply)) => {
-                        let _ = reply.send(self.reload(reload));
+                        let _ = reply.send(self.reload(*reload));
                         turns.after_service();
                     }
                 },

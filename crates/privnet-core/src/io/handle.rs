@@ -58,8 +58,8 @@ impl std::fmt::Debug for Psks {
 
 /// A message from a handle to its driver.
 pub(crate) enum Control {
-    /// Apply `Reload` and answer how it went.
-    Reload(Reload, oneshot::Sender<Result<(), ControlError>>),
+    /// Apply `Reload` and answer how it went (boxed: a reload is rare and large).
+    Reload(Box<Reload>, oneshot::Sender<Result<(), ControlError>>),
     /// Stop the loop (after publishing a last snapshot).
     Shutdown,
 }
@@ -131,7 +131,7 @@ impl DriverHandle {
         )?;
         let (tx, rx) = oneshot::channel();
         self.control
-            .send(Control::Reload(reload, tx))
+            .send(Control::Reload(Box::new(reload), tx))
             .await
             .map_err(|_| ControlError::Stopped)?;
         rx.await.map_err(|_| ControlError::Stopped)?
