@@ -47,11 +47,13 @@ pub enum Command {
     /// Validate configuration files and every file they name; print every problem.
     Check(CheckArgs),
     /// Join the private network(s): TUN device, encrypted sessions, status socket, metrics.
-    /// Runs until SIGTERM/SIGINT; SIGHUP reloads the trust store and revocation list.
+    /// Runs until SIGTERM/SIGINT (exit 1 if a network's driver dies); SIGHUP applies what can
+    /// change live and names the keys that need a restart (docs/CONFIG.md).
     Up(RunArgs),
     /// Show a running sidecar's peers, endpoints, handshakes, traffic and drops.
     Status(StatusArgs),
-    /// Exit 0 if a running sidecar answers on its status socket (liveness/readiness probe).
+    /// Exit 0 if a running sidecar answers on its status socket and every network's driver runs
+    /// (liveness/readiness probe).
     Health(StatusArgs),
 }
 
