@@ -75,9 +75,12 @@ async fn reload_adds_and_removes_peers_without_touching_others_and_reports_resta
 
         // A's file now: c removed, d added, a new listen port, and a PSK accepted for a rotation.
         net.write_psk("network.next.psk", [0x77; 32]);
+        // (The same key and certificate files: only the port differs.)
         let moved = Member {
+            name: a.name.clone(),
+            keys: privnet_core::identity::NoiseKeyPair::from_random([2; 32]),
+            addr: a.addr,
             port: free_port(),
-            ..net.member("a", 2)
         };
         net.config(
             &moved,
