@@ -182,7 +182,8 @@ async fn a_connection_flood_is_bounded_and_a_slow_reader_loses_its_slot() {
             let mut flood: Vec<UnixStream> = (0..MAX_CONNECTIONS + 10)
                 .map(|_| {
                     let mut s = UnixStream::connect(&path).unwrap();
-                    s.write_all(b"status\n").unwrap();
+                    // A refused connection may be closed before the request is written.
+                    let _ = s.write_all(b"status\n");
                     s
                 })
                 .collect();
