@@ -359,6 +359,8 @@ pub struct ReloadReport {
 pub struct Supervisor {
     networks: Vec<Network>,
     tasks: JoinSet<(usize, std::io::Result<()>)>,
+    /// Which network each task runs (for a task that panicked).
+    task_ids: HashMap<tokio::task::Id, usize>,
     metrics: MetricsSection,
     status: StatusSection,
     log: LogSection,
@@ -376,6 +378,7 @@ impl Supervisor {
         Self {
             networks: Vec::new(),
             tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
             metrics,
             status,
             log,
@@ -412,7 +415,8 @@ impl Supervisor {
     fn spawn<I: InnerSide + Send + 'static>(&mut self, net: NetworkConfig, driver: Driver<I>) {
         let index = self.networks.len();
         let handle = driver.handle();
-        self.tasks.spawn(async move { (index, driver.run().await) });
+        let task = self.tasks.spawn(async move { (index, driver.run().await) });
+        self.task_ids.insert(task.id(), index);
         self.networks.push(Network {
             name: net.network.clone(),
             handle,
@@ -455,7 +459,9 @@ impl Supervisor {
                     result.map_err(|e| anyhow!("its driver failed: {e}")),
                 ),
                 Err(e) => (
-                    "?".to_owned(),
+                    self.task_ids
+                        .get(&e.id())
+                        .map_or_else(|| "?".to_owned(), |i| self.name_of(*i)),
                     Err(anyhow!("its driver task panicked or was cancelled: {e}")),
                 ),
             };
