@@ -78,8 +78,13 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
         for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
             echo "--- fuzz $target"
             log=$(mktemp)
-            if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
-                -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 >"$log" 2>&1; then
+            # The grown corpus (written to), the checked-in seeds, the dictionary (fuzz/README.md).
+            mkdir -p "corpus/$target"
+            seeds=() dict=()
+            [ -d "seeds/$target" ] && seeds=("seeds/$target")
+            [ -f "dict/$target.dict" ] && dict=("-dict=dict/$target.dict")
+            if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
+                -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 "${dict[@]}" >"$log" 2>&1; then
                 tail -n 60 "$log"
                 echo "fuzz target $target failed (crash, leak, timeout or OOM)"
                 exit 1

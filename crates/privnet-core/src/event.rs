@@ -63,6 +63,7 @@ pub enum DownReason {
 
 /// Something the driver may want to log or act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A session with the peer is established (either role).
     PeerUp {
@@ -85,7 +86,23 @@ pub enum Event {
         /// The new endpoint.
         endpoint: SocketAddr,
     },
+    /// Our initiations to the peer have gone unanswered [`UNANSWERED_AFTER`] times in a row
+    /// (about 10 s): a wrong public key, another network PSK, an unreachable endpoint or a peer
+    /// that is down. Emitted once per handshake attempt.
+    HandshakeUnanswered {
+        /// The peer.
+        peer: PeerId,
+        /// Where the initiations went.
+        endpoint: SocketAddr,
+        /// Initiations sent in this attempt so far.
+        attempts: u32,
+        /// When the attempt started.
+        since: Instant,
+    },
 }
+
+/// After this many unanswered initiations of one attempt, [`Event::HandshakeUnanswered`].
+pub const UNANSWERED_AFTER: u32 = 3;
 
 /// Facts about a session, for status and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -63,6 +63,7 @@
 //! A certificate is valid at `now` iff `not_before <= now < not_after` (all Unix seconds).
 
 mod armor_impl;
+mod bundle;
 mod ca;
 mod codec;
 mod expiry;
@@ -74,6 +75,9 @@ mod verifier;
 
 use std::fmt;
 
+pub use bundle::{
+    Bundle, BundleError, BundleKind, SignerCertificate, SignerKey, VerifiedBundle, MAX_BUNDLE_LEN,
+};
 pub use ca::{CaCertificate, CaKey, CaParams};
 pub use codec::{DecodeError, Fingerprint};
 pub use expiry::{expiry_report, ExpiryNotice, ExpiryState, ExpirySubject};
@@ -95,6 +99,10 @@ pub mod armor {
     pub const CA_PRIVATE_KEY: &str = "PRIVNET CA PRIVATE KEY";
     /// Armour label of a member's Noise static private key.
     pub const PRIVATE_KEY: &str = "PRIVNET PRIVATE KEY";
+    /// Armour label of a signer certificate (a key the CA lets sign directory bundles).
+    pub const SIGNER_CERTIFICATE: &str = "PRIVNET SIGNER CERTIFICATE";
+    /// Armour label of a signer's private key.
+    pub const SIGNER_PRIVATE_KEY: &str = "PRIVNET SIGNER PRIVATE KEY";
 }
 
 /// Version of the certificate binary format produced by this module.

@@ -52,6 +52,7 @@ pub mod identity;
 #[cfg(all(feature = "driver", target_os = "linux"))]
 pub mod io;
 pub mod node;
+pub mod policy;
 
 internal_mod!(checksum);
 internal_mod!(icmp);

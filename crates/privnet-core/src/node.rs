@@ -37,7 +37,7 @@ use crate::wire::{self, Message, DATA_OVERHEAD};
 
 pub use crate::event::{
     Decapsulated, DownReason, Encapsulated, Event, HandshakePhase, PeerCounters, PeerStatus,
-    SessionInfo, Transmit,
+    SessionInfo, Transmit, UNANSWERED_AFTER,
 };
 pub use crate::peers::PeerId;
 

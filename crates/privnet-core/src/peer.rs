@@ -30,7 +30,7 @@ use crate::crypto::{self, PublicKey};
 use crate::error::{DropReason, EncapsulateError};
 use crate::event::{
     DownReason, Encapsulated, Event, HandshakePhase, Outbox, PeerCounters, PeerStatus, Pending,
-    SessionInfo, Transmit,
+    SessionInfo, Transmit, UNANSWERED_AFTER,
 };
 use crate::handshake::{self, LocalKeys, ReceivedInitiation};
 use crate::peers::{IndexMap, PeerId, Retired};
@@ -292,6 +292,18 @@ impl Peer {
         };
         let jitter = ctx.jitter();
         ctx.indices.retire(self.initiator.sent(pending, now));
+        if let HandshakePhase::Initiating { since, attempts } = self.initiator.phase() {
+            // The third initiation of an attempt means two went unanswered for ~5 s each: tell
+            // the operator while the attempt still runs (it gives up after 90 s).
+            if attempts == UNANSWERED_AFTER + 1 {
+                ctx.out.event(Event::HandshakeUnanswered {
+                    peer: ctx.id,
+                    endpoint,
+                    attempts: attempts - 1,
+                    since,
+                });
+            }
+        }
         self.timers
             .arm(Timer::RetransmitHandshake, now + REKEY_TIMEOUT + jitter);
         ctx.out.stats.handshakes_initiated += 1;

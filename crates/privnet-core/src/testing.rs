@@ -577,3 +577,99 @@ pub fn ipv4_udp(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
 pub fn udp_payload(packet: &[u8]) -> &[u8] {
     packet.get(28..).unwrap_or(&[])
 }
+
+/// Handshake messages with chosen contents, built and read by the node's own handshake code
+/// outside a node: for the fuzz targets and the seed generator (`tests/fuzz_corpus.rs`), which need
+/// valid Noise messages whose fields (timestamp, credential, indices, cookie) they pick. A kit holds
+/// one member's keys; it keeps no state between messages.
+pub struct HandshakeKit {
+    keys: crate::handshake::LocalKeys,
+}
+
+impl HandshakeKit {
+    /// The kit of the member holding `secret` in the network of `psk` and `network_id`.
+    pub fn new(
+        cipher: crate::crypto::CipherSuite,
+        secret: StaticSecret,
+        psk: [u8; 32],
+        network_id: [u8; 16],
+    ) -> Option<Self> {
+        let params = cipher.noise_params().parse().ok()?;
+        let keys = crate::handshake::LocalKeys::new(
+            params,
+            cipher.wire_id(),
+            secret,
+            psk,
+            &[],
+            &network_id,
+        );
+        Some(Self { keys })
+    }
+
+    /// Our static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.keys.static_public
+    }
+
+    /// A complete initiation to the holder of `remote`: `sender` is our index, `timestamp` the
+    /// TAI64N label, `credential` ours; mac1 is keyed for `remote`, mac2 comes from `cookie` (zero
+    /// without one); `seed` makes the ephemeral key. `None` for a credential over 1,024 bytes.
+    pub fn initiation(
+        &self,
+        remote: &PublicKey,
+        sender: u32,
+        timestamp: [u8; 12],
+        credential: &[u8],
+        cookie: Option<&[u8; 16]>,
+        seed: [u8; 32],
+    ) -> Option<Vec<u8>> {
+        let mac1_key = self.keys.mac1_key_for(remote);
+        // As a node does for its peers: the static-static DH with `remote` is computed once.
+        self.keys.static_dh.register(*remote);
+        crate::handshake::build_initiation(
+            &self.keys,
+            remote,
+            &mac1_key,
+            sender,
+            crate::tai64n::Tai64N::from_bytes(timestamp),
+            credential,
+            cookie,
+            seed,
+        )
+        .ok()
+        .map(|(_, msg)| msg)
+    }
+
+    /// Read `initiation` (sent to us; its macs are not checked) and build our response: `sender`
+    /// is our index, `credential` ours, mac2 from `cookie`; `seed` makes the ephemeral key.
+    /// Returns the initiator's static key and the response.
+    ///
+    /// # Errors
+    /// The drop reason a node would count for the initiation (`bad_type` for another message).
+    pub fn respond(
+        &self,
+        initiation: &[u8],
+        sender: u32,
+        credential: &[u8],
+        cookie: Option<&[u8; 16]>,
+        seed: [u8; 32],
+    ) -> Result<(PublicKey, Vec<u8>), crate::DropReason> {
+        let crate::wire::Message::Initiation(m) = crate::wire::parse(initiation)? else {
+            return Err(crate::DropReason::BadType);
+        };
+        let rx = crate::handshake::read_initiation(&self.keys, &m, 0, seed)?;
+        // Later initiations from the same key reuse the static-static DH.
+        self.keys.static_dh.register(rx.remote_static);
+        let mac1_key = self.keys.mac1_key_for(&rx.remote_static);
+        let (_, msg) = crate::handshake::build_response(
+            rx.state,
+            self.keys.cipher_id,
+            sender,
+            m.sender(),
+            credential,
+            &mac1_key,
+            cookie,
+        )?;
+        Ok((rx.remote_static, msg))
+    }
+}

@@ -55,6 +55,9 @@ pub enum Command {
     /// Exit 0 if a running sidecar answers on its status socket and every network's driver runs
     /// (liveness/readiness probe).
     Health(StatusArgs),
+    /// Check and explain access policies offline (docs/POLICY.md).
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCommand),
 }
 
 /// `privnet up`.
@@ -239,6 +242,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up(&a),
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
+        Command::Policy(c) => return crate::policy_cli::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

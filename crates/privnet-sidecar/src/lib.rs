@@ -14,6 +14,7 @@ pub mod config;
 pub mod files;
 pub mod logging;
 pub mod metrics;
+pub mod policy_cli;
 pub mod server;
 pub mod status;
 pub mod up;

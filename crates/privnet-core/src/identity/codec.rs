@@ -25,6 +25,10 @@ const HEADER_LEN: usize = 2;
 pub(crate) const KIND_CA: u8 = 1;
 /// Kind byte of a member certificate.
 pub(crate) const KIND_MEMBER: u8 = 2;
+/// Kind byte of a signer certificate (a key the CA lets sign directory bundles).
+pub(crate) const KIND_SIGNER: u8 = 3;
+/// Kind byte of a signed directory bundle (policy, revocations).
+pub(crate) const KIND_BUNDLE: u8 = 4;
 
 /// Why certificate bytes (or armoured text) do not decode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -210,9 +214,19 @@ fn signing_message(tbs: &[u8]) -> Vec<u8> {
 /// Encode and sign `body`. Returns `None` if postcard fails (it cannot for our types) or the result
 /// is longer than [`MAX_CERT_LEN`].
 pub(crate) fn seal<B: Serialize>(kind: u8, body: B, key: &SigningKey) -> Option<Envelope<B>> {
+    seal_max(kind, body, key, MAX_CERT_LEN)
+}
+
+/// [`seal`] with another length bound (bundles are larger than certificates).
+pub(crate) fn seal_max<B: Serialize>(
+    kind: u8,
+    body: B,
+    key: &SigningKey,
+    max: usize,
+) -> Option<Envelope<B>> {
     let mut tbs = vec![FORMAT_VERSION, kind];
     tbs.extend(postcard::to_stdvec(&body).ok()?);
-    if tbs.len() + SIGNATURE_LEN > MAX_CERT_LEN {
+    if tbs.len() + SIGNATURE_LEN > max {
         return None;
     }
     let signature = key.sign(&signing_message(&tbs)).to_bytes();
@@ -228,10 +242,19 @@ pub(crate) fn open<B: Serialize + DeserializeOwned>(
     kind: u8,
     bytes: &[u8],
 ) -> Result<Envelope<B>, DecodeError> {
-    if bytes.len() > MAX_CERT_LEN {
+    open_max(kind, bytes, MAX_CERT_LEN)
+}
+
+/// [`open`] with another length bound.
+pub(crate) fn open_max<B: Serialize + DeserializeOwned>(
+    kind: u8,
+    bytes: &[u8],
+    max: usize,
+) -> Result<Envelope<B>, DecodeError> {
+    if bytes.len() > max {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
-            max: MAX_CERT_LEN,
+            max,
         });
     }
     let body_end = bytes

@@ -516,6 +516,19 @@ impl<I: InnerSide> Driver<I> {
                     let name = name(&self.node, &self.publisher, peer);
                     tracing::warn!(network = %network, peer = %name, ?reason, "session closed");
                 }
+                Event::HandshakeUnanswered {
+                    peer,
+                    endpoint,
+                    attempts,
+                    since,
+                } => {
+                    let name = name(&self.node, &self.publisher, peer);
+                    let secs = self.clock.now().saturating_duration_since(since).as_secs();
+                    tracing::warn!(network = %network, peer = %name, %endpoint, attempts,
+                        "no answer to {attempts} handshake initiations in {secs} s; likely causes: a wrong \
+                         public key for this peer in our configuration (or for us in its), another \
+                         network PSK, the endpoint unreachable (address, port, firewall), or the peer is down");
+                }
                 Event::EndpointChanged { peer, endpoint } => {
                     let now = self.clock.now();
                     if let Some(held) = self.repeats.allow(peer, now) {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::identity::{expiry_report, ExpirySubject};
-use crate::node::{Node, PeerStatus};
+use crate::node::{HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
 
 use super::config::Identity;
 
@@ -76,6 +76,13 @@ pub struct PeerSnapshot {
     pub last_handshake_secs_ago: Option<u64>,
     /// Whether a session is up.
     pub established: bool,
+    /// Where the handshake stands: `up`, `idle`, `connecting` (initiations out, not yet
+    /// unanswered long), or `no answer` (at least `UNANSWERED_AFTER` initiations unanswered).
+    pub state: String,
+    /// Seconds since our current handshake attempt began, while one runs.
+    pub handshaking_for_secs: Option<u64>,
+    /// Initiations sent in the current attempt.
+    pub handshake_attempts: u32,
     /// Inner bytes received.
     pub rx_bytes: u64,
     /// Inner bytes sent.
@@ -210,6 +217,25 @@ impl Publisher {
                     .last_handshake
                     .map(|t| now.saturating_duration_since(t).as_secs()),
                 established: p.established,
+                state: match p.phase {
+                    HandshakePhase::Established => "up",
+                    HandshakePhase::Idle => "idle",
+                    HandshakePhase::Initiating { attempts, .. } if attempts > UNANSWERED_AFTER => {
+                        "no answer"
+                    }
+                    HandshakePhase::Initiating { .. } => "connecting",
+                }
+                .to_owned(),
+                handshaking_for_secs: match p.phase {
+                    HandshakePhase::Initiating { since, .. } => {
+                        Some(now.saturating_duration_since(since).as_secs())
+                    }
+                    _ => None,
+                },
+                handshake_attempts: match p.phase {
+                    HandshakePhase::Initiating { attempts, .. } => attempts,
+                    _ => 0,
+                },
                 rx_bytes: p.counters.rx_bytes,
                 tx_bytes: p.counters.tx_bytes,
                 rx_packets: p.counters.rx_packets,
