@@ -28,6 +28,34 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
 fi
 
+step "cargo deny: advisories (RustSec snapshot, offline), duplicate versions, licences, sources"
+# cargo-deny reads the advisory database from $CARGO_HOME/advisory-dbs; this machine (and CI) has no
+# network access to it, so the snapshot in ../shared/advisory-db (CI lays a copy of shared/ beside
+# the clone) is installed there by ../shared/tools/advisory-db-setup.sh. PRIVNET_SHARED overrides
+# where shared/ is.
+if ! cargo deny --version >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --quiet
+fi
+shared="${PRIVNET_SHARED:-$(cd .. && pwd)/shared}"
+if [ ! -f "$shared/tools/advisory-db-setup.sh" ] || [ ! -d "$shared/advisory-db" ]; then
+    echo "scripts/test.sh: no RustSec advisory snapshot at $shared/advisory-db (with" >&2
+    echo "  $shared/tools/advisory-db-setup.sh); cargo deny cannot check advisories offline." >&2
+    echo "  Put the project's shared/ next to the repository or set PRIVNET_SHARED=/path/to/shared." >&2
+    exit 1
+fi
+# shared/ may come without write bits (as in CI): run the setup script from a writable copy, and
+# make an earlier installation removable.
+deny_tmp=$(mktemp -d)
+cp -r "$shared/tools" "$shared/advisory-db" "$deny_tmp/"
+chmod -R u+w "$deny_tmp"
+if [ -d "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs" ]; then
+    chmod -R u+w "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+fi
+bash "$deny_tmp/tools/advisory-db-setup.sh" >/dev/null
+rm -rf "$deny_tmp"
+cargo fetch --locked --quiet
+cargo deny --offline check
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

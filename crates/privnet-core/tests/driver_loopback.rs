@@ -19,9 +19,10 @@ use privnet_core::identity::{
 };
 use privnet_core::io::{
     ChannelEnd, ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity,
-    NetworkSnapshot, Reload,
+    NetworkSnapshot, Psks, Reload,
 };
 use privnet_core::{CredentialVerifier, NodeConfig, PeerConfig};
+use zeroize::Zeroizing;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,11 +111,23 @@ async fn start_with(
     peer_endpoint: Option<SocketAddr>,
     underlay_mtu: Option<u16>,
 ) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
+    start_psk(ca, me, peer, peer_endpoint, underlay_mtu, PSK).await
+}
+
+/// As [`start_with`], with a network PSK.
+async fn start_psk(
+    ca: &Ca,
+    me: &Member,
+    peer: &Member,
+    peer_endpoint: Option<SocketAddr>,
+    underlay_mtu: Option<u16>,
+    psk: [u8; 32],
+) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
     let verifier = Arc::new(CertVerifier::new(ca.store(&[])));
     let dyn_verifier: Arc<dyn CredentialVerifier> = verifier.clone();
     let mut node_cfg = NodeConfig::new(
         StaticSecret::from_bytes(*me.keys.secret()),
-        PSK,
+        psk,
         ca.cert.network_id().0,
         dyn_verifier,
     );
@@ -306,6 +319,7 @@ async fn scenario() {
             trust: Some(ca.store(&[&b.cert])),
             busy_poll: Some(Duration::ZERO),
             batch_hold: Some(Duration::ZERO),
+            ..Reload::default()
         })
         .await
         .unwrap();
@@ -382,6 +396,133 @@ async fn jumbo_packets_queued_during_a_handshake_and_empty_datagrams() {
         handle_a.shutdown().await.unwrap();
         handle_b.shutdown().await.unwrap();
         for task in [task_a, task_b] {
+            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
+        }
+    })
+    .await
+    .expect("the test did not finish within its time limit");
+}
+
+/// `src -> dst` through `from` arrives at `to`.
+async fn pass(from: &mut ChannelEnd, to: &mut ChannelEnd, src: &Member, dst: &Member, what: &str) {
+    let p = udp4(src.addr, dst.addr, what.as_bytes());
+    from.send(&p).await.unwrap();
+    assert_eq!(recv(to, what).await, p, "{what}");
+}
+
+fn psks(primary: [u8; 32], accepted: &[[u8; 32]]) -> Reload {
+    Reload {
+        psks: Some(Psks {
+            primary: Zeroizing::new(primary),
+            accepted: Zeroizing::new(accepted.to_vec()),
+        }),
+        ..Reload::default()
+    }
+}
+
+/// PSK rotation through reloads (issue 13 item 3, the operator procedure of docs/CONFIG.md): the
+/// three steps (accept the new; send with the new, accept the old; drop the old), each applied to
+/// both members live, keep the session and its traffic without a new handshake; afterwards a
+/// member restarted with only the new PSK handshakes at once, and one holding only the old PSK
+/// (an ex-member) is refused at mac1.
+#[tokio::test]
+async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
+    tokio::time::timeout(TEST_TIMEOUT * 2, async {
+        let (old, new) = (PSK, [0xa7; 32]);
+        let ca = Ca::new();
+        let a = Member::new(&ca, "a", 6);
+        let b = Member::new(&ca, "b", 7);
+        let (driver_a, mut app_a, _) = start_psk(&ca, &a, &b, None, None, old).await;
+        let addr_a = driver_a.local_addr();
+        let (driver_b, mut app_b, _) = start_psk(&ca, &b, &a, Some(addr_a), None, old).await;
+        let mut handle_a = driver_a.handle();
+        let handle_b = driver_b.handle();
+        let task_a = tokio::spawn(driver_a.run());
+        let task_b = tokio::spawn(driver_b.run());
+        pass(&mut app_b, &mut app_a, &b, &a, "before the rotation").await;
+        let before = snapshot_where(&mut handle_a, "A established", |s| {
+            s.peers.len() == 1 && s.peers[0].established
+        })
+        .await
+        .handshakes_completed;
+
+        for (step, (primary, accepted)) in [(old, vec![new]), (new, vec![old]), (new, vec![])]
+            .into_iter()
+            .enumerate()
+        {
+            // Member by member, as an operator reloads them one after the other.
+            for h in [&handle_a, &handle_b] {
+                h.reload(psks(primary, &accepted)).await.unwrap();
+                pass(
+                    &mut app_a,
+                    &mut app_b,
+                    &a,
+                    &b,
+                    &format!("step {} A -> B", step + 1),
+                )
+                .await;
+                pass(
+                    &mut app_b,
+                    &mut app_a,
+                    &b,
+                    &a,
+                    &format!("step {} B -> A", step + 1),
+                )
+                .await;
+            }
+        }
+        let after = snapshot_where(&mut handle_a, "A after the rotation", |s| {
+            s.peers[0].rx_packets >= 7
+        })
+        .await;
+        assert!(after.peers[0].established);
+        assert_eq!(
+            after.handshakes_completed, before,
+            "the rotation restarted the session"
+        );
+
+        // B restarts knowing only the new PSK: the handshake with A works.
+        handle_b.shutdown().await.unwrap();
+        let _ = tokio::time::timeout(STEP_TIMEOUT, task_b).await;
+        let (driver_b, mut app_b, _) = start_psk(&ca, &b, &a, Some(addr_a), None, new).await;
+        let handle_b = driver_b.handle();
+        let task_b = tokio::spawn(driver_b.run());
+        pass(&mut app_b, &mut app_a, &b, &a, "B with only the new PSK").await;
+        snapshot_where(&mut handle_a, "a new handshake under the new PSK", |s| {
+            s.handshakes_completed > before
+        })
+        .await;
+        handle_b.shutdown().await.unwrap();
+        let _ = tokio::time::timeout(STEP_TIMEOUT, task_b).await;
+
+        // An ex-member holding only the old PSK: refused at mac1, nothing delivered.
+        let bad_mac1 = |s: &NetworkSnapshot| {
+            s.drops
+                .iter()
+                .find(|(r, _)| r == "bad_mac1")
+                .map_or(0, |(_, n)| *n)
+        };
+        let refused_before = bad_mac1(&handle_a.snapshot());
+        let (driver_x, mut app_x, _) = start_psk(&ca, &b, &a, Some(addr_a), None, old).await;
+        let handle_x = driver_x.handle();
+        let task_x = tokio::spawn(driver_x.run());
+        app_x
+            .send(&udp4(b.addr, a.addr, b"only the old PSK"))
+            .await
+            .unwrap();
+        snapshot_where(&mut handle_a, "the old PSK refused at mac1", |s| {
+            bad_mac1(s) > refused_before
+        })
+        .await;
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), app_a.recv())
+                .await
+                .is_err(),
+            "a packet of the old PSK's holder was delivered"
+        );
+        handle_x.shutdown().await.unwrap();
+        handle_a.shutdown().await.unwrap();
+        for task in [task_a, task_x] {
             let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
         }
     })

@@ -47,11 +47,13 @@ pub enum Command {
     /// Validate configuration files and every file they name; print every problem.
     Check(CheckArgs),
     /// Join the private network(s): TUN device, encrypted sessions, status socket, metrics.
-    /// Runs until SIGTERM/SIGINT; SIGHUP reloads the trust store and revocation list.
+    /// Runs until SIGTERM/SIGINT (exit 1 if a network's driver dies); SIGHUP applies what can
+    /// change live and names the keys that need a restart (docs/CONFIG.md).
     Up(RunArgs),
     /// Show a running sidecar's peers, endpoints, handshakes, traffic and drops.
     Status(StatusArgs),
-    /// Exit 0 if a running sidecar answers on its status socket (liveness/readiness probe).
+    /// Exit 0 if a running sidecar answers on its status socket and every network's driver runs
+    /// (liveness/readiness probe).
     Health(StatusArgs),
     /// Check and explain access policies offline (docs/POLICY.md).
     #[command(subcommand)]
@@ -106,6 +108,21 @@ pub enum CaCommand {
     Init(CaInitArgs),
     /// Create a new CA for an existing network (same name, id, prefixes and PSK; new key).
     Rollover(CaRolloverArgs),
+    /// Start a network PSK rotation: write a new PSK next to the current one and print the
+    /// three steps that switch every member to it without an outage.
+    RotatePsk(CaRotatePskArgs),
+}
+
+/// `privnet ca rotate-psk`.
+#[derive(Debug, Args)]
+pub struct CaRotatePskArgs {
+    /// Directory of the CA (ca.crt and network.psk); the new PSK is written there as
+    /// network.next.psk (mode 0600).
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Overwrite an existing network.next.psk (a rotation already started).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `privnet ca init`.
@@ -218,6 +235,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keygen(a) => keygen(&a),
         Command::Ca(CaCommand::Init(a)) => ca_init(&a),
         Command::Ca(CaCommand::Rollover(a)) => ca_rollover(&a),
+        Command::Ca(CaCommand::RotatePsk(a)) => ca_rotate_psk(&a),
         Command::Cert(CertCommand::Issue(a)) => cert_issue(&a),
         Command::Cert(CertCommand::Show(a)) => cert_show(&a),
         Command::Check(a) => return check(&a),
@@ -251,8 +269,8 @@ fn up(a: &RunArgs) -> Result<()> {
             );
         }
     };
-    crate::logging::init(&cfg.log);
-    crate::up::up(cfg, a.configs.clone())
+    let log = crate::logging::init(&cfg.log);
+    crate::up::up(cfg, a.configs.clone(), log)
 }
 
 fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
@@ -262,8 +280,7 @@ fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
     let Some(path) = &a.config else {
         bail!("pass --socket PATH or --config FILE (or set PRIVNET_CONFIG)");
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = files::read_text(path)?;
     let (file, problems) = config::parse_str(&text, path);
     if let Some(p) = problems.first() {
         bail!("{p}");
@@ -292,20 +309,7 @@ fn status(a: &StatusArgs) -> Result<()> {
 
 fn health(a: &StatusArgs) -> Result<()> {
     let nets = crate::status::query_status(&status_socket(a)?)?;
-    if nets.is_empty() {
-        bail!("the sidecar runs no network");
-    }
-    if a.require_peer {
-        let up = nets.iter().any(|n| {
-            n.get("peers").and_then(|p| p.as_array()).is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| p.get("established") == Some(&serde_json::Value::Bool(true)))
-            })
-        });
-        if !up {
-            bail!("no peer has an established session");
-        }
-    }
+    crate::status::check_health(&nets, a.require_peer)?;
     println!("ok");
     Ok(())
 }
@@ -434,6 +438,38 @@ fn ca_rollover(a: &CaRolloverArgs) -> Result<()> {
          then remove the old CA.",
         a.out_dir.display(),
         a.out_dir.display()
+    );
+    Ok(())
+}
+
+/// File name of the next PSK that `ca rotate-psk` writes into the CA directory.
+pub const NEXT_PSK_FILE: &str = "network.next.psk";
+
+fn ca_rotate_psk(a: &CaRotatePskArgs) -> Result<()> {
+    let ca = read_ca_cert(&a.ca_dir.join("ca.crt"))?;
+    let current = a.ca_dir.join("network.psk");
+    // The current PSK must be there and readable: the procedure below keeps accepting it.
+    files::read_secret(&current)?;
+    let next = a.ca_dir.join(NEXT_PSK_FILE);
+    let psk = Zeroizing::new(STANDARD.encode(*random::<32>()?));
+    files::write_secret(&next, &format!("{}\n", psk.as_str()), a.force)?;
+    let (cur, new) = (current.display(), next.display());
+    println!(
+        "wrote {new} (mode 0600): the next PSK of network `{}`.
+
+Rotate it member by member, reloading each (SIGHUP) after each step; handshakes keep working
+throughout (docs/CONFIG.md, \"Rotating the network PSK\"):
+
+1. Accept the new PSK: copy {new} to every member (mode 0600) and add it to
+   `[node] network_psk_accept = [\"network.next.psk\"]`; reload. Wait until every member has it.
+2. Send with the new PSK, accept the old: on every member set `network_psk = \"network.next.psk\"`
+   and `network_psk_accept = [\"network.psk\"]` (the old file); reload. Wait until every member has it.
+3. Drop the old PSK: remove `network_psk_accept` on every member; reload. Then replace {cur} with
+   {new} here (`mv {new} {cur}`), so that `privnet ca rollover` and new members get the new one.
+
+Why: every member, past ones included, holds the old PSK and can compute mac1 and earn cookies
+(revoked members too); after step 3 their handshakes are dropped as bad_mac1 before any work.",
+        ca.name()
     );
     Ok(())
 }

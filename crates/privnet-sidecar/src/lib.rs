@@ -5,7 +5,8 @@
 //! [`metrics`] serve the drivers' snapshots.
 // An I/O program, not sans-IO code: it reads clocks and opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
-// `unsafe_code` is denied by the workspace lints; the OS interfaces live in `privnet_core::io`.
+// `unsafe_code` is denied by the workspace lints; the OS interfaces live in `privnet_core::io`,
+// except one `geteuid` call in `files.rs` (with its `// SAFETY:` comment).
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cli;
+pub mod server;
 pub mod status;
 pub mod up;

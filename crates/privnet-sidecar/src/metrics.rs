@@ -1,8 +1,10 @@
 //! The Prometheus `/metrics` endpoint of a running sidecar (off by default; loopback only, enforced
-//! by the config loader and again here) and the text exposition of the drivers' snapshots.
+//! by the config loader and again here) and the text exposition of the networks' snapshots. The
+//! endpoint runs on the [`ServerThread`], never on a driver's (see `server.rs` for the limits).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -10,46 +12,86 @@ use privnet_core::io::NetworkSnapshot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::status::{Snapshots, MAX_REQUEST};
+use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
+use crate::status::{NetworkStatus, Snapshots, MAX_REQUEST};
 
-/// Serve Prometheus metrics on `addr` (loopback).
-pub async fn serve_metrics(addr: SocketAddr, snapshots: Snapshots) -> anyhow::Result<()> {
+/// How long the metrics endpoint waits for the request line.
+pub const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bind the metrics endpoint on `addr` (loopback) and serve it from the servers' thread. Returns
+/// the bound address (`addr` with port 0 gets a free port).
+///
+/// # Errors
+/// A non-loopback address, or the address could not be bound.
+pub fn serve_metrics(
+    addr: SocketAddr,
+    snapshots: Snapshots,
+    servers: &ServerThread,
+) -> anyhow::Result<SocketAddr> {
     if !addr.ip().is_loopback() {
         bail!("metrics address {addr} is not a loopback address");
     }
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-    tracing::info!(%addr, "metrics endpoint listening");
-    tokio::spawn(async move {
+    listener
+        .set_nonblocking(true)
+        .with_context(|| format!("metrics endpoint {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("metrics endpoint {addr}"))?;
+    tracing::info!(addr = %bound, "metrics endpoint listening");
+    servers.spawn(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("metrics endpoint {bound}: {e}; metrics will not be served");
+                return;
+            }
+        };
+        let body = Arc::new(Rendered::new(move || render_status(&snapshots.collect())));
+        let mut gate = Gate::new("metrics endpoint");
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
+            let mut conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    gate.failed(e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = gate.admit() else {
+                drop(conn);
                 continue;
             };
-            let snaps = snapshots.collect();
+            let body = body.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let mut req = [0u8; MAX_REQUEST];
-                let n = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut req))
+                let n = bounded(METRICS_READ_TIMEOUT, conn.read(&mut req))
                     .await
-                    .ok()
                     .and_then(Result::ok)
                     .unwrap_or(0);
                 let head = String::from_utf8_lossy(&req[..n]);
-                let (status, body) = if head.starts_with("GET /metrics") {
-                    ("200 OK", render_metrics(&snaps))
+                let found = head.starts_with("GET /metrics");
+                let doc = if found { body.get() } else { Arc::new(String::new()) };
+                let (status, text): (&str, &str) = if found {
+                    ("200 OK", doc.as_str())
                 } else {
-                    ("404 Not Found", "not found; try /metrics\n".to_owned())
+                    ("404 Not Found", "not found; try /metrics\n")
                 };
                 let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    text.len()
                 );
-                let _ = conn.write_all(resp.as_bytes()).await;
-                let _ = conn.shutdown().await;
+                let _ = bounded(WRITE_TIMEOUT, async {
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                    let _ = conn.write_all(text.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                })
+                .await;
             });
         }
     });
-    Ok(())
+    Ok(bound)
 }
 
 fn label(s: &str) -> String {
@@ -58,15 +100,51 @@ fn label(s: &str) -> String {
         .replace('\n', " ")
 }
 
-/// The Prometheus text exposition of the snapshots.
+/// The Prometheus text exposition of the networks: [`render_metrics`] of their snapshots, with
+/// `privnet_up` from whether each driver still runs and `privnet_restart_needed` from the keys
+/// waiting for a restart.
+pub fn render_status(nets: &[NetworkStatus]) -> String {
+    let snaps: Vec<NetworkSnapshot> = nets.iter().map(|n| n.snapshot.clone()).collect();
+    let up: Vec<bool> = nets.iter().map(|n| n.running).collect();
+    let mut o = render(&snaps, &up);
+    let _ = writeln!(
+        o,
+        "# HELP privnet_restart_needed Configuration keys changed since start that take effect only after a restart.\n# TYPE privnet_restart_needed gauge"
+    );
+    for n in nets {
+        let _ = writeln!(
+            o,
+            "privnet_restart_needed{{network=\"{}\"}} {}",
+            label(&n.snapshot.network),
+            n.restart_needed.len()
+        );
+    }
+    o
+}
+
+/// The Prometheus text exposition of the snapshots (every network counted as running).
 pub fn render_metrics(snaps: &[NetworkSnapshot]) -> String {
+    render(snaps, &vec![true; snaps.len()])
+}
+
+fn render(snaps: &[NetworkSnapshot], up: &[bool]) -> String {
     let mut o = String::new();
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    family(&mut o, "privnet_up", "gauge", "1 while the network runs.");
-    for s in snaps {
-        let _ = writeln!(o, "privnet_up{{network=\"{}\"}} 1", label(&s.network));
+    family(
+        &mut o,
+        "privnet_up",
+        "gauge",
+        "1 while the network's driver runs, 0 once it has stopped.",
+    );
+    for (s, up) in snaps.iter().zip(up) {
+        let _ = writeln!(
+            o,
+            "privnet_up{{network=\"{}\"}} {}",
+            label(&s.network),
+            u8::from(*up)
+        );
     }
     for (name, help, get) in [
         (

@@ -1,13 +1,18 @@
-//! The status socket of a running sidecar (a Unix socket, mode 0600, one JSON document per
-//! connection) used by `privnet status` and `privnet health`: the server, the client and the
-//! human-readable format. The document is the list of the drivers' snapshots
-//! ([`privnet_core::io::NetworkSnapshot`]).
+//! The status socket of a running sidecar (a Unix socket, mode 0600 in a directory only its owner
+//! may enter, one JSON document per connection) used by `privnet status` and `privnet health`:
+//! the server, the client and the human-readable format. The document is the list of the
+//! networks' [`NetworkStatus`]: each driver's latest snapshot
+//! ([`privnet_core::io::NetworkSnapshot`]) with whether its driver still runs and which changed
+//! keys wait for a restart. The server runs on the [`ServerThread`], never on a driver's
+//! (see `server.rs` for the limits).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,24 +20,79 @@ use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
+
 /// Largest request read from a status or metrics client.
 pub(crate) const MAX_REQUEST: usize = 4096;
+/// How long the status server waits for the request line (`status`).
+pub const STATUS_READ_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The configuration keys of one network that changed in the files but take effect only after a
+/// restart (shared by `privnet up`'s reload and the status socket).
+pub type RestartNeeded = Arc<Mutex<Vec<String>>>;
+
+/// One network as `privnet up` serves it: its driver's handle and its keys waiting for a restart.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// The driver.
+    pub handle: DriverHandle,
+    /// Keys changed in the files that need a restart.
+    pub restart_needed: RestartNeeded,
+}
+
+/// One network in the status document and the metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NetworkStatus {
+    /// The driver's latest snapshot.
+    #[serde(flatten)]
+    pub snapshot: NetworkSnapshot,
+    /// Whether the driver still runs (`false` once its task ended, failed or panicked: the
+    /// snapshot is then its last one).
+    pub running: bool,
+    /// Configuration keys changed since start that take effect only after a restart.
+    pub restart_needed: Vec<String>,
+}
 
 /// The snapshots of every running network, in configuration order, shared by the status socket
 /// and the metrics endpoint. Reading them takes the drivers' latest published snapshots; nothing
 /// waits for a driver.
 #[derive(Clone, Debug, Default)]
-pub struct Snapshots(Arc<Vec<DriverHandle>>);
+pub struct Snapshots(Arc<Vec<Served>>);
 
 impl Snapshots {
-    /// The snapshots of the drivers behind `handles`.
+    /// The snapshots of the drivers behind `handles` (nothing waiting for a restart).
     pub fn new(handles: Vec<DriverHandle>) -> Self {
-        Self(Arc::new(handles))
+        Self::served(
+            handles
+                .into_iter()
+                .map(|handle| Served {
+                    handle,
+                    restart_needed: RestartNeeded::default(),
+                })
+                .collect(),
+        )
     }
 
-    /// A copy of every network's latest snapshot.
-    pub fn collect(&self) -> Vec<NetworkSnapshot> {
-        self.0.iter().map(|h| (*h.snapshot()).clone()).collect()
+    /// The networks `served`.
+    pub fn served(served: Vec<Served>) -> Self {
+        Self(Arc::new(served))
+    }
+
+    /// Every network's latest snapshot, whether its driver runs, and its keys waiting for a
+    /// restart.
+    pub fn collect(&self) -> Vec<NetworkStatus> {
+        self.0
+            .iter()
+            .map(|s| NetworkStatus {
+                snapshot: (*s.handle.snapshot()).clone(),
+                running: s.handle.is_running(),
+                restart_needed: s
+                    .restart_needed
+                    .lock()
+                    .map(|k| k.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 }
 
@@ -41,43 +101,198 @@ fn snapshot_json(snapshots: &Snapshots) -> String {
     serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Bind the status socket at `path` (mode 0600) and serve snapshots on it. Returns the path, for
-/// removal at shutdown.
-pub fn serve_status(path: PathBuf, snapshots: Snapshots) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the status socket directory {}", dir.display()))?;
+/// The bound status socket; [`StatusSocket::remove`] deletes it at shutdown (only if the path
+/// still is this socket).
+#[derive(Debug)]
+pub struct StatusSocket {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl StatusSocket {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            bail!(
-                "status socket {} is in use: another privnet is running with this configuration",
-                path.display()
-            );
+
+    /// Remove the socket file, unless something else has replaced it meanwhile.
+    pub fn remove(self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.file_type().is_socket() && (m.dev(), m.ino()) == self.id {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
-        std::fs::remove_file(&path)
-            .with_context(|| format!("removing stale status socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("binding the status socket {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 0600 {}", path.display()))?;
-    tokio::spawn(async move {
+}
+
+/// The directory of the status socket: created with mode 0700 (with any missing parents), or,
+/// if it exists, a directory owned by us or root that no one else may write to (unless sticky,
+/// like /tmp), so that no other user can replace the socket.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| {
+                format!(
+                    "creating the status socket directory {} (mode 0700)",
+                    dir.display()
+                )
+            }),
+        Err(e) => Err(e).with_context(|| format!("status socket directory {}", dir.display())),
+        Ok(_) => {
+            // Follow a link here: /run may be one; what counts is the directory it names.
+            let m = std::fs::metadata(dir)
+                .with_context(|| format!("status socket directory {}", dir.display()))?;
+            if !m.is_dir() {
+                bail!("status socket directory {}: not a directory", dir.display());
+            }
+            let ours = crate::files::running_uid();
+            if m.uid() != 0 && m.uid() != ours {
+                bail!(
+                    "status socket directory {}: owned by uid {}, not by the running user (uid {ours}) or root",
+                    dir.display(),
+                    m.uid()
+                );
+            }
+            let mode = m.mode() & 0o7777;
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                bail!(
+                    "status socket directory {}: mode {mode:04o} lets other users replace the socket; \
+                     use a directory only its owner can write to (e.g. `chmod 700 {}`)",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Bind the status socket at `path`, never reachable by anyone but us: in a private directory
+/// (see [`private_dir`]), bound inside a fresh mode-0700 directory next to it, chmod'ed 0600 there
+/// and only then renamed into place. A stale socket of a stopped sidecar is replaced; a live one,
+/// or anything that is not a socket, is refused.
+///
+/// # Errors
+/// What went wrong, naming the path.
+pub fn bind_status_socket(
+    path: &Path,
+) -> anyhow::Result<(std::os::unix::net::UnixListener, StatusSocket)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    private_dir(&dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => bail!(
+            "status socket {}: exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
+        Ok(_) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!(
+                    "status socket {} is in use: another privnet is running with this configuration",
+                    path.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("status socket {}", path.display())),
+    }
+    let staging = dir.join(format!(".{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| {
+            format!(
+                "creating {} (mode 0700) to bind the status socket in",
+                staging.display()
+            )
+        })?;
+    let bound = (|| {
+        let tmp = staging.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&tmp).with_context(|| {
+            format!(
+                "binding the status socket {} (in {})",
+                path.display(),
+                staging.display()
+            )
+        })?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| {
+            format!("moving the status socket into place at {}", path.display())
+        })?;
+        listener
+            .set_nonblocking(true)
+            .with_context(|| format!("status socket {}", path.display()))?;
+        let m = std::fs::symlink_metadata(path)
+            .with_context(|| format!("status socket {}", path.display()))?;
+        anyhow::Ok((
+            listener,
+            StatusSocket {
+                path: path.to_owned(),
+                id: (m.dev(), m.ino()),
+            },
+        ))
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
+}
+
+/// Bind the status socket at `path` (see [`bind_status_socket`]) and serve snapshots on it from
+/// the servers' thread.
+///
+/// # Errors
+/// The socket could not be bound.
+pub fn serve_status(
+    path: &Path,
+    snapshots: Snapshots,
+    servers: &ServerThread,
+) -> anyhow::Result<StatusSocket> {
+    let (listener, socket) = bind_status_socket(path)?;
+    let shown = path.display().to_string();
+    servers.spawn(async move {
+        let listener = match UnixListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("status socket {shown}: {e}; `privnet status` will not answer");
+                return;
+            }
+        };
+        let body = Arc::new(Rendered::new(move || snapshot_json(&snapshots)));
+        let mut gate = Gate::new("status socket");
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
+            let mut conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    gate.failed(e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = gate.admit() else {
+                drop(conn);
                 continue;
             };
-            let body = snapshot_json(&snapshots);
+            let body = body.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let mut req = [0u8; MAX_REQUEST];
                 // The request is a single line ("status"); read what is there, bounded in time.
-                let _ = tokio::time::timeout(Duration::from_millis(200), conn.read(&mut req)).await;
-                let _ = conn.write_all(body.as_bytes()).await;
-                let _ = conn.shutdown().await;
+                let _ = bounded(STATUS_READ_TIMEOUT, conn.read(&mut req)).await;
+                let doc = body.get();
+                let _ = bounded(WRITE_TIMEOUT, async {
+                    let _ = conn.write_all(doc.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                })
+                .await;
             });
         }
     });
-    Ok(path)
+    Ok(socket)
 }
 
 /// Ask a running sidecar for its status.
@@ -93,6 +308,41 @@ pub fn query_status(socket: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut body = String::new();
     s.take(16 << 20).read_to_string(&mut body)?;
     serde_json::from_str(&body).context("the status socket answered with invalid JSON")
+}
+
+/// What `privnet health` decides from a status document: at least one network, every network's
+/// driver running (a document of a sidecar before `running` existed counts as running), and with
+/// `require_peer` at least one established session.
+///
+/// # Errors
+/// Why the sidecar is not healthy, naming the network.
+pub fn check_health(nets: &[serde_json::Value], require_peer: bool) -> anyhow::Result<()> {
+    if nets.is_empty() {
+        bail!("the sidecar runs no network");
+    }
+    let dead: Vec<&str> = nets
+        .iter()
+        .filter(|n| n.get("running").and_then(serde_json::Value::as_bool) == Some(false))
+        .map(|n| n.get("network").and_then(|v| v.as_str()).unwrap_or("?"))
+        .collect();
+    if !dead.is_empty() {
+        bail!(
+            "network(s) not running: {} (the driver stopped; see the sidecar's log)",
+            dead.join(", ")
+        );
+    }
+    if require_peer {
+        let up = nets.iter().any(|n| {
+            n.get("peers").and_then(|p| p.as_array()).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.get("established") == Some(&serde_json::Value::Bool(true)))
+            })
+        });
+        if !up {
+            bail!("no peer has an established session");
+        }
+    }
+    Ok(())
 }
 
 /// Human-readable status.
@@ -112,6 +362,21 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
             g("cipher").as_str().unwrap_or("?"),
             g("uptime_secs")
         );
+        if g("running").as_bool() == Some(false) {
+            let _ = writeln!(
+                o,
+                "  NOT RUNNING: this network's driver has stopped (see the sidecar's log); the figures are its last"
+            );
+        }
+        if let Some(keys) = n.get("restart_needed").and_then(|k| k.as_array()) {
+            if !keys.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  restart needed: {} changed in the configuration; a restart applies them (the running values stay until then)",
+                    joined(&g("restart_needed"))
+                );
+            }
+        }
         let _ = writeln!(
             o,
             "  tx {} packets / {} bytes, rx {} packets / {} bytes, handshakes {} initiated / {} completed, cookies {}",

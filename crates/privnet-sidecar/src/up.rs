@@ -4,26 +4,56 @@
 //! SIGHUP reloads the configuration files and sends each driver a typed [`Reload`].
 //!
 //! Everything the driver needs from a [`NetworkConfig`] comes out of [`driver_config`] (the one
-//! conversion from file configuration to [`DriverConfig`]) and [`node_config`]; DNS names of peer
-//! endpoints are resolved here, once, at start.
+//! conversion from file configuration to [`DriverConfig`]) and [`node_config`].
+//!
+//! # Threads
+//!
+//! The drivers share one current-thread runtime (the "data thread"). Nothing else that can take
+//! time runs there: the status socket and the metrics endpoint run on their own thread
+//! ([`ServerThread`]); reading and validating the files of a reload and resolving DNS names of
+//! peer endpoints run on the runtime's blocking pool (`spawn_blocking`), and only the typed
+//! [`Reload`] messages reach the drivers.
+//!
+//! # A network that dies
+//!
+//! Every driver task is watched. When one ends while `privnet up` is not shutting down (its
+//! socket or TUN device failed, or it panicked), its network shows `running: false` on the status
+//! socket (`privnet health` fails, `privnet_up` is 0), the error is logged, the other networks are
+//! stopped and `privnet up` exits with status 1, so that the supervisor (Kubernetes, systemd,
+//! podman) restarts the whole sidecar — a restart in place could not recreate a TUN device that
+//! another process may meanwhile have taken, and a restarted container is what operators watch.
+//!
+//! # Reload
+//!
+//! See [`Supervisor::reload`]: what can change live is applied (trust store and revocation list,
+//! PSKs, peers, the latency windows, the log level); every other changed key is logged at warn and
+//! listed in the status document (`restart_needed`) until a restart.
 
-use std::net::ToSocketAddrs;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use ipnetwork::IpNetwork;
-use privnet_core::crypto::{CipherSuite, StaticSecret};
+use privnet_core::crypto::StaticSecret;
 use privnet_core::identity::CertVerifier;
 use privnet_core::io::{
-    ControlError, Driver, DriverConfig, DriverHandle, Identity, Reload, TunOptions,
+    ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity, InnerSide, Psks,
+    Reload, TunOptions,
 };
-use privnet_core::{CredentialVerifier, Node, NodeConfig, PeerConfig};
-use tokio::task::JoinHandle;
+use privnet_core::{CredentialVerifier, Node, NodeConfig};
+use tokio::task::JoinSet;
+use zeroize::Zeroizing;
 
-use crate::config::{self, Config, NetworkConfig, TunMode};
-use crate::status::Snapshots;
+use crate::config::{
+    self, Config, LogSection, MetricsSection, NetworkConfig, PeerConfig, Problem, StatusSection,
+    TunMode,
+};
+use crate::logging::LogControl;
+use crate::server::ServerThread;
+use crate::status::{RestartNeeded, Served, Snapshots, StatusSocket};
 
 /// How long a driver may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,16 +64,43 @@ fn unix_now() -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// `privnet up`: run every network of `config` until SIGTERM or SIGINT.
+/// `privnet up`: run every network of `config` until SIGTERM or SIGINT (then `Ok`), or until a
+/// network's driver dies (then the error). `log` changes the log level on reload.
 ///
 /// # Errors
-/// A network that cannot start, or a status socket or metrics endpoint that cannot be bound.
-pub fn up(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
+/// A network that cannot start or that died, or a status socket or metrics endpoint that cannot
+/// be bound.
+pub fn up(
+    config: Config,
+    config_paths: Vec<PathBuf>,
+    log: Option<LogControl>,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(run(config, config_paths))
+    rt.block_on(async move {
+        let Config {
+            networks,
+            metrics,
+            status,
+            log: log_section,
+        } = config;
+        let mut sup = Supervisor::new(metrics, status, log_section, log);
+        for net in networks {
+            if net.tun.mode == TunMode::Userspace {
+                bail!(
+                    "{}: tun.mode = \"userspace\" is not supported by `privnet up` yet; use mode = \"tun\"",
+                    net.file.display()
+                );
+            }
+            let (name, file) = (net.network.clone(), net.file.clone());
+            sup.start_tun(net).await.with_context(|| {
+                format!("starting network {name:?} ({})", file.display())
+            })?;
+        }
+        run(sup, config_paths).await
+    })
 }
 
 /// The driver configuration of one network: the underlay, the latency windows, our overlay
@@ -92,6 +149,16 @@ pub fn driver_config(net: &NetworkConfig) -> DriverConfig {
     cfg
 }
 
+/// The network's overlay: every CA's prefixes and granted routes.
+fn overlay(net: &NetworkConfig) -> Vec<IpNetwork> {
+    net.identity
+        .trust
+        .cas()
+        .iter()
+        .flat_map(|ca| ca.prefixes().iter().chain(ca.routes()).copied())
+        .collect()
+}
+
 /// The core's configuration of one network (its MTU and seed are set by
 /// [`DriverConfig::new_node`]), and the certificate verifier it shares with the driver.
 pub fn node_config(net: &NetworkConfig) -> (NodeConfig, Arc<CertVerifier>) {
@@ -105,142 +172,620 @@ pub fn node_config(net: &NetworkConfig) -> (NodeConfig, Arc<CertVerifier>) {
     );
     cfg.credential(net.identity.certificate.to_bytes());
     cfg.cipher = net.cipher;
+    // PSKs accepted during a rotation (docs/CONFIG.md, "Rotating the network PSK").
+    cfg.accepted_psks = net.identity.accepted_psks.iter().map(|k| **k).collect();
     // The network's overlay (every CA's prefixes and granted routes): an underlay endpoint in
     // there would route the tunnel through itself (docs/PROTOCOL.md §6).
-    cfg.overlay_prefixes = net
-        .identity
-        .trust
-        .cas()
-        .iter()
-        .flat_map(|ca| ca.prefixes().iter().chain(ca.routes()).copied())
-        .collect();
+    cfg.overlay_prefixes = overlay(net);
     (cfg, verifier)
 }
 
-/// Add the configured peers, resolving DNS names of endpoints now (a name that does not resolve
-/// leaves the peer without an endpoint until it reaches us).
-fn add_peers(node: &mut Node, net: &NetworkConfig) -> anyhow::Result<()> {
-    let now = Instant::now();
-    for p in &net.peers {
-        let endpoint = match &p.endpoint {
-            Some(ep) => match (ep.host.as_str(), ep.port).to_socket_addrs() {
-                Ok(mut it) => it.next(),
-                Err(e) => {
-                    tracing::warn!(peer = %p.name, "cannot resolve endpoint {}:{}: {e}", ep.host, ep.port);
-                    None
+/// The core's view of configured peers, resolving DNS names of endpoints (a name that does not
+/// resolve leaves the peer without an endpoint until it reaches us, with a warning). Blocking:
+/// call it off the drivers' thread ([`resolve_peers`]).
+fn resolve_blocking(
+    network: &str,
+    peers: &[PeerConfig],
+) -> Vec<(privnet_core::PeerConfig, String)> {
+    peers
+        .iter()
+        .map(|p| {
+            let endpoint = p.endpoint.as_ref().and_then(|ep| {
+                match (ep.host.as_str(), ep.port).to_socket_addrs() {
+                    Ok(mut it) => it.next(),
+                    Err(e) => {
+                        tracing::warn!(network, peer = %p.name, "cannot resolve endpoint {ep}: {e}; waiting for the peer to reach us");
+                        None
+                    }
                 }
-            },
-            None => None,
-        };
-        let mut pc = PeerConfig::new(p.public_key);
-        pc.endpoint = endpoint;
-        pc.allowed_ips = p.addresses.clone();
-        pc.persistent_keepalive = p.persistent_keepalive;
-        node.add_peer(pc, now)
-            .map_err(|e| anyhow!("peer {:?}: {e}", p.name))?;
-        let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
-        tracing::info!(peer = %p.name, endpoint = ?endpoint, addresses = %addrs.join(" "), "peer configured");
+            });
+            let mut pc = privnet_core::PeerConfig::new(p.public_key);
+            pc.endpoint = endpoint;
+            pc.allowed_ips = p.addresses.clone();
+            pc.persistent_keepalive = p.persistent_keepalive;
+            (pc, p.name.clone())
+        })
+        .collect()
+}
+
+/// [`resolve_blocking`] on the blocking pool.
+async fn resolve_peers(
+    network: String,
+    peers: Vec<PeerConfig>,
+) -> anyhow::Result<Vec<(privnet_core::PeerConfig, String)>> {
+    tokio::task::spawn_blocking(move || resolve_blocking(&network, &peers))
+        .await
+        .map_err(|e| anyhow!("resolving peer endpoints: {e}"))
+}
+
+/// The PSKs of a network as the node is given them: the primary first.
+fn psks_of(net: &NetworkConfig) -> Vec<[u8; 32]> {
+    std::iter::once(*net.identity.psk)
+        .chain(net.identity.accepted_psks.iter().map(|k| **k))
+        .collect()
+}
+
+/// What a network was started with that only a restart changes, for comparing reloads.
+#[derive(Clone, Debug, PartialEq)]
+struct Fixed {
+    listen: SocketAddr,
+    cipher: String,
+    public_key: [u8; 32],
+    certificate: String,
+    mode: TunMode,
+    tun_name: String,
+    mtu: u16,
+    underlay_mtu: u16,
+    offload: bool,
+    overlay: Vec<IpNetwork>,
+    policy: Option<PathBuf>,
+}
+
+impl Fixed {
+    fn of(net: &NetworkConfig) -> Self {
+        let mut overlay = overlay(net);
+        overlay.sort();
+        overlay.dedup();
+        Self {
+            listen: net.listen,
+            cipher: net.cipher.to_string(),
+            public_key: net.identity.keypair.public(),
+            certificate: net.identity.certificate.fingerprint().to_hex(),
+            mode: net.tun.mode,
+            tun_name: net.tun.name.clone(),
+            mtu: net.tun.mtu,
+            underlay_mtu: net.tun.underlay_mtu,
+            offload: net.tun.offload,
+            overlay,
+            policy: net.policy.clone(),
+        }
     }
-    Ok(())
+
+    /// The keys whose values differ from `new`'s, each with the running and the new value.
+    fn changed(&self, new: &Self) -> Vec<(&'static str, String, String)> {
+        let mut out = Vec::new();
+        let mut cmp = |key: &'static str, old: String, new: String| {
+            if old != new {
+                out.push((key, old, new));
+            }
+        };
+        cmp(
+            "node.listen",
+            self.listen.to_string(),
+            new.listen.to_string(),
+        );
+        cmp("node.cipher", self.cipher.clone(), new.cipher.clone());
+        cmp(
+            "node.private_key",
+            b64(&self.public_key),
+            b64(&new.public_key),
+        );
+        cmp(
+            "node.certificate",
+            self.certificate.clone(),
+            new.certificate.clone(),
+        );
+        cmp(
+            "node.ca_certificates",
+            join(&self.overlay),
+            join(&new.overlay),
+        );
+        cmp(
+            "node.policy",
+            format!("{:?}", self.policy),
+            format!("{:?}", new.policy),
+        );
+        cmp(
+            "tun.mode",
+            format!("{:?}", self.mode),
+            format!("{:?}", new.mode),
+        );
+        cmp("tun.name", self.tun_name.clone(), new.tun_name.clone());
+        cmp("tun.mtu", self.mtu.to_string(), new.mtu.to_string());
+        cmp(
+            "tun.underlay_mtu",
+            self.underlay_mtu.to_string(),
+            new.underlay_mtu.to_string(),
+        );
+        cmp(
+            "tun.offload",
+            self.offload.to_string(),
+            new.offload.to_string(),
+        );
+        out
+    }
+}
+
+fn b64(k: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(k)
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One running network.
 struct Network {
     name: String,
-    /// The cipher it started with (a reload cannot change it).
-    cipher: CipherSuite,
     handle: DriverHandle,
-    task: JoinHandle<std::io::Result<()>>,
+    /// What it started with (the keys only a restart changes).
+    fixed: Fixed,
+    /// Configured peers as last applied.
+    peers: Vec<PeerConfig>,
+    /// PSKs as last applied (the primary first).
+    psks: Zeroizing<Vec<[u8; 32]>>,
+    /// Keys waiting for a restart, shown on the status socket.
+    restart_needed: RestartNeeded,
 }
 
-impl Network {
-    async fn start(net: &NetworkConfig) -> anyhow::Result<Self> {
-        let driver_cfg = driver_config(net);
-        let (node_cfg, verifier) = node_config(net);
-        let mut node = driver_cfg.new_node(node_cfg)?;
-        add_peers(&mut node, net)?;
-        let identity = Identity {
-            verifier,
-            certificate: net.identity.certificate.clone(),
-        };
-        let driver = Driver::tun(node, driver_cfg, Some(identity)).await?;
-        let handle = driver.handle();
-        Ok(Self {
-            name: net.network.clone(),
-            cipher: net.cipher,
-            handle,
-            task: tokio::spawn(driver.run()),
-        })
+/// How a reload went, per network: what was applied and what waits for a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Per running network (by name): the changes applied live, in words.
+    pub applied: HashMap<String, Vec<String>>,
+    /// Per running network: the keys that changed and need a restart (process-wide keys are
+    /// listed under every network).
+    pub restart_needed: HashMap<String, Vec<String>>,
+    /// Problems of the reload that were not applied (a refused peer or trust store), in words.
+    pub refused: Vec<String>,
+}
+
+/// The networks of a running `privnet up`, their driver tasks, and what they started with.
+pub struct Supervisor {
+    networks: Vec<Network>,
+    tasks: JoinSet<(usize, std::io::Result<()>)>,
+    /// Which network each task runs (for a task that panicked).
+    task_ids: HashMap<tokio::task::Id, usize>,
+    metrics: MetricsSection,
+    status: StatusSection,
+    log: LogSection,
+    log_control: Option<LogControl>,
+}
+
+impl Supervisor {
+    /// No network yet; the process-wide sections as `privnet up` started with them.
+    pub fn new(
+        metrics: MetricsSection,
+        status: StatusSection,
+        log: LogSection,
+        log_control: Option<LogControl>,
+    ) -> Self {
+        Self {
+            networks: Vec::new(),
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            metrics,
+            status,
+            log,
+            log_control,
+        }
     }
 
-    /// Send the reloaded configuration of this network to its driver.
-    async fn reload(&self, cfg: &Config) {
-        let Some(net) = cfg.networks.iter().find(|n| n.network == self.name) else {
-            tracing::warn!(network = %self.name, "reload: network no longer configured; keeping it running");
-            return;
-        };
-        let fresh = driver_config(net);
-        if net.cipher != self.cipher {
-            tracing::warn!(network = %self.name, running = %self.cipher, configured = %net.cipher,
-                "reload: a new cipher takes effect only after a restart (every member of the network must change it); keeping the running one");
+    /// Start `net` on a TUN device (needs `CAP_NET_ADMIN`).
+    ///
+    /// # Errors
+    /// The node, the socket or the device could not be set up.
+    pub async fn start_tun(&mut self, net: NetworkConfig) -> anyhow::Result<()> {
+        let (node, driver_cfg, identity) = prepare(&net).await?;
+        let driver = Driver::tun(node, driver_cfg, Some(identity)).await?;
+        self.spawn(net, driver);
+        Ok(())
+    }
+
+    /// Start `net` with an in-memory inner side (tests, embedding) instead of a TUN device.
+    ///
+    /// # Errors
+    /// The node or the socket could not be set up.
+    pub async fn start_channel(
+        &mut self,
+        net: NetworkConfig,
+        inner: ChannelInner,
+    ) -> anyhow::Result<()> {
+        let (node, driver_cfg, identity) = prepare(&net).await?;
+        let driver = Driver::new(node, driver_cfg, Some(identity), inner).await?;
+        self.spawn(net, driver);
+        Ok(())
+    }
+
+    fn spawn<I: InnerSide + Send + 'static>(&mut self, net: NetworkConfig, driver: Driver<I>) {
+        let index = self.networks.len();
+        let handle = driver.handle();
+        let task = self.tasks.spawn(async move { (index, driver.run().await) });
+        self.task_ids.insert(task.id(), index);
+        self.networks.push(Network {
+            name: net.network.clone(),
+            handle,
+            fixed: Fixed::of(&net),
+            psks: Zeroizing::new(psks_of(&net)),
+            peers: net.peers,
+            restart_needed: RestartNeeded::default(),
+        });
+    }
+
+    /// The running networks' handles, in start order.
+    pub fn handles(&self) -> Vec<DriverHandle> {
+        self.networks.iter().map(|n| n.handle.clone()).collect()
+    }
+
+    /// What the status socket and the metrics endpoint serve.
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots::served(
+            self.networks
+                .iter()
+                .map(|n| Served {
+                    handle: n.handle.clone(),
+                    restart_needed: n.restart_needed.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Wait until a network's driver task ends; returns the network's name and how it ended.
+    /// Pending forever when no network runs.
+    pub async fn next_exit(&mut self) -> (String, anyhow::Result<()>) {
+        loop {
+            let Some(joined) = self.tasks.join_next().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            return match joined {
+                Ok((i, result)) => (
+                    self.name_of(i),
+                    result.map_err(|e| anyhow!("its driver failed: {e}")),
+                ),
+                Err(e) => (
+                    self.task_ids
+                        .get(&e.id())
+                        .map_or_else(|| "?".to_owned(), |i| self.name_of(*i)),
+                    Err(anyhow!("its driver task panicked or was cancelled: {e}")),
+                ),
+            };
         }
+    }
+
+    fn name_of(&self, i: usize) -> String {
+        self.networks
+            .get(i)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| "?".to_owned())
+    }
+
+    /// Read, validate and apply the configuration files at `paths` (see [`Self::apply`]). The
+    /// files are read on the blocking pool, never on the drivers' thread.
+    ///
+    /// # Errors
+    /// Every problem of the files; then nothing is applied and the running configuration stays.
+    pub async fn reload(&mut self, paths: &[PathBuf]) -> Result<ReloadReport, Vec<Problem>> {
+        let paths = paths.to_vec();
+        let loaded =
+            tokio::task::spawn_blocking(move || config::load(&paths, unix_now().as_secs()))
+                .await
+                .map_err(|e| {
+                    vec![Problem {
+                        file: PathBuf::new(),
+                        key: String::new(),
+                        line: None,
+                        expected: format!("a reload that finishes (it failed: {e})"),
+                    }]
+                })?;
+        let new = loaded?;
+        Ok(self.apply(new).await)
+    }
+
+    /// Apply a validated configuration to the running networks (matched by network name): the
+    /// trust store and revocation list, the PSKs, the peers (added, removed, and re-added when
+    /// their entry changed — other peers' sessions are not touched), the busy-poll and batch-hold
+    /// windows, and the log level. Every other change (listen address, TUN device, cipher, own
+    /// key or certificate, the CAs' prefixes and routes, metrics, status socket, log format, a
+    /// new network) is logged at warn and listed as needing a restart; the running value stays.
+    pub async fn apply(&mut self, new: Config) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let process = self.process_changes(&new);
+        self.apply_log_level(&new.log, &mut report);
+        for net in &new.networks {
+            if !self.networks.iter().any(|n| n.name == net.network) {
+                tracing::warn!(network = %net.network, file = %net.file.display(),
+                    "reload: a new network takes a restart to start");
+                report.refused.push(format!(
+                    "network {:?} ({}): new; a restart starts it",
+                    net.network,
+                    net.file.display()
+                ));
+            }
+        }
+        for i in 0..self.networks.len() {
+            let name = self.networks[i].name.clone();
+            let Some(net) = new.networks.iter().find(|n| n.network == name) else {
+                tracing::warn!(network = %name,
+                    "reload: network no longer configured; it keeps running until a restart");
+                let keys = vec!["node.network".to_owned()];
+                self.set_restart_needed(i, &keys, &process, &mut report);
+                continue;
+            };
+            let keys = self.restart_keys(i, net);
+            self.set_restart_needed(i, &keys, &process, &mut report);
+            self.apply_network(i, net, &mut report).await;
+        }
+        report
+    }
+
+    /// Changed process-wide keys (they need a restart), logged at warn.
+    fn process_changes(&self, new: &Config) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut cmp = |key: &str, old: String, now: String| {
+            if old != now {
+                tracing::warn!(key, running = %old, configured = %now,
+                    "reload: {key} changed; it takes effect only after a restart (keeping {old})");
+                keys.push(key.to_owned());
+            }
+        };
+        cmp(
+            "metrics.listen",
+            format!("{:?}", self.metrics.listen),
+            format!("{:?}", new.metrics.listen),
+        );
+        cmp(
+            "status.socket",
+            format!("{:?}", self.status.socket),
+            format!("{:?}", new.status.socket),
+        );
+        cmp(
+            "log.format",
+            format!("{:?}", self.log.format),
+            format!("{:?}", new.log.format),
+        );
+        keys
+    }
+
+    fn apply_log_level(&mut self, new: &LogSection, report: &mut ReloadReport) {
+        if new.level == self.log.level {
+            return;
+        }
+        let applied = match &self.log_control {
+            Some(c) if c.env_override() => {
+                tracing::warn!("reload: log.level changed, but PRIVNET_LOG decides the level; unset it to use log.level");
+                false
+            }
+            Some(c) => c.set_level(new.level),
+            None => false,
+        };
+        if applied {
+            tracing::info!(level = ?new.level, "reload: log level changed");
+            self.log.level = new.level;
+            for n in &self.networks {
+                report
+                    .applied
+                    .entry(n.name.clone())
+                    .or_default()
+                    .push(format!("log.level {:?}", new.level).to_lowercase());
+            }
+        }
+    }
+
+    /// The keys of network `i` that differ from `net` and need a restart, logged at warn.
+    fn restart_keys(&self, i: usize, net: &NetworkConfig) -> Vec<String> {
+        let n = &self.networks[i];
+        n.fixed
+            .changed(&Fixed::of(net))
+            .into_iter()
+            .map(|(key, old, new)| {
+                tracing::warn!(network = %n.name, key, running = %old, configured = %new,
+                    "reload: {key} changed; it takes effect only after a restart (keeping the running value)");
+                key.to_owned()
+            })
+            .collect()
+    }
+
+    fn set_restart_needed(
+        &self,
+        i: usize,
+        keys: &[String],
+        process: &[String],
+        report: &mut ReloadReport,
+    ) {
+        let n = &self.networks[i];
+        let all: Vec<String> = keys.iter().chain(process).cloned().collect();
+        if let Ok(mut shown) = n.restart_needed.lock() {
+            shown.clone_from(&all);
+        }
+        if !all.is_empty() {
+            report.restart_needed.insert(n.name.clone(), all);
+        }
+    }
+
+    /// Send network `i` what changed live in `net`.
+    async fn apply_network(&mut self, i: usize, net: &NetworkConfig, report: &mut ReloadReport) {
+        let name = self.networks[i].name.clone();
+        let mut applied = vec!["trust store and revocation list".to_owned()];
+        let new_psks = psks_of(net);
+        let psks = (new_psks != **self.networks[i].psks).then(|| {
+            applied.push(format!(
+                "network PSKs (1 sent with, {} more accepted)",
+                new_psks.len() - 1
+            ));
+            Psks {
+                primary: Zeroizing::new(new_psks[0]),
+                accepted: Zeroizing::new(new_psks[1..].to_vec()),
+            }
+        });
+        let old = &self.networks[i].peers;
+        let remove_peers: Vec<[u8; 32]> = old
+            .iter()
+            .filter(|p| !net.peers.iter().any(|q| q.public_key == p.public_key))
+            .map(|p| {
+                applied.push(format!("peer {} removed", p.name));
+                p.public_key
+            })
+            .collect();
+        let changed: Vec<PeerConfig> = net
+            .peers
+            .iter()
+            .filter(
+                |q| match old.iter().find(|p| p.public_key == q.public_key) {
+                    None => {
+                        applied.push(format!("peer {} added", q.name));
+                        true
+                    }
+                    Some(p) if p != *q => {
+                        applied.push(format!("peer {} changed (re-added)", q.name));
+                        true
+                    }
+                    Some(_) => false,
+                },
+            )
+            .cloned()
+            .collect();
+        let add_peers = match resolve_peers(name.clone(), changed).await {
+            Ok(peers) => peers,
+            Err(e) => {
+                tracing::error!(network = %name, "reload: {e}; peers not changed");
+                report.refused.push(format!("network {name:?}: {e}"));
+                return;
+            }
+        };
         let reload = Reload {
             trust: Some(net.identity.trust.clone()),
-            busy_poll: Some(fresh.busy_poll),
-            batch_hold: Some(fresh.batch_hold),
+            busy_poll: Some(net.tun.busy_poll),
+            batch_hold: Some(net.tun.batch_hold),
+            psks,
+            remove_peers,
+            add_peers,
         };
-        match self.handle.reload(reload).await {
-            // A refused trust store is logged by the driver.
-            Ok(()) | Err(ControlError::TrustStore(_)) => {}
-            Err(e) => tracing::error!(network = %self.name, "reload: {e}"),
+        let n = &mut self.networks[i];
+        match n.handle.reload(reload).await {
+            Ok(()) => {}
+            // Logged by the driver; the rest of the reload was applied.
+            Err(e @ (ControlError::TrustStore(_) | ControlError::PeerRefused { .. })) => {
+                report.refused.push(format!("network {name:?}: {e}"));
+            }
+            Err(e) => {
+                tracing::error!(network = %name, "reload: {e}");
+                report.refused.push(format!("network {name:?}: {e}"));
+                return;
+            }
+        }
+        n.peers.clone_from(&net.peers);
+        n.psks = Zeroizing::new(new_psks);
+        tracing::info!(network = %name, "reload applied: {}", applied.join("; "));
+        report.applied.entry(name).or_default().extend(applied);
+    }
+
+    /// Stop every driver (each gets [`STOP_TIMEOUT`]) and wait for their tasks.
+    pub async fn shutdown(mut self) {
+        for n in &self.networks {
+            // A driver that already stopped has nothing to stop.
+            let _ = n.handle.shutdown().await;
+        }
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(Ok((i, Ok(()))))) => tracing::debug!(network = %self.name_of(i), "stopped"),
+                Ok(Some(Ok((i, Err(e))))) => {
+                    tracing::error!(network = %self.name_of(i), "network task failed: {e:#}");
+                }
+                Ok(Some(Err(e))) => tracing::error!("network task panicked: {e}"),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "network tasks did not stop within {} s",
+                        STOP_TIMEOUT.as_secs()
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
         }
     }
 }
 
-async fn run(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
-    let mut networks = Vec::new();
-    for net in &config.networks {
-        if net.tun.mode == TunMode::Userspace {
-            bail!(
-                "{}: tun.mode = \"userspace\" is not supported by `privnet up` yet; use mode = \"tun\"",
-                net.file.display()
-            );
-        }
-        let started = Network::start(net).await.with_context(|| {
-            format!(
-                "starting network {:?} ({})",
-                net.network,
-                net.file.display()
-            )
-        })?;
-        networks.push(started);
+/// The node (with its configured peers, resolved off this thread), driver configuration and
+/// identity of `net`.
+async fn prepare(net: &NetworkConfig) -> anyhow::Result<(Node, DriverConfig, Identity)> {
+    let driver_cfg = driver_config(net);
+    let (node_cfg, verifier) = node_config(net);
+    let mut node = driver_cfg.new_node(node_cfg)?;
+    let now = Instant::now();
+    for (pc, name) in resolve_peers(net.network.clone(), net.peers.clone()).await? {
+        let endpoint = pc.endpoint;
+        let addrs = join(&pc.allowed_ips);
+        node.add_peer(pc, now)
+            .map_err(|e| anyhow!("peer {name:?}: {e}"))?;
+        tracing::info!(peer = %name, endpoint = ?endpoint, addresses = %addrs, "peer configured");
     }
-    let snapshots = Snapshots::new(networks.iter().map(|n| n.handle.clone()).collect());
+    let identity = Identity {
+        verifier,
+        certificate: net.identity.certificate.clone(),
+    };
+    Ok((node, driver_cfg, identity))
+}
 
-    let status = match &config.status.socket {
+/// Serve the status socket and the metrics endpoint (on their own thread) for the networks of
+/// `sup`, and handle signals until SIGTERM/SIGINT (then `Ok`) or a network's death (then its
+/// error, after stopping the others).
+///
+/// # Errors
+/// The status socket or metrics endpoint could not be bound, or a network died.
+pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    let servers = ServerThread::start()?;
+    let snapshots = sup.snapshots();
+    let status: Option<StatusSocket> = match &sup.status.socket {
         Some(path) => Some(crate::status::serve_status(
-            path.clone(),
+            path,
             snapshots.clone(),
+            &servers,
         )?),
         None => None,
     };
-    if let Some(addr) = config.metrics.listen {
-        crate::metrics::serve_metrics(addr, snapshots.clone()).await?;
+    if let Some(addr) = sup.metrics.listen {
+        crate::metrics::serve_metrics(addr, snapshots.clone(), &servers)?;
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
+    let outcome = loop {
         tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break Ok(()); }
+            (name, result) = sup.next_exit() => {
+                let e = result.err().unwrap_or_else(|| anyhow!("its driver stopped"));
+                tracing::error!(network = %name,
+                    "network {name:?} stopped unexpectedly: {e:#}; stopping privnet (exit status 1) so that it is restarted");
+                // Let `privnet health` see the dead network while the others stop.
+                break Err(anyhow!("network {name:?} stopped unexpectedly: {e:#}"));
+            }
             _ = hup.recv() => {
-                match config::load(&config_paths, unix_now().as_secs()) {
-                    Ok(new) => {
-                        tracing::info!("SIGHUP: configuration reloaded (trust store, revocation list)");
-                        for n in &networks {
-                            n.reload(&new).await;
+                tracing::info!("SIGHUP: reloading the configuration");
+                match sup.reload(&config_paths).await {
+                    Ok(report) => {
+                        for (net, keys) in &report.restart_needed {
+                            tracing::warn!(network = %net, keys = %keys.join(", "),
+                                "reload: these keys changed and need a restart: {}", keys.join(", "));
                         }
                     }
                     Err(problems) => {
@@ -251,22 +796,12 @@ async fn run(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
                 }
             }
         }
+    };
+    sup.shutdown().await;
+    if let Some(socket) = status {
+        socket.remove();
     }
-    for n in &networks {
-        // A driver that already stopped has nothing to stop.
-        let _ = n.handle.shutdown().await;
-    }
-    for n in networks {
-        match tokio::time::timeout(STOP_TIMEOUT, n.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!("network task failed: {e:#}"),
-            Ok(Err(e)) => tracing::error!("network task panicked: {e}"),
-            Err(_) => tracing::warn!("network task did not stop within 5 s"),
-        }
-    }
-    if let Some(path) = status {
-        let _ = std::fs::remove_file(path);
-    }
+    servers.stop();
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }

@@ -343,3 +343,50 @@ fn cert_show_rejects_tampered_and_wrong_armour() {
     let err = fails(d, &["cert", "show", "cut.crt"]);
     assert!(err.contains("cut.crt"), "{err}");
 }
+
+#[test]
+fn ca_rotate_psk_writes_a_new_psk_once_and_prints_the_three_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(
+        dir,
+        &[
+            "ca",
+            "init",
+            "--name",
+            "rot",
+            "--prefix",
+            "10.77.0.0/16",
+            "--out-dir",
+            "ca",
+        ],
+    );
+    let out = ok(dir, &["ca", "rotate-psk", "--ca-dir", "ca"]);
+    let next = dir.join("ca/network.next.psk");
+    assert_eq!(mode(&next), 0o600);
+    let new = fs::read_to_string(&next).unwrap();
+    let old = fs::read_to_string(dir.join("ca/network.psk")).unwrap();
+    assert_ne!(new, old);
+    assert_eq!(new.trim().len(), 44, "base64 of 32 bytes: {new:?}");
+    for step in [
+        "1. Accept the new PSK",
+        "2. Send with the new PSK, accept the old",
+        "3. Drop the old PSK",
+        "network_psk_accept",
+        "past ones included",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    // Never over a rotation already started, unless --force.
+    let err = fails(dir, &["ca", "rotate-psk", "--ca-dir", "ca"]);
+    assert!(
+        err.contains("network.next.psk") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&next).unwrap(), new);
+    ok(dir, &["ca", "rotate-psk", "--ca-dir", "ca", "--force"]);
+    assert_ne!(fs::read_to_string(&next).unwrap(), new);
+    assert_eq!(mode(&next), 0o600);
+    // The current PSK is left alone.
+    assert_eq!(fs::read_to_string(dir.join("ca/network.psk")).unwrap(), old);
+}

@@ -39,7 +39,7 @@ use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
 use crate::node::{Decapsulated, Event, Node};
-use crate::{NodeConfig, PeerId};
+use crate::{NodeConfig, PeerConfig, PeerId};
 
 /// Reads drained per readiness event before the loop looks at its other inputs.
 pub const BATCH: usize = 256;
@@ -278,7 +278,7 @@ impl<I: InnerSide> Driver<I> {
                     // `None` cannot happen while `self.handle` holds a sender; stop anyway.
                     Some(Control::Shutdown) | None => break Ok(()),
                     Some(Control::Reload(reload, reply)) => {
-                        let _ = reply.send(self.reload(reload));
+                        let _ = reply.send(self.reload(*reload));
                         turns.after_service();
                     }
                 },
@@ -546,7 +546,8 @@ impl<I: InnerSide> Driver<I> {
         }
     }
 
-    /// Apply a reload: the windows first, then the trust store (which revalidates every session).
+    /// Apply a reload: the windows first, then the PSKs, the peers, and the trust store (which
+    /// revalidates every session).
     fn reload(&mut self, reload: Reload) -> Result<(), ControlError> {
         if let Some(w) = reload.busy_poll {
             self.busy.set_window(w);
@@ -554,8 +555,14 @@ impl<I: InnerSide> Driver<I> {
         if let Some(w) = reload.batch_hold {
             self.hold.set_window(w);
         }
+        if let Some(psks) = reload.psks {
+            self.node.set_psks(*psks.primary, &psks.accepted);
+            tracing::info!(network = %self.publisher.network(), accepted = psks.accepted.len(),
+                "network PSKs replaced (sessions kept; the next handshakes use them)");
+        }
+        let peers = self.reload_peers(reload.remove_peers, reload.add_peers);
         let Some(trust) = reload.trust else {
-            return Ok(());
+            return peers;
         };
         let network = self.publisher.network();
         let Some(identity) = self.publisher.identity() else {
@@ -566,13 +573,65 @@ impl<I: InnerSide> Driver<I> {
             Ok(()) => {
                 self.node.revalidate(self.clock.now());
                 tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
-                Ok(())
+                peers
             }
             Err(e) => {
                 tracing::error!(network = %network, "reload refused, keeping the old trust store: {e}");
                 Err(e.into())
             }
         }
+    }
+
+    /// Remove and add peers (a key already present is replaced); the first refused peer is the
+    /// error, the others are still applied.
+    fn reload_peers(
+        &mut self,
+        remove: Vec<[u8; 32]>,
+        add: Vec<(PeerConfig, String)>,
+    ) -> Result<(), ControlError> {
+        let now = self.clock.now();
+        let mut result = Ok(());
+        let replaced: HashSet<[u8; 32]> = add.iter().map(|(pc, _)| pc.static_public).collect();
+        let mut existed = HashSet::new();
+        for key in remove.iter().chain(&replaced) {
+            if let Some(id) = self.node.peer_by_key(key) {
+                let name = self.publisher.name_for(key, None);
+                self.node.remove_peer(id);
+                self.up.remove(&id);
+                self.repeats.forget(&id);
+                if replaced.contains(key) {
+                    existed.insert(*key);
+                } else {
+                    self.publisher.set_peer_name(key, None);
+                    tracing::info!(network = %self.publisher.network(), peer = %name, "peer removed");
+                }
+            }
+        }
+        for (pc, name) in add {
+            let key = pc.static_public;
+            match self.node.add_peer(pc, now) {
+                Ok(_) => {
+                    if existed.contains(&key) {
+                        tracing::info!(network = %self.publisher.network(), peer = %name,
+                            "peer reconfigured (its session restarts with a new handshake)");
+                    } else {
+                        tracing::info!(network = %self.publisher.network(), peer = %name, "peer added");
+                    }
+                    self.publisher.set_peer_name(&key, Some(name));
+                }
+                Err(e) => {
+                    tracing::error!(network = %self.publisher.network(), peer = %name, "reload: peer refused: {e}");
+                    self.publisher.set_peer_name(&key, None);
+                    if result.is_ok() {
+                        result = Err(ControlError::PeerRefused {
+                            name,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        result
     }
 
     /// Re-anchor the node's wall clock (a suspend, a VM pause or an NTP step moves it with the

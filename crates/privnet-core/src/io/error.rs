@@ -92,4 +92,12 @@ pub enum ControlError {
     /// applied).
     #[error("reload refused, keeping the old trust store: {0}")]
     TrustStore(#[from] TrustStoreError),
+    /// The node refused a peer of the reload (the rest of the reload was applied).
+    #[error("peer {name:?} refused: {reason}")]
+    PeerRefused {
+        /// The peer's name.
+        name: String,
+        /// Why the node refused it.
+        reason: String,
+    },
 }

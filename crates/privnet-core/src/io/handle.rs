@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use zeroize::Zeroizing;
 
 use super::config::validate_windows;
 use super::error::ControlError;
 use super::snapshot::NetworkSnapshot;
 use crate::identity::TrustStore;
+use crate::PeerConfig;
 
 /// Control messages waiting for the driver at most (senders wait when it is full).
 const CONTROL_QUEUE: usize = 8;
 
-/// What a reload changes; `None` fields stay as they are.
+/// What a reload changes; `None` fields (and empty lists) leave things as they are. Applied in
+/// this order: windows, PSKs, removed peers, added peers, trust store.
 #[derive(Clone, Debug, Default)]
 pub struct Reload {
     /// A new trust store (CAs and revocation list) for the driver's [`super::Identity`]
@@ -25,12 +28,38 @@ pub struct Reload {
     pub busy_poll: Option<Duration>,
     /// A new batch hold.
     pub batch_hold: Option<Duration>,
+    /// New network PSKs, a step of a PSK rotation ([`Node::set_psks`](crate::Node::set_psks)):
+    /// sessions are kept, the next handshakes use the new keys.
+    pub psks: Option<Psks>,
+    /// Peers to remove, by Noise static public key: their sessions end, their routes go.
+    pub remove_peers: Vec<[u8; 32]>,
+    /// Peers to add, each with the name logs and snapshots show for it. A key the node already
+    /// has is removed first (its sessions end) and added again with this configuration.
+    pub add_peers: Vec<(PeerConfig, String)>,
+}
+
+/// The network PSKs of a [`Reload`]: the one sent with, and the ones also accepted during a
+/// rotation. Wiped on drop; `Debug` shows only how many there are.
+#[derive(Clone)]
+pub struct Psks {
+    /// The primary PSK: our initiations, their mac1 and the Noise `psk2`.
+    pub primary: Zeroizing<[u8; 32]>,
+    /// PSKs also accepted (an initiation is answered under the one its mac1 matched).
+    pub accepted: Zeroizing<Vec<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Psks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Psks")
+            .field("accepted", &self.accepted.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message from a handle to its driver.
 pub(crate) enum Control {
-    /// Apply `Reload` and answer how it went.
-    Reload(Reload, oneshot::Sender<Result<(), ControlError>>),
+    /// Apply `Reload` and answer how it went (boxed: a reload is rare and large).
+    Reload(Box<Reload>, oneshot::Sender<Result<(), ControlError>>),
     /// Stop the loop (after publishing a last snapshot).
     Shutdown,
 }
@@ -102,7 +131,7 @@ impl DriverHandle {
         )?;
         let (tx, rx) = oneshot::channel();
         self.control
-            .send(Control::Reload(reload, tx))
+            .send(Control::Reload(Box::new(reload), tx))
             .await
             .map_err(|_| ControlError::Stopped)?;
         rx.await.map_err(|_| ControlError::Stopped)?

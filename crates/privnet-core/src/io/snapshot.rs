@@ -174,6 +174,18 @@ impl Publisher {
         self.name_for(&p.static_public, p.name.as_deref())
     }
 
+    /// Set (or, with `None`, forget) the configured name of the peer holding `key`.
+    pub(crate) fn set_peer_name(&mut self, key: &[u8; 32], name: Option<String>) {
+        match name {
+            Some(n) => {
+                self.peer_names.insert(*key, n);
+            }
+            None => {
+                self.peer_names.remove(key);
+            }
+        }
+    }
+
     /// A peer's name: its verified name, else the configured one, else its key's first bytes.
     pub(crate) fn name_for(&self, key: &[u8; 32], verified: Option<&str>) -> String {
         verified

@@ -1,8 +1,9 @@
 //! Loading: read each configuration file and the identity files it names (keys, certificates, the
 //! PSK, CAs, the revocation list, the policy file), then have them validated.
 //!
-//! Every file is read through `files.rs`, which bounds its size and refuses secret files (private
-//! key, PSK) that group or others may read. A file that cannot be read or parsed is one problem at
+//! Every file is read through `files.rs`, which bounds its size, refuses what is not a regular file
+//! owned by the running user or root, and refuses secret files (private key, PSKs) that group or
+//! others may read. A file that cannot be read or parsed is one problem at
 //! the key that names it; the other files are still read, so one run reports them all.
 
 use std::path::{Path, PathBuf};
@@ -93,6 +94,11 @@ fn read_identity(p: &mut Problems<'_>, node: &NodeSection) -> IdentityFiles {
             .map(|c| resolve(file, c))
             .collect(),
         network_psk: resolve(file, &node.network_psk),
+        network_psk_accept: node
+            .network_psk_accept
+            .iter()
+            .map(|c| resolve(file, c))
+            .collect(),
         revocation_list: node.revocation_list.as_ref().map(|r| resolve(file, r)),
     };
     let policy = node.policy.as_ref().map(|r| resolve(file, r));
@@ -101,7 +107,15 @@ fn read_identity(p: &mut Problems<'_>, node: &NodeSection) -> IdentityFiles {
         read_public(p, "node.policy", policy);
     }
     let keypair = read_keypair(p, &paths.private_key);
-    let psk = read_psk(p, &paths.network_psk);
+    let psk = read_psk(p, "node.network_psk", &paths.network_psk);
+    // Each file is read (and each problem reported) before any is given up on.
+    let accepted_psks: Vec<_> = paths
+        .network_psk_accept
+        .iter()
+        .enumerate()
+        .map(|(i, path)| read_psk(p, &format!("node.network_psk_accept[{i}]"), path))
+        .collect();
+    let accepted_psks = accepted_psks.into_iter().collect::<Option<Vec<_>>>();
     let certificate = read_certificate(p, &paths.certificate);
     let cas = read_cas(p, &paths.ca_certificates);
     let revocations = read_revocations(p, paths.revocation_list.as_deref());
@@ -110,6 +124,7 @@ fn read_identity(p: &mut Problems<'_>, node: &NodeSection) -> IdentityFiles {
         policy,
         keypair,
         psk,
+        accepted_psks,
         certificate,
         cas,
         revocations,
@@ -131,16 +146,16 @@ fn read_keypair(p: &mut Problems<'_>, path: &Path) -> Option<NoiseKeyPair> {
         .ok()
 }
 
-fn read_psk(p: &mut Problems<'_>, path: &Path) -> Option<Zeroizing<[u8; 32]>> {
-    let text = read_secret(p, "node.network_psk", path)?;
+fn read_psk(p: &mut Problems<'_>, key: &str, path: &Path) -> Option<Zeroizing<[u8; 32]>> {
+    let text = read_secret(p, key, path)?;
     let decoded = Zeroizing::new(STANDARD.decode(text.trim().as_bytes()).unwrap_or_default());
     match <[u8; 32]>::try_from(decoded.as_slice()) {
         Ok(k) => Some(Zeroizing::new(k)),
         Err(_) => {
             p.report(
-                "node.network_psk",
+                key,
                 format!(
-                    "base64 of 32 bytes (the network.psk written by `privnet ca init`) in {}",
+                    "base64 of 32 bytes (a PSK written by `privnet ca init` or `privnet ca rotate-psk`) in {}",
                     path.display()
                 ),
             );

@@ -52,6 +52,9 @@ pub struct NodeSection {
     pub ca_certificates: Vec<PathBuf>,
     /// Network pre-shared key file (`privnet ca init`), mode 0600.
     pub network_psk: PathBuf,
+    /// PSK files also accepted during a PSK rotation (`privnet ca rotate-psk`), mode 0600.
+    #[serde(default)]
+    pub network_psk_accept: Vec<PathBuf>,
     /// Revocation list file (optional; reloaded on SIGHUP by the driver).
     #[serde(default)]
     pub revocation_list: Option<PathBuf>,
@@ -73,6 +76,7 @@ impl Section for NodeSection {
         "certificate",
         "ca_certificates",
         "network_psk",
+        "network_psk_accept",
         "revocation_list",
         "listen",
         "policy",

@@ -69,6 +69,8 @@ pub struct IdentityPaths {
     pub ca_certificates: Vec<PathBuf>,
     /// PSK file.
     pub network_psk: PathBuf,
+    /// PSK files also accepted (during a PSK rotation).
+    pub network_psk_accept: Vec<PathBuf>,
     /// Revocation list file.
     pub revocation_list: Option<PathBuf>,
 }
@@ -81,8 +83,10 @@ pub struct NodeIdentity {
     pub certificate: MemberCertificate,
     /// Trusted CAs and the revocation list.
     pub trust: TrustStore,
-    /// Network pre-shared key.
+    /// Network pre-shared key (sent with).
     pub psk: Zeroizing<[u8; 32]>,
+    /// PSKs also accepted during a PSK rotation (none equal to `psk`, no repeats).
+    pub accepted_psks: Vec<Zeroizing<[u8; 32]>>,
 }
 
 impl fmt::Debug for NodeIdentity {

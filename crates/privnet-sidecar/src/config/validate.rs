@@ -159,6 +159,8 @@ pub(super) struct IdentityFiles {
     pub(super) keypair: Option<NoiseKeyPair>,
     /// `node.network_psk`.
     pub(super) psk: Option<Zeroizing<[u8; 32]>>,
+    /// `node.network_psk_accept`; `None` if one of them failed.
+    pub(super) accepted_psks: Option<Vec<Zeroizing<[u8; 32]>>>,
     /// `node.certificate`.
     pub(super) certificate: Option<MemberCertificate>,
     /// Every file of `node.ca_certificates`; `None` if one failed or none is configured.
@@ -193,15 +195,23 @@ pub(super) fn network(
         .unwrap_or_default();
     let peers = check_peers(p, peers, trust.as_ref(), own_key, &own_prefixes);
 
-    let (Some(keypair), Some(certificate), Some(trust), Some(psk), Some(_)) = (
+    let (Some(keypair), Some(certificate), Some(trust), Some(psk), Some(accepted), Some(_)) = (
         files.keypair,
         files.certificate,
         trust,
         files.psk,
+        files.accepted_psks,
         files.revocations,
     ) else {
         return None;
     };
+    // The same key twice (or the primary listed as accepted) changes nothing: keep one.
+    let mut accepted_psks: Vec<Zeroizing<[u8; 32]>> = Vec::new();
+    for k in accepted {
+        if *k != *psk && !accepted_psks.iter().any(|a| **a == *k) {
+            accepted_psks.push(k);
+        }
+    }
     Some(NetworkConfig {
         file: p.file().to_owned(),
         network: node.network.clone(),
@@ -211,6 +221,7 @@ pub(super) fn network(
             certificate,
             trust,
             psk,
+            accepted_psks,
         },
         paths: files.paths,
         listen: node.listen,

@@ -1,5 +1,5 @@
 //! The checks of `[[peer]]` entries: names and keys unique and not this node's, overlay prefixes
-//! inside the network and overlapping nothing, endpoints, keepalives.
+//! inside the network and overlapping nothing, endpoints (and outside the overlay), keepalives.
 //!
 //! Every field of every peer is checked even after a problem, and what a peer uses (name, key,
 //! prefixes) is taken whether or not it had problems, so that each later clash is reported too, and
@@ -47,10 +47,51 @@ pub(super) fn check_peers(
             .collect(),
     };
     let ca = trust.and_then(|t| t.cas().first());
+    // The network's overlay: every CA's prefixes and routes (what `privnet up` gives the node as
+    // `NodeConfig::overlay_prefixes`).
+    let overlay: Vec<IpNetwork> = trust
+        .map(|t| {
+            t.cas()
+                .iter()
+                .flat_map(|ca| ca.prefixes().iter().chain(ca.routes()).copied())
+                .collect()
+        })
+        .unwrap_or_default();
     raw.iter()
         .enumerate()
-        .filter_map(|(i, peer)| check_peer(p, i, peer.as_ref()?, ca, own_key, &mut taken))
+        .filter_map(|(i, peer)| {
+            let peer = peer.as_ref()?;
+            check_endpoint_outside(p, i, peer.endpoint.as_deref(), &overlay);
+            check_peer(p, i, peer, ca, own_key, &mut taken)
+        })
         .collect()
+}
+
+/// A peer's endpoint given as an IP address must lie outside the overlay: the node would send
+/// that peer's tunnel through its own TUN device (a routing loop; docs/PROTOCOL.md §6). DNS names
+/// are checked when `privnet up` resolves them.
+fn check_endpoint_outside(
+    p: &mut Problems<'_>,
+    i: usize,
+    endpoint: Option<&str>,
+    overlay: &[IpNetwork],
+) {
+    let Some(ep) = endpoint.and_then(|t| parse_endpoint(t).ok()) else {
+        return;
+    };
+    let Ok(ip) = ep.host.parse::<IpAddr>() else {
+        return;
+    };
+    let ip = ip.to_canonical();
+    if let Some(net) = overlay.iter().find(|n| n.contains(ip)) {
+        p.report(
+            format!("peer[{i}].endpoint"),
+            format!(
+                "an underlay address outside the network's overlay; {ip} lies inside {net}, so the \
+                 tunnel to this peer would be routed through itself (use the peer's underlay address)"
+            ),
+        );
+    }
 }
 
 /// One `[[peer]]` (`peer[i]`); `None` after reporting a problem. Every field is checked even after
