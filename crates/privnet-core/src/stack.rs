@@ -527,6 +527,12 @@ impl Stack {
         self.tx.pop()
     }
 
+    /// The length of the packet [`Self::poll_outbound`] would return.
+    #[inline]
+    pub fn peek_outbound(&self) -> Option<usize> {
+        self.tx.packets.front().map(|p| p.len)
+    }
+
     /// Give back the buffer of a sealed packet.
     #[inline]
     pub fn recycle(&mut self, packet: Outbound) {

@@ -38,6 +38,7 @@ impl Epoch {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the origin of the test's clock comes from the real one
 mod tests {
     use super::*;
 

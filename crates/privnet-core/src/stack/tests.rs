@@ -1,5 +1,7 @@
 //! Two stacks wired back to back (what one sends, the other receives, in order), on a virtual
 //! clock: handshakes, identities, data both ways, backpressure, the backlog, refusals, UDP.
+// The virtual clock takes its origin from the real one once.
+#![allow(clippy::disallowed_methods, clippy::field_reassign_with_default)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
