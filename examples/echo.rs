@@ -44,7 +44,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = BufReader::new(r).lines();
-    for line in ["hello", "over an encrypted overlay", "from a userspace stack"] {
+    for line in [
+        "hello",
+        "over an encrypted overlay",
+        "from a userspace stack",
+    ] {
         w.write_all(format!("{line}\n").as_bytes()).await?;
         let echoed = lines.next_line().await?.ok_or("connection closed")?;
         println!("client: sent {line:?}, got {echoed:?}");

@@ -53,6 +53,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Exit 0 if a running sidecar answers on its status socket (liveness/readiness probe).
     Health(StatusArgs),
+    /// A live demonstration in this process, no root and no configuration: a small network of
+    /// embedded members on loopback UDP with a throwaway CA, real TCP and UDP traffic, a member of
+    /// another network refused at the handshake, and a status table.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// `privnet up`.
@@ -221,6 +225,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up(&a),
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
+        Command::Demo(a) => crate::demo::demo(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

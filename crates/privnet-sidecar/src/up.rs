@@ -1,5 +1,6 @@
 //! `privnet up`: turn the validated configuration into one library driver per network
-//! ([`privnet_core::io::Driver`] on a TUN device), serve the status socket and the metrics
+//! ([`privnet_core::io::Driver`] on a TUN device, or with `tun.mode = "userspace"` an embedded
+//! node served by [`crate::userspace`]), serve the status socket and the metrics
 //! endpoint from the drivers' snapshots, and handle signals: SIGTERM/SIGINT stop every driver,
 //! SIGHUP reloads the configuration files and sends each driver a typed [`Reload`].
 //!
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use ipnetwork::IpNetwork;
 use privnet_core::crypto::{CipherSuite, StaticSecret};
 use privnet_core::identity::CertVerifier;
@@ -163,6 +164,17 @@ impl Network {
             verifier,
             certificate: net.identity.certificate.clone(),
         };
+        if net.tun.mode == TunMode::Userspace {
+            // No TUN: the embedded stack, with the forwards, services and proxy of [userspace].
+            let (handle, task) =
+                crate::userspace::start(node, driver_cfg, identity, &net.userspace).await?;
+            return Ok(Self {
+                name: net.network.clone(),
+                cipher: net.cipher,
+                handle,
+                task,
+            });
+        }
         let driver = Driver::tun(node, driver_cfg, Some(identity)).await?;
         let handle = driver.handle();
         Ok(Self {
@@ -200,12 +212,6 @@ impl Network {
 async fn run(config: Config, config_paths: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut networks = Vec::new();
     for net in &config.networks {
-        if net.tun.mode == TunMode::Userspace {
-            bail!(
-                "{}: tun.mode = \"userspace\" is not supported by `privnet up` yet; use mode = \"tun\"",
-                net.file.display()
-            );
-        }
         let started = Network::start(net).await.with_context(|| {
             format!(
                 "starting network {:?} ({})",
