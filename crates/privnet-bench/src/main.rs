@@ -1,7 +1,7 @@
 //! privnet-bench: in-process benchmark scenarios of the sans-IO core that need no root.
 //!
 //! ```text
-//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|handshake|memory] [--json] [--secs S]
+//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|handshake|memory|stack] [--json] [--secs S] [--sweep]
 //! ```
 //!
 //! * `seal`: seal and open of 1,420-byte and 64-byte inner packets through `privnet_core::Node`
@@ -15,6 +15,11 @@
 //! * `memory`: process RSS growth (VmRSS) of a Node with 1, 1,000 and 10,000 configured peers, and with
 //!   sessions established for 1,000 peers. Every case runs in a fresh child process (this binary with
 //!   the hidden `memory-case` command) so that freed heap of earlier work does not hide growth.
+//! * `stack`: the embedded userspace stack (`privnet_core::io::embedded`, see `stack.rs`): TCP on one
+//!   stream over loopback on one thread and on two workers (`--sweep`: congestion control,
+//!   segmentation offload, Nagle, buffer sizes, delayed ACKs, `max_burst_size`), the round trip of a
+//!   64 B request/response next to the channel path's, and the RSS of idle embedded nodes and of 100
+//!   open idle streams (fresh child process, hidden `stack-memory` command).
 //!
 //! Every loop is bounded by a packet or iteration count and by wall time (`--secs`, default 2 s per
 //! measurement). Only ratios within one run on one machine mean anything.
@@ -36,6 +41,8 @@ use privnet_core::{
 };
 use serde_json::{json, Value};
 
+mod stack;
+
 /// One output row: scenario, case, and named figures.
 struct Row {
     scenario: &'static str,
@@ -54,13 +61,19 @@ fn main() {
         memory_case_child(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("stack-memory") {
+        stack::memory_child(args.get(1).map_or("streams", String::as_str));
+        return;
+    }
     let mut json_out = false;
+    let mut sweep = false;
     let mut secs = 2.0;
     let mut scenario = "all".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json_out = true,
+            "--sweep" => sweep = true,
             "--secs" => {
                 secs = it
                     .next()
@@ -76,7 +89,7 @@ fn main() {
     let opts = Opts { secs };
     let mut rows = Vec::new();
     let all = scenario == "all";
-    let known = ["all", "seal", "sim", "udp", "handshake", "memory"];
+    let known = ["all", "seal", "sim", "udp", "handshake", "memory", "stack"];
     if !known.contains(&scenario.as_str()) {
         usage(&format!("unknown scenario {scenario}"));
     }
@@ -95,6 +108,25 @@ fn main() {
     }
     if all || scenario == "handshake" {
         rows.extend(scenario_handshake(&opts));
+    }
+    if all || scenario == "stack" {
+        let cases = stack::memory().into_iter().map(|c| ("memory", c)).chain(
+            stack::scenario(opts.secs, sweep)
+                .into_iter()
+                .map(|c| ("stack", c)),
+        );
+        for (name, (case, figures, note)) in cases {
+            rows.push(Row {
+                scenario: name,
+                case,
+                figures,
+                note,
+            });
+        }
+        // The channel path's throughput in the same run, for comparison.
+        if scenario != "all" {
+            rows.extend(scenario_udp(&opts));
+        }
     }
     if json_out {
         let v: Vec<Value> = rows
@@ -128,7 +160,9 @@ fn usage(err: &str) -> ! {
     if !err.is_empty() {
         eprintln!("error: {err}");
     }
-    eprintln!("usage: privnet-bench [all|seal|sim|udp|handshake|memory] [--json] [--secs S]");
+    eprintln!(
+        "usage: privnet-bench [all|seal|sim|udp|handshake|memory|stack] [--json] [--secs S] [--sweep]"
+    );
     std::process::exit(if err.is_empty() { 0 } else { 2 });
 }
 

@@ -1,7 +1,7 @@
 //! The I/O shell around the sans-IO core (feature `driver`, Linux): a tokio driver that moves
 //! packets between an underlay UDP socket (with GSO/GRO) and an *inner side* — a kernel TUN device
 //! ([`TunInner`]), an in-memory channel ([`ChannelInner`]), or anything implementing
-//! [`InnerSide`] (the userspace IP stack next).
+//! [`InnerSide`], such as the userspace IP stack of `embedded` (feature `stack`).
 //!
 //! ```no_run
 //! # async fn example(node_cfg: privnet_core::NodeConfig, peer: privnet_core::PeerConfig)
@@ -37,7 +37,8 @@
 //! sink that seals inner packets and answers refused ones with ICMP; `inner.rs` the inner-side
 //! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`
 //! pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
-//! `handle.rs`, `snapshot.rs`, `counters.rs` what goes in and out.
+//! `handle.rs`, `snapshot.rs`, `counters.rs` what goes in and out; `embedded.rs` (+ `embedded/`,
+//! feature `stack`) the userspace stack's inner side and the overlay sockets built on it.
 // The I/O shell: the one place of privnet-core that reads clocks, draws OS randomness and opens sockets (clippy.toml's sans-IO lints are off here, and tests/sans_io.rs skips it).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -47,6 +48,8 @@ mod clock;
 mod config;
 mod counters;
 mod driver;
+#[cfg(feature = "stack")]
+pub mod embedded;
 mod error;
 mod handle;
 mod hold;

@@ -59,6 +59,10 @@ internal_mod!(icmp);
 internal_mod!(offload);
 internal_mod!(packet);
 internal_mod!(replay);
+internal_mod!(
+    #[cfg(feature = "stack")]
+    stack
+);
 internal_mod!(router);
 internal_mod!(ratelimit);
 internal_mod!(tai64n);

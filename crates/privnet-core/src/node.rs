@@ -24,7 +24,7 @@ use snow::params::NoiseParams;
 
 use crate::admission::{Admission, AdmitCtx, Lane};
 use crate::config::{NodeConfig, PeerConfig, Settings, MAX_TIMESTAMP_SKEW};
-use crate::credential::CredentialVerifier;
+use crate::credential::{CredentialVerifier, PeerIdentity};
 use crate::crypto::{self, PublicKey};
 use crate::error::{DecapsulateError, DropReason, EncapsulateError, NodeError, Stats};
 use crate::handshake::{self, LocalKeys, PskIndex};
@@ -366,6 +366,13 @@ impl Node {
         self.peers
             .get(id)
             .map(|p| (*p.static_public(), p.verified_name()))
+    }
+
+    /// The verified identity of peer `id` (its credential's name, addresses, groups and
+    /// fingerprint), once a handshake verified it: O(1), no allocation (the userspace stack asks
+    /// for the sender of every connection request).
+    pub fn peer_identity(&self, id: PeerId) -> Option<&PeerIdentity> {
+        self.peers.get(id).and_then(Peer::identity)
     }
 
     /// Status of one peer.

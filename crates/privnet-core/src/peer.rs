@@ -193,6 +193,10 @@ impl Peer {
         self.verified.as_ref().map(|v| v.identity.name.as_str())
     }
 
+    pub(crate) fn identity(&self) -> Option<&PeerIdentity> {
+        self.verified.as_ref().map(|v| &v.identity)
+    }
+
     pub(crate) fn has_identity(&self) -> bool {
         self.verified.is_some()
     }

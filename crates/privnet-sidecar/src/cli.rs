@@ -58,6 +58,10 @@ pub enum Command {
     /// Check and explain access policies offline (docs/POLICY.md).
     #[command(subcommand)]
     Policy(crate::policy_cli::PolicyCommand),
+    /// A live demonstration in this process, no root and no configuration: a small network of
+    /// embedded members on loopback UDP with a throwaway CA, real TCP and UDP traffic, a member of
+    /// another network refused at the handshake, and a status table.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// `privnet up`.
@@ -243,6 +247,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
         Command::Policy(c) => return crate::policy_cli::run(&c),
+        Command::Demo(a) => crate::demo::demo(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,11 +27,14 @@
 //! - `types`: the validated configuration ([`Config`], [`NetworkConfig`], [`TunSettings`], ...) and
 //!   [`Problem`].
 //! - `schema`: the serde structs of the file ([`FileConfig`] and its sections) and their defaults.
+//! - `userspace`: `[userspace]` (forwards, published services, SOCKS proxy of a member in
+//!   `tun.mode = "userspace"`), raw and validated; its checks are `validate/userspace.rs`.
 
 mod load;
 mod schema;
 mod spans;
 mod types;
+mod userspace;
 mod validate;
 
 pub use load::load;
@@ -43,6 +46,9 @@ pub use schema::{
 pub use spans::parse_str;
 pub use types::{
     Config, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig, Problem, TunSettings,
+};
+pub use userspace::{
+    Forward, ForwardEntry, Protocol, Publish, PublishEntry, UserspaceSection, UserspaceSettings,
 };
 pub use validate::{
     parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_KEEPALIVE_SECS, MAX_MTU,

@@ -2,7 +2,9 @@
 //!
 //! The binary (`src/main.rs`) is a thin wrapper around [`cli::main`]. [`up`] turns the validated
 //! [`config`] into library drivers (`privnet_core::io`) and handles signals; [`status`] and
-//! [`metrics`] serve the drivers' snapshots.
+//! [`metrics`] serve the drivers' snapshots; [`userspace`] serves a network in
+//! `tun.mode = "userspace"` (embedded stack: forwards, published services, SOCKS5); [`demo`] is
+//! `privnet demo`.
 // An I/O program, not sans-IO code: it reads clocks and opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 // `unsafe_code` is denied by the workspace lints; the OS interfaces live in `privnet_core::io`,
@@ -11,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod files;
 pub mod logging;
 pub mod metrics;
@@ -18,3 +21,4 @@ pub mod policy_cli;
 pub mod server;
 pub mod status;
 pub mod up;
+pub mod userspace;

@@ -1,5 +1,6 @@
 //! `privnet up`: turn the validated configuration into one library driver per network
-//! ([`privnet_core::io::Driver`] on a TUN device), serve the status socket and the metrics
+//! ([`privnet_core::io::Driver`] on a TUN device, or with `tun.mode = "userspace"` an embedded
+//! node served by [`crate::userspace`]), serve the status socket and the metrics
 //! endpoint from the drivers' snapshots, and handle signals: SIGTERM/SIGINT stop every driver,
 //! SIGHUP reloads the configuration files and sends each driver a typed [`Reload`].
 //!
@@ -35,7 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use ipnetwork::IpNetwork;
 use privnet_core::crypto::StaticSecret;
 use privnet_core::identity::CertVerifier;
@@ -88,16 +89,13 @@ pub fn up(
         } = config;
         let mut sup = Supervisor::new(metrics, status, log_section, log);
         for net in networks {
-            if net.tun.mode == TunMode::Userspace {
-                bail!(
-                    "{}: tun.mode = \"userspace\" is not supported by `privnet up` yet; use mode = \"tun\"",
-                    net.file.display()
-                );
-            }
             let (name, file) = (net.network.clone(), net.file.clone());
-            sup.start_tun(net).await.with_context(|| {
-                format!("starting network {name:?} ({})", file.display())
-            })?;
+            let started = if net.tun.mode == TunMode::Userspace {
+                sup.start_userspace(net).await
+            } else {
+                sup.start_tun(net).await
+            };
+            started.with_context(|| format!("starting network {name:?} ({})", file.display()))?;
         }
         run(sup, config_paths).await
     })
@@ -412,10 +410,39 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Start `net` without a TUN device (`tun.mode = "userspace"`): the embedded stack, with the
+    /// forwards, services and proxy of `[userspace]` ([`crate::userspace`]).
+    ///
+    /// # Errors
+    /// The node, the socket or a local listener could not be set up.
+    pub async fn start_userspace(&mut self, net: NetworkConfig) -> anyhow::Result<()> {
+        let (node, driver_cfg, identity) = prepare(&net).await?;
+        let (handle, task) =
+            crate::userspace::start(node, driver_cfg, identity, &net.userspace).await?;
+        self.watch(net, handle, async move {
+            task.await.unwrap_or_else(|e| {
+                Err(std::io::Error::other(format!(
+                    "the embedded network's task ended: {e}"
+                )))
+            })
+        });
+        Ok(())
+    }
+
     fn spawn<I: InnerSide + Send + 'static>(&mut self, net: NetworkConfig, driver: Driver<I>) {
-        let index = self.networks.len();
         let handle = driver.handle();
-        let task = self.tasks.spawn(async move { (index, driver.run().await) });
+        self.watch(net, handle, driver.run());
+    }
+
+    /// Run `task` (a network's driver) in the supervised set.
+    fn watch(
+        &mut self,
+        net: NetworkConfig,
+        handle: DriverHandle,
+        task: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    ) {
+        let index = self.networks.len();
+        let task = self.tasks.spawn(async move { (index, task.await) });
         self.task_ids.insert(task.id(), index);
         self.networks.push(Network {
             name: net.network.clone(),

@@ -256,6 +256,7 @@ impl<I: InnerSide> Driver<I> {
         let mut snapshot_tick = tokio::time::interval(SNAPSHOT_EVERY);
         snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush_control(&mut ctl_buf, self.clock.now()).await;
+        self.inner.peers_changed(&self.node);
         // One timer, re-armed only when the core's next deadline changes (re-creating it on every
         // wake-up would re-register it with the runtime's timer wheel each time).
         let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
@@ -375,7 +376,9 @@ impl<I: InnerSide> Driver<I> {
             for dgram in in_buf[..n].chunks(seg.max(1)) {
                 read += 1;
                 match self.node.decapsulate(from, dgram, out_buf, now) {
-                    Ok(Decapsulated::Packet { len, .. }) => self.inner.deliver(&out_buf[..len]),
+                    Ok(Decapsulated::Packet { len, peer }) => {
+                        self.inner.deliver_from(&out_buf[..len], peer, &self.node);
+                    }
                     Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
                     // Counted by the node; summarised per source for the log.
                     Err(e) => self.drops.record(from.ip(), e.reason()),
@@ -494,7 +497,9 @@ impl<I: InnerSide> Driver<I> {
     /// when a peer comes up (rekeys every two minutes are debug), and an endpoint that keeps
     /// changing at most once per `REPEAT_EVERY` with the count held back.
     fn drain_events(&mut self) {
+        let mut peers_changed = false;
         while let Some(ev) = self.node.poll_event() {
+            peers_changed |= matches!(ev, Event::PeerUp { .. } | Event::PeerDown { .. });
             let network = self.publisher.network();
             let name = |node: &Node, publisher: &Publisher, id: PeerId| {
                 node.peer_label(id)
@@ -544,6 +549,9 @@ impl<I: InnerSide> Driver<I> {
                 }
             }
         }
+        if peers_changed {
+            self.inner.peers_changed(&self.node);
+        }
     }
 
     /// Apply a reload: the windows first, then the PSKs, the peers, and the trust store (which
@@ -572,6 +580,7 @@ impl<I: InnerSide> Driver<I> {
         match identity.verifier.set_store(trust) {
             Ok(()) => {
                 self.node.revalidate(self.clock.now());
+                self.inner.peers_changed(&self.node);
                 tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
                 peers
             }

@@ -1,6 +1,7 @@
 //! The seam between the driver and wherever inner IP packets come from and go to: the
-//! [`InnerSide`] trait. The TUN device ([`super::TunInner`]) and an in-memory channel
-//! ([`super::ChannelInner`]) implement it; the userspace IP stack will.
+//! [`InnerSide`] trait. The TUN device ([`super::TunInner`]), an in-memory channel
+//! ([`super::ChannelInner`]) and the userspace IP stack (`StackInner`, feature `stack`) implement
+//! it.
 //!
 //! The driver is generic over it (monomorphized: no dynamic dispatch per packet). Reading is split
 //! into "read one unit" ([`InnerSide::try_read`], non-blocking) and "seal what was read"
@@ -16,6 +17,7 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use crate::error::{DropReason, EncapsulateError};
+use crate::node::{Node, PeerId};
 
 /// Largest unit [`InnerSide::try_read`] is given room for: a 64 KiB super-packet behind a virtio-net
 /// header. The driver lends a buffer of this size.
@@ -125,6 +127,22 @@ pub trait InnerSide {
     /// be held back to be merged with the next ones until [`Self::flush`]; it must not wait: when
     /// there is no room it is dropped and counted.
     fn deliver(&mut self, packet: &[u8]);
+
+    /// Deliver one decrypted inner packet that `peer` of `node` sent (what the driver calls).
+    /// The default forgets the sender ([`Self::deliver`]); the userspace stack asks `node` for
+    /// the verified identity of whoever opens a connection.
+    #[inline]
+    fn deliver_from(&mut self, packet: &[u8], peer: PeerId, node: &Node) {
+        let _ = (peer, node);
+        self.deliver(packet);
+    }
+
+    /// The node's peers may have changed: a session came up (or was rekeyed, possibly with a
+    /// renewed credential) or went down, or the trust store was reloaded. Called before the loop
+    /// starts and after such events; the default does nothing.
+    fn peers_changed(&mut self, node: &Node) {
+        let _ = node;
+    }
 
     /// Deliver whatever [`Self::deliver`] held back. Called after each receive call on the
     /// underlay, before the next one.

@@ -74,7 +74,10 @@ fn load_file(
     if let Some(node) = &raw.node {
         let files = read_identity(&mut p, node);
         let net = validate::network(&mut p, node, raw.tun.as_ref(), &raw.peers, files, now);
-        if let Some(net) = net {
+        let mode = raw.tun.as_ref().map(|t| t.mode).unwrap_or_default();
+        let userspace = validate::userspace_settings(&mut p, raw.userspace.as_ref(), mode);
+        if let Some(mut net) = net {
+            net.userspace = userspace;
             validate::cross_check(&mut p, networks, &net);
             networks.push(net);
         }

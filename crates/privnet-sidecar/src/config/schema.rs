@@ -14,6 +14,8 @@ use privnet_core::crypto::CipherSuite;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::userspace::UserspaceSection;
+
 /// Default UDP listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:51820";
 /// Default TUN device name.
@@ -310,7 +312,15 @@ impl Section for LogSection {
 }
 
 /// The top-level keys of a configuration file.
-pub(super) const TOP_LEVEL_KEYS: &[&str] = &["node", "peer", "tun", "metrics", "status", "log"];
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
+    "node",
+    "peer",
+    "tun",
+    "metrics",
+    "status",
+    "log",
+    "userspace",
+];
 
 /// One configuration file as parsed, before any file it names is read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -328,6 +338,13 @@ pub struct FileConfig {
     pub status: Option<StatusSection>,
     /// `[log]`.
     pub log: Option<LogSection>,
+    /// `[userspace]` (with `tun.mode = "userspace"`).
+    pub userspace: Option<UserspaceSection>,
+}
+
+impl Section for UserspaceSection {
+    const KEYS: &'static [&'static str] = &["socks", "forward", "publish"];
+    const REQUIRED: &'static [&'static str] = &[];
 }
 
 #[cfg(test)]
@@ -392,6 +409,7 @@ mod tests {
         check::<MetricsSection>(&[]);
         check::<StatusSection>(&[]);
         check::<LogSection>(&[]);
+        check::<UserspaceSection>(&[]);
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub fn parse_str(text: &str, file: &Path) -> (FileConfig, Vec<Problem>) {
             "metrics" => cfg.metrics = section(&mut p, "metrics", v),
             "status" => cfg.status = section(&mut p, "status", v),
             "log" => cfg.log = section(&mut p, "log", v),
+            "userspace" => cfg.userspace = section(&mut p, "userspace", v),
             "peer" => match v.get_ref() {
                 DeValue::Array(items) => {
                     cfg.peers = items

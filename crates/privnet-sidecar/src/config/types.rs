@@ -17,6 +17,7 @@ use privnet_core::identity::{MemberCertificate, NetworkId, NoiseKeyPair, TrustSt
 use zeroize::Zeroizing;
 
 use super::schema::{LogSection, MetricsSection, StatusSection, TunMode};
+use super::userspace::UserspaceSettings;
 
 /// One problem in a configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,4 +178,6 @@ pub struct NetworkConfig {
     pub tun: TunSettings,
     /// Resolved policy file path.
     pub policy: Option<PathBuf>,
+    /// `[userspace]`: forwards, published services, SOCKS proxy (`tun.mode = "userspace"`).
+    pub userspace: UserspaceSettings,
 }

@@ -8,6 +8,7 @@
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
 mod peers;
+mod userspace;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,8 +27,10 @@ use super::schema::{
 };
 use super::spans::Problems;
 use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, TunSettings};
+use super::userspace::UserspaceSettings;
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
+pub(super) use userspace::userspace_settings;
 
 /// Worst-case bytes added per packet: IPv6 (40) + UDP (8) + data header (16) + AEAD tag (16).
 pub const TUNNEL_OVERHEAD: u16 = 80;
@@ -229,6 +232,7 @@ pub(super) fn network(
         peers,
         tun,
         policy: files.policy,
+        userspace: UserspaceSettings::default(),
     })
 }
 
