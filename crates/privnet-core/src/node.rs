@@ -236,6 +236,32 @@ impl Node {
         id: PeerId,
         f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
+        self.drive_peer(id, true, f)
+    }
+
+    /// [`Node::with_peer`] for calls that never move the peer's endpoint (sealing: the hot
+    /// outbound path skips the endpoint bookkeeping).
+    #[inline]
+    fn with_peer_sending<R>(
+        &mut self,
+        id: PeerId,
+        f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        #[cfg(debug_assertions)]
+        let before = self.peers.get(id).and_then(Peer::endpoint);
+        let r = self.drive_peer(id, false, f);
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(self.peers.get(id).and_then(Peer::endpoint), before);
+        r
+    }
+
+    #[inline(always)]
+    fn drive_peer<R>(
+        &mut self,
+        id: PeerId,
+        track_endpoint: bool,
+        f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
         let Self {
             keys,
             settings,
@@ -251,7 +277,11 @@ impl Node {
             ..
         } = self;
         let peer = peers.get_mut(id)?;
-        let endpoint = peer.endpoint();
+        let endpoint = if track_endpoint {
+            peer.endpoint()
+        } else {
+            None
+        };
         let mut ctx = Ctx {
             id,
             keys,
@@ -266,6 +296,9 @@ impl Node {
         let r = f(peer, &mut ctx);
         if let Some(at) = peer.timers.hint_needed() {
             wake.push(at, id);
+        }
+        if !track_endpoint {
+            return Some(r);
         }
         let moved = peer.endpoint();
         if moved != endpoint {
@@ -608,7 +641,7 @@ impl Node {
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
         self.last_now = now;
-        self.with_peer(id, |p, ctx| p.seal(packet, out, now, ctx))
+        self.with_peer_sending(id, |p, ctx| p.seal(packet, out, now, ctx))
             .unwrap_or(Err(EncapsulateError::UnknownPeer))
     }
 
@@ -641,7 +674,7 @@ impl Node {
                 },
                 Pending::Keepalive { peer } => {
                     if let Some(Some(t)) =
-                        self.with_peer(peer, |p, ctx| p.seal_keepalive(buf, now, ctx))
+                        self.with_peer_sending(peer, |p, ctx| p.seal_keepalive(buf, now, ctx))
                     {
                         return Some(t);
                     }
