@@ -99,6 +99,20 @@ pub enum Event {
         /// When the attempt started.
         since: Instant,
     },
+    /// A new flow the access policy allowed after a `log` rule matched it (the audit trail; the
+    /// same rate limit as [`Event::PolicyDenied`]).
+    PolicyLogged {
+        /// The member the flow came from or goes to.
+        peer: PeerId,
+        /// Outbound or inbound.
+        direction: crate::policy::Direction,
+        /// The flow's first packet.
+        flow: crate::policy::Flow,
+        /// The verdict (`logged` names the `log` rule, `decided_by` the allow).
+        verdict: crate::policy::Verdict,
+        /// Events not emitted since the last one (the rate limit).
+        suppressed: u64,
+    },
     /// The access policy refused a packet (the audit trail; at most
     /// [`DENIED_EVENTS_PER_SEC`](crate::node::DENIED_EVENTS_PER_SEC) per second, the rest counted
     /// in the next event's `suppressed`).

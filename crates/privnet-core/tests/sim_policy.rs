@@ -29,6 +29,12 @@ proto = "tcp"
 ports = [23]
 
 [[application]]
+id = "audit-db"
+action = "log"
+from = "network"
+to = { groups = { any = ["db"] } }
+
+[[application]]
 id = "web-to-db"
 action = "allow"
 from = { groups = { any = ["web"] } }
@@ -291,4 +297,34 @@ fn tracked_flows_expire_on_the_fake_clock() {
     let mut answer = ipv4_udp(db, ops, b"late answer");
     answer[20..22].copy_from_slice(&53u16.to_be_bytes());
     assert_eq!(sim.send_packet(DB, &answer), Err(DropReason::PolicyDenied));
+}
+
+#[test]
+fn a_log_rule_reports_the_flows_it_lets_through_once() {
+    let (net, mut sim) = setup(95, [true; 3]);
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    while sim.nodes[DB].node.poll_event().is_some() {}
+    let syn = tcp(web, 40000, db, 5432, SYN);
+    sim.send_packet(WEB, &syn).unwrap();
+    let data = tcp(web, 40000, db, 5432, ACK);
+    sim.send_packet(WEB, &data).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &data));
+    let policy = sim.nodes[DB].node.policy().unwrap().clone();
+    let mut logged = Vec::new();
+    while let Some(e) = sim.nodes[DB].node.poll_event() {
+        if let Event::PolicyLogged { verdict, flow, .. } = e {
+            let rule = |r| policy.rule(r).unwrap().id.clone();
+            logged.push((
+                rule(verdict.logged.unwrap()),
+                rule(verdict.rule().unwrap()),
+                flow.dst_port,
+            ));
+        }
+    }
+    // Logged once, when the flow started (its later packets are established).
+    assert_eq!(
+        logged,
+        vec![("audit-db".to_owned(), "web-to-db".to_owned(), Some(5432))]
+    );
 }

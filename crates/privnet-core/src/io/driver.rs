@@ -557,6 +557,27 @@ impl<I: InnerSide> Driver<I> {
                         dst = %flow.dst, dst_port = %port(flow.dst_port), rule = %rule, tier,
                         reason = ?reason, suppressed, "flow refused by the access policy");
                 }
+                Event::PolicyLogged {
+                    peer,
+                    direction,
+                    flow,
+                    verdict,
+                    suppressed,
+                } => {
+                    let name = name(&self.node, &self.publisher, peer);
+                    let rule_id = |r: Option<crate::policy::RuleIdx>| {
+                        r.and_then(|r| self.node.policy().and_then(|p| p.rule(r)))
+                            .map_or_else(|| "-".to_owned(), |i| i.id.clone())
+                    };
+                    let (log_rule, rule) = (rule_id(verdict.logged), rule_id(verdict.rule()));
+                    let tier = verdict.tier.map_or("-", |t| t.name());
+                    let port = |p: Option<u16>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
+                    tracing::info!(target: "privnet::audit", network = %network, peer = %name,
+                        direction = ?direction, action = "log", proto = %flow.proto.name(),
+                        src = %flow.src, src_port = %port(flow.src_port), dst = %flow.dst,
+                        dst_port = %port(flow.dst_port), log_rule = %log_rule, rule = %rule, tier,
+                        suppressed, "flow logged by the access policy");
+                }
                 Event::EndpointChanged { peer, endpoint } => {
                     let now = self.clock.now();
                     if let Some(held) = self.repeats.allow(peer, now) {

@@ -11,8 +11,9 @@
 //! `reject` is answered from the refused packet's destination (`reject.rs`): at the sender the
 //! answer goes back to the local side (the driver asks [`Node::reject_reply`]); at the receiver it
 //! is sealed back to the sending member. Both are bounded to [`REJECT_REPLIES_PER_SEC`]; refused
-//! flows are reported as [`Event::PolicyDenied`], at most [`DENIED_EVENTS_PER_SEC`] (the rest are
-//! counted in the next event's `suppressed`).
+//! flows are reported as [`Event::PolicyDenied`] and new flows a `log` rule matched as
+//! [`Event::PolicyLogged`], together at most [`DENIED_EVENTS_PER_SEC`] (the rest are counted in the
+//! next event's `suppressed`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -268,7 +269,15 @@ impl Node {
         };
         let d = filter.check(id, path, &flow, now);
         Ok(match d.disposition {
-            Disposition::Pass => None,
+            Disposition::Pass => {
+                // A new flow a `log` rule matched on its way to the allow: the audit trail.
+                if let Reason::Policy(v) = d.reason {
+                    if v.logged.is_some() {
+                        self.report_logged(id, direction, flow, v, now);
+                    }
+                }
+                None
+            }
             other => Some((other, flow, d)),
         })
     }
@@ -322,6 +331,28 @@ impl Node {
                 Err(DropReason::PolicyRejected)
             }
         }
+    }
+
+    fn report_logged(
+        &mut self,
+        id: PeerId,
+        direction: Direction,
+        flow: Flow,
+        verdict: crate::policy::Verdict,
+        now: Instant,
+    ) {
+        if !self.enforcer.events.take(now) {
+            self.enforcer.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.enforcer.suppressed);
+        self.out.event(Event::PolicyLogged {
+            peer: id,
+            direction,
+            flow,
+            verdict,
+            suppressed,
+        });
     }
 
     fn report_denied(
