@@ -781,6 +781,10 @@ fn check(a: &CheckArgs) -> ExitCode {
                     n.cipher,
                     utc(c.not_after().min(n.identity.trust.cas().iter().map(CaCertificate::not_after).max().unwrap_or(0)))
                 );
+                match &n.policy {
+                    Some(p) => println!("    policy {}", p.describe()),
+                    None => println!("    no policy: members of the network talk freely"),
+                }
             }
             ExitCode::SUCCESS
         }

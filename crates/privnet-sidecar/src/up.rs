@@ -255,7 +255,7 @@ impl Fixed {
             underlay_mtu: net.tun.underlay_mtu,
             offload: net.tun.offload,
             overlay,
-            policy: net.policy.clone(),
+            policy: net.policy.as_ref().map(|p| p.file.clone()),
         }
     }
 
