@@ -18,6 +18,7 @@ pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cli;
+pub mod policy_watch;
 pub mod server;
 pub mod status;
 pub mod timefmt;
