@@ -31,6 +31,19 @@ pub const STATUS_READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// restart (shared by `privnet up`'s reload and the status socket).
 pub type RestartNeeded = Arc<Mutex<Vec<String>>>;
 
+/// What the sidecar knows about a network's access policy beyond the driver's snapshot: the file
+/// in force and the problems of the last policy refused (empty once a policy is applied).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyShown {
+    /// The policy file in force (`None`: no policy).
+    pub file: Option<PathBuf>,
+    /// Why the last new version of the policy was refused (file, line, what was expected).
+    pub refused: Vec<String>,
+}
+
+/// [`PolicyShown`], shared by `privnet up`'s reloads and the status socket.
+pub type SharedPolicy = Arc<Mutex<PolicyShown>>;
+
 /// One network as `privnet up` serves it: its driver's handle and its keys waiting for a restart.
 #[derive(Clone, Debug)]
 pub struct Served {
@@ -38,6 +51,8 @@ pub struct Served {
     pub handle: DriverHandle,
     /// Keys changed in the files that need a restart.
     pub restart_needed: RestartNeeded,
+    /// The policy file and the last refused policy.
+    pub policy: SharedPolicy,
 }
 
 /// One network in the status document and the metrics.
@@ -51,6 +66,11 @@ pub struct NetworkStatus {
     pub running: bool,
     /// Configuration keys changed since start that take effect only after a restart.
     pub restart_needed: Vec<String>,
+    /// The access policy file in force (its hash, rules and counters are in `policy`).
+    pub policy_file: Option<String>,
+    /// Why the last new version of the policy was refused; the running policy stayed (empty when
+    /// the last version was applied).
+    pub policy_refused: Vec<String>,
 }
 
 /// The snapshots of every running network, in configuration order, shared by the status socket
@@ -68,6 +88,7 @@ impl Snapshots {
                 .map(|handle| Served {
                     handle,
                     restart_needed: RestartNeeded::default(),
+                    policy: SharedPolicy::default(),
                 })
                 .collect(),
         )
@@ -83,14 +104,19 @@ impl Snapshots {
     pub fn collect(&self) -> Vec<NetworkStatus> {
         self.0
             .iter()
-            .map(|s| NetworkStatus {
-                snapshot: (*s.handle.snapshot()).clone(),
-                running: s.handle.is_running(),
-                restart_needed: s
-                    .restart_needed
-                    .lock()
-                    .map(|k| k.clone())
-                    .unwrap_or_default(),
+            .map(|s| {
+                let policy = s.policy.lock().map(|p| p.clone()).unwrap_or_default();
+                NetworkStatus {
+                    snapshot: (*s.handle.snapshot()).clone(),
+                    running: s.handle.is_running(),
+                    restart_needed: s
+                        .restart_needed
+                        .lock()
+                        .map(|k| k.clone())
+                        .unwrap_or_default(),
+                    policy_file: policy.file.map(|f| f.display().to_string()),
+                    policy_refused: policy.refused,
+                }
             })
             .collect()
     }
