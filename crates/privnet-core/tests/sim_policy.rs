@@ -256,6 +256,24 @@ fn a_new_policy_cuts_the_running_flow_and_keeps_the_session() {
     sim.send_packet(WEB, &syn).unwrap();
     sim.run_for(Duration::from_millis(20));
     assert!(received(&sim, DB, &syn));
+    // Segments of the running flow (the second and later take the fast path).
+    for i in 0..3u8 {
+        let mut seg = tcp(web, 40000, db, 5432, ACK);
+        seg[27] = i;
+        sim.send_packet(WEB, &seg).unwrap();
+        sim.run_for(Duration::from_millis(5));
+        assert!(received(&sim, DB, &seg));
+    }
+    let passed = sim.nodes[DB]
+        .node
+        .policy_counters()
+        .unwrap()
+        .totals
+        .established;
+    assert!(
+        passed >= 3,
+        "fast-path packets count as established: {passed}"
+    );
     let now = sim.now;
     let cut = sim.nodes[DB]
         .node

@@ -74,6 +74,73 @@ impl Budget {
     }
 }
 
+/// The 5-tuple of a plain TCP or UDP packet read straight from its header (no fragments, no IPv6
+/// extension headers): what the per-direction fast path compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tuple {
+    proto: u8,
+    v6: bool,
+    addrs: [u8; 32],
+    ports: [u8; 4],
+}
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+/// SYN, FIN, RST: segments that change a connection's state always take the full check.
+const TCP_STATE_FLAGS: u8 = 0x07;
+
+impl Tuple {
+    /// The tuple of `p`, if it may use the fast path.
+    #[inline]
+    fn of(p: &[u8]) -> Option<Self> {
+        let mut addrs = [0u8; 32];
+        let (proto, v6, l4) = match p.first()? >> 4 {
+            4 => {
+                let ihl = usize::from(p.first()? & 0x0f) * 4;
+                let frag = u16::from_be_bytes([*p.get(6)?, *p.get(7)?]);
+                if ihl < 20 || frag & 0x3fff != 0 {
+                    return None;
+                }
+                addrs[..8].copy_from_slice(p.get(12..20)?);
+                (*p.get(9)?, false, ihl)
+            }
+            6 => {
+                addrs.copy_from_slice(p.get(8..40)?);
+                (*p.get(6)?, true, 40)
+            }
+            _ => return None,
+        };
+        match proto {
+            TCP if p.get(l4 + 13)? & TCP_STATE_FLAGS != 0 => return None,
+            TCP | UDP => {}
+            _ => return None,
+        }
+        let ports: [u8; 4] = p.get(l4..l4 + 4)?.try_into().ok()?;
+        Some(Self {
+            proto,
+            v6,
+            addrs,
+            ports,
+        })
+    }
+}
+
+/// The last packet of a tracked flow that passed in one direction: the next packets of the same
+/// flow (the segments of a super-packet, a bulk transfer) pass on a header compare alone, for at
+/// most [`FAST_PATH_FOR`] after the full check (so the tracker still sees every flow at least once
+/// a second and its timeouts and TCP states stay current). Anything that changes what the filter
+/// would say — a policy, a peer's identity, a peer removed — clears it; SYN, FIN and RST segments,
+/// fragments, other protocols and extension headers never use it.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    peer: PeerId,
+    tuple: Tuple,
+    until: Instant,
+}
+
+/// How long a fast-path entry stands in for the full check.
+const FAST_PATH_FOR: Duration = Duration::from_secs(1);
+
 /// The node's policy state.
 pub(super) struct Enforcer {
     /// From the first policy on.
@@ -88,6 +155,10 @@ pub(super) struct Enforcer {
     rejects: Budget,
     events: Budget,
     suppressed: u64,
+    /// The fast path, outbound and inbound.
+    fast: [Option<Fast>; 2],
+    /// Packets the fast path passed (counted as established in the policy counters).
+    fast_passed: u64,
 }
 
 impl Enforcer {
@@ -107,7 +178,33 @@ impl Enforcer {
             rejects: Budget::new(REJECT_REPLIES_PER_SEC, now),
             events: Budget::new(DENIED_EVENTS_PER_SEC, now),
             suppressed: 0,
+            fast: [None; 2],
+            fast_passed: 0,
         }
+    }
+
+    /// Whether `packet` for `peer` in `direction` passes on the fast path.
+    #[inline]
+    fn fast_hit(
+        &mut self,
+        peer: PeerId,
+        direction: Direction,
+        packet: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(f) = self.fast[dir_index(direction)] else {
+            return false;
+        };
+        if f.peer == peer && now < f.until && Tuple::of(packet) == Some(f.tuple) {
+            self.fast_passed += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Forget the fast path (the filter's answers may have changed).
+    fn clear_fast(&mut self) {
+        self.fast = [None; 2];
     }
 
     /// Whether a policy is in force (the per-packet branch).
@@ -124,6 +221,13 @@ impl Enforcer {
         if let Some(f) = self.filter.as_mut() {
             f.handle_timeout(now);
         }
+    }
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Outbound => 0,
+        Direction::Inbound => 1,
     }
 }
 
@@ -154,6 +258,7 @@ impl Node {
             }
             self.enforcer.filter = Some(filter);
         }
+        self.enforcer.clear_fast();
         let Some(filter) = self.enforcer.filter.as_mut() else {
             return 0;
         };
@@ -168,7 +273,9 @@ impl Node {
 
     /// The policy's counters (per rule, per tier, the tracker's), once a policy was installed.
     pub fn policy_counters(&self) -> Option<CountersSnapshot> {
-        self.enforcer.filter.as_ref().map(Filter::counters)
+        let mut c = self.enforcer.filter.as_ref().map(Filter::counters)?;
+        c.totals.established += self.enforcer.fast_passed;
+        Some(c)
     }
 
     /// Flows the connection tracker holds (0 without a policy).
@@ -211,6 +318,7 @@ impl Node {
     }
 
     pub(super) fn register_policy_peer(&mut self, id: PeerId, now: Instant) {
+        self.enforcer.clear_fast();
         let Some(filter) = self.enforcer.filter.as_mut() else {
             return;
         };
@@ -224,6 +332,7 @@ impl Node {
     }
 
     pub(super) fn forget_policy_peer(&mut self, id: PeerId) {
+        self.enforcer.clear_fast();
         if let Some(filter) = self.enforcer.filter.as_mut() {
             filter.remove_peer(&id);
         }
@@ -259,6 +368,9 @@ impl Node {
         packet: &[u8],
         now: Instant,
     ) -> Result<Option<(Disposition, Flow, Decision)>, ()> {
+        if self.enforcer.fast_hit(id, direction, packet, now) {
+            return Ok(None);
+        }
         let Ok(view) = IpPacket::new_checked(packet) else {
             return Err(());
         };
@@ -268,6 +380,21 @@ impl Node {
             return Ok(None);
         };
         let d = filter.check(id, path, &flow, now);
+        // Only a packet of a tracked flow, or the first one of a flow just tracked, stands in for
+        // its successors.
+        let tracked = match d.reason {
+            Reason::Established => true,
+            Reason::Policy(v) => v.is_allow(),
+            _ => false,
+        };
+        self.enforcer.fast[dir_index(direction)] = match (d.disposition, tracked) {
+            (Disposition::Pass, true) => Tuple::of(packet).map(|tuple| Fast {
+                peer: id,
+                tuple,
+                until: now + FAST_PATH_FOR,
+            }),
+            _ => None,
+        };
         Ok(match d.disposition {
             Disposition::Pass => {
                 // A new flow a `log` rule matched on its way to the allow: the audit trail.
