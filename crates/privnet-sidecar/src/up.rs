@@ -786,7 +786,23 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
             snapshots.clone(),
             &servers,
         )?),
-        None => None,
+        // No `[status] socket`: the default one of the first network, so that `privnet status`
+        // and `privnet health` work without configuring it. One that cannot be served (in use by
+        // another sidecar of the same network name, or no writable directory) is a warning, not a
+        // failed start.
+        None => sup.networks.first().and_then(|n| {
+            let path = crate::status::default_status_socket(&n.name);
+            match crate::status::serve_status(&path, snapshots.clone(), &servers) {
+                Ok(s) => {
+                    tracing::info!(socket = %path.display(), "status socket {} (the default; `privnet status` finds it)", path.display());
+                    Some(s)
+                }
+                Err(e) => {
+                    tracing::warn!("no status socket: the default one cannot be served: {e:#}; set [status] socket to choose one");
+                    None
+                }
+            }
+        }),
     };
     if let Some(addr) = sup.metrics.listen {
         crate::metrics::serve_metrics(addr, snapshots.clone(), &servers)?;
