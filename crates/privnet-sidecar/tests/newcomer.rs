@@ -4,7 +4,11 @@
 //! devices; here they run side by side on loopback without root: before the `privnet up` lines, the
 //! two generated configurations get `[tun] mode = "userspace"`, loopback endpoints and listen ports
 //! and their own `[status] socket` (two members of one network on one host). Then the walkthrough's
-//! `privnet status` line must show the peer up, on both members. Every wait is bounded.
+//! `privnet status` line must show the peer up, on both members. As root (what `scripts/test.sh`
+//! requires), the walkthrough also runs as the document describes it: each member in a network
+//! namespace of its own with its TUN device, joined by a veth pair; only the endpoints (DNS names
+//! there) become the veth addresses and each member gets its own `[status] socket` (one host, one
+//! /run). Every wait is bounded; namespaces are removed even on failure.
 // A test: it reads the real clock or opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(clippy::unwrap_used)]
@@ -104,8 +108,8 @@ fn install_line_is_where_a_newcomer_looks_and_names_the_binary_crate() {
     );
 }
 
-#[test]
-fn the_config_walkthrough_as_written_reaches_two_peers_up() {
+/// The walkthrough's commands, checked to be the expected sequence.
+fn commands() -> Vec<Vec<String>> {
     let cmds = walkthrough_commands();
     let verbs: Vec<&str> = cmds.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
@@ -113,9 +117,12 @@ fn the_config_walkthrough_as_written_reaches_two_peers_up() {
         ["ca", "member", "member", "check", "check", "up", "status"],
         "the walkthrough's commands changed; update this test's expectations"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    // Steps 1-3 as written.
+    assert_eq!(cmds[5][1..], ["--config", "member-a/member-a.toml"]);
+    cmds
+}
+
+/// CA, members and checks: the walkthrough's first five commands, as written.
+fn steps_1_to_3(d: &Path, cmds: &[Vec<String>]) {
     for c in &cmds[..5] {
         let out = run(d, c);
         if c[0] == "check" {
@@ -125,6 +132,42 @@ fn the_config_walkthrough_as_written_reaches_two_peers_up() {
             );
         }
     }
+}
+
+/// Poll the walkthrough's status command until it shows `peer` up (at most 20 s).
+fn until_peer_up(d: &Path, status: &[String], peer: &str) {
+    let begin = Instant::now();
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_privnet"))
+            .current_dir(d)
+            .args(status)
+            .env_remove("PRIVNET_CONFIG")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(&format!("peer {peer} ")) && text.contains(" — up,") {
+            return;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(20),
+            "privnet {status:?} never showed {peer} up:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The walkthrough's command for member-a, made member `member`'s.
+fn for_member(args: &[String], member: &str) -> Vec<String> {
+    args.iter().map(|a| a.replace("member-a", member)).collect()
+}
+
+#[test]
+fn the_config_walkthrough_as_written_reaches_two_peers_up() {
+    let cmds = commands();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    steps_1_to_3(d, &cmds);
     // Step 4 on one host (see the module docs).
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let local = |member: &str, port_me: u16, peer: &str, port_peer: u16| {
@@ -149,8 +192,6 @@ fn the_config_walkthrough_as_written_reaches_two_peers_up() {
     };
     local("member-a", pa, "member-b", pb);
     local("member-b", pb, "member-a", pa);
-    let up_a = &cmds[5];
-    assert_eq!(up_a[1..], ["--config", "member-a/member-a.toml"]);
     let start = |args: &[String]| {
         Sidecar(
             Command::new(env!("CARGO_BIN_EXE_privnet"))
@@ -163,37 +204,127 @@ fn the_config_walkthrough_as_written_reaches_two_peers_up() {
                 .unwrap(),
         )
     };
-    let _a = start(up_a);
-    let up_b: Vec<String> = up_a
-        .iter()
-        .map(|a| a.replace("member-a", "member-b"))
-        .collect();
-    let _b = start(&up_b);
-    let status_a = cmds[6].clone();
-    let status_b: Vec<String> = status_a
-        .iter()
-        .map(|a| a.replace("member-a", "member-b"))
-        .collect();
-    for (status, peer) in [(status_a, "member-b"), (status_b, "member-a")] {
-        let begin = Instant::now();
-        loop {
-            let out = Command::new(env!("CARGO_BIN_EXE_privnet"))
-                .current_dir(d)
-                .args(&status)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains(&format!("peer {peer} ")) && text.contains(" — up,") {
-                break;
-            }
-            assert!(
-                begin.elapsed() < Duration::from_secs(20),
-                "privnet {status:?} never showed {peer} up:\n{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(250));
+    let _a = start(&cmds[5]);
+    let _b = start(&for_member(&cmds[5], "member-b"));
+    until_peer_up(d, &cmds[6], "member-b");
+    until_peer_up(d, &for_member(&cmds[6], "member-b"), "member-a");
+}
+
+/// Whether namespaces and TUN devices are available (root, /dev/net/tun); otherwise a skip on
+/// stderr, or a failure under `PRIVNET_REQUIRE_PRIVILEGED_TESTS=1` (as `scripts/test.sh` runs).
+fn privileged(test: &str) -> bool {
+    use std::io::Write as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let reason = if !root {
+        "needs root (network namespaces, /dev/net/tun)"
+    } else if !Path::new("/dev/net/tun").exists() {
+        "needs /dev/net/tun"
+    } else {
+        return true;
+    };
+    if std::env::var("PRIVNET_REQUIRE_PRIVILEGED_TESTS").is_ok_and(|v| v == "1") {
+        panic!("{test}: {reason}, and PRIVNET_REQUIRE_PRIVILEGED_TESTS=1 forbids skipping it");
+    }
+    let _ = writeln!(std::io::stderr(), "skipped: {test}: {reason}");
+    false
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two network namespaces joined by a veth pair (192.168.77.1/24, .2/24); removed on drop.
+struct Namespaces([String; 2]);
+
+impl Namespaces {
+    fn new() -> Self {
+        let id = std::process::id();
+        let me = Self([format!("pnnew{id}a"), format!("pnnew{id}b")]);
+        for n in &me.0 {
+            ip(&["netns", "add", n]);
+        }
+        let [a, b] = &me.0;
+        ip(&[
+            "link", "add", "veth-a", "netns", a, "type", "veth", "peer", "name", "veth-b", "netns",
+            b,
+        ]);
+        for (n, dev, addr) in [
+            (a, "veth-a", "192.168.77.1/24"),
+            (b, "veth-b", "192.168.77.2/24"),
+        ] {
+            ip(&["-n", n, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", n, "link", "set", dev, "up"]);
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        me
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
     }
+}
+
+#[test]
+fn the_config_walkthrough_in_network_namespaces_with_tun_devices() {
+    if !privileged("the_config_walkthrough_in_network_namespaces_with_tun_devices") {
+        return;
+    }
+    let cmds = commands();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    steps_1_to_3(d, &cmds);
+    for (member, peer, peer_addr) in [
+        ("member-a", "member-b", "192.168.77.2"),
+        ("member-b", "member-a", "192.168.77.1"),
+    ] {
+        let path = d.join(member).join(format!("{member}.toml"));
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace(&format!("{peer}:51820"), &format!("{peer_addr}:51820"));
+        fs::write(
+            &path,
+            format!("{text}\n[status]\nsocket = \"status.sock\"\n"),
+        )
+        .unwrap();
+    }
+    let ns = Namespaces::new();
+    let mut sidecars = Vec::new();
+    for (n, member) in ns.0.iter().zip(["member-a", "member-b"]) {
+        let log = fs::File::create(d.join(format!("{member}.log"))).unwrap();
+        sidecars.push(Sidecar(
+            Command::new("ip")
+                .current_dir(d)
+                .args(["netns", "exec", n, env!("CARGO_BIN_EXE_privnet")])
+                .args(for_member(&cmds[5], member))
+                .env_remove("PRIVNET_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let logs = || {
+        ["member-a", "member-b"]
+            .map(|m| fs::read_to_string(d.join(format!("{m}.log"))).unwrap_or_default())
+            .join("\n---\n")
+    };
+    let result = std::panic::catch_unwind(|| {
+        until_peer_up(d, &cmds[6], "member-b");
+        until_peer_up(d, &for_member(&cmds[6], "member-b"), "member-a");
+    });
+    drop(sidecars);
+    drop(ns);
+    assert!(result.is_ok(), "logs:\n{}", logs());
 }
 
 #[test]
