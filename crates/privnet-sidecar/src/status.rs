@@ -295,12 +295,14 @@ pub fn serve_status(
     Ok(socket)
 }
 
-/// The directory of the default status sockets: `/run/privnet` when running as root, else
-/// `$XDG_RUNTIME_DIR/privnet`, else `/tmp/privnet-UID` (created mode 0700; see [`private_dir`]).
+/// The directory of the default status sockets: `/run/privnet` when running as root or when it
+/// is a directory owned by the running user (a container's tmpfs), else `$XDG_RUNTIME_DIR/privnet`,
+/// else `/tmp/privnet-UID` (created mode 0700; see [`private_dir`]).
 pub fn default_status_dir() -> PathBuf {
     let uid = crate::files::running_uid();
-    if uid == 0 {
-        return PathBuf::from("/run/privnet");
+    let run = Path::new("/run/privnet");
+    if uid == 0 || std::fs::metadata(run).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+        return run.to_owned();
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() && Path::new(&d).is_absolute() => Path::new(&d).join("privnet"),
