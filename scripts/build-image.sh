@@ -10,9 +10,9 @@
 #   PODMAN_RUNTIME  OCI runtime for podman (default runc: crun refuses the cgroup layout on the CI machines)
 #   SKIP_CARGO=1    reuse already-built binaries
 #   CARGO_LOCKED=1  pass --locked to cargo (CI)
-#   RECORD_SIZE=0   do not record the sidecar image's size (default: write docs/samples/image-size.txt
-#                   and the figure in README.md, which crates/privnet-sidecar/tests/newcomer.rs keeps
-#                   in step; commit both)
+#   RECORD_SIZE=1   also record the sidecar image's measured size in docs/samples/image-size.txt and
+#                   README.md (crates/privnet-sidecar/tests/newcomer.rs keeps the two equal; commit
+#                   both). It is always written to target/image-size.txt.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -125,12 +125,13 @@ if [[ "$WHAT" == sidecar || "$WHAT" == all ]]; then
     check_static "$BIN_DIR/privnet"
     share_docs "$BIN_DIR/privnet"
     build Containerfile "$PRIVNET_IMAGE"
-    if [[ "${RECORD_SIZE:-1}" == 1 ]]; then
-        bytes="$("${engine[@]}" image inspect --format '{{.Size}}' "$PRIVNET_IMAGE")"
-        mb="$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')"
-        day="$(date -u +%Y-%m-%d)"
-        printf '# Written by scripts/build-image.sh (sidecar image size); README.md quotes it (tests/newcomer.rs).\nbytes=%s\nmb=%s\ndate=%s\nengine=%s\n' \
-            "$bytes" "$mb" "$day" "$ENGINE" >docs/samples/image-size.txt
+    bytes="$("${engine[@]}" image inspect --format '{{.Size}}' "$PRIVNET_IMAGE")"
+    mb="$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')"
+    day="$(date -u +%Y-%m-%d)"
+    printf '# Written by scripts/build-image.sh (sidecar image size); README.md quotes it (tests/newcomer.rs).\nbytes=%s\nmb=%s\ndate=%s\nengine=%s\n' \
+        "$bytes" "$mb" "$day" "$ENGINE" >target/image-size.txt
+    if [[ "${RECORD_SIZE:-0}" == 1 ]]; then
+        cp target/image-size.txt docs/samples/image-size.txt
         sed -i -E "s|\*\*[0-9.]+ MB\*\* \(measured [0-9-]+;|**$mb MB** (measured $day;|" README.md
         echo "build-image.sh: recorded $mb MB in docs/samples/image-size.txt and README.md"
     fi

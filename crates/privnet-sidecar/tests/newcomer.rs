@@ -378,6 +378,6 @@ fn readme_quotes_the_recorded_image_size() {
     let quoted = format!("**{mb} MB** (measured {date};");
     assert!(
         doc("README.md").contains(&quoted),
-        "README.md should say {quoted} (run scripts/build-image.sh sidecar, which writes both)"
+        "README.md should say {quoted} (run RECORD_SIZE=1 scripts/build-image.sh sidecar, which writes both)"
     );
 }
