@@ -25,9 +25,12 @@ const DAY: u64 = 86_400;
 /// Certificates start this many seconds in the past, to tolerate clock skew between members.
 const CLOCK_SKEW_ALLOWANCE: u64 = 300;
 
+/// What `privnet --version` prints after the name: the crate version and the wire protocol.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol v1)");
+
 /// Private encrypted overlay networks for containers.
 #[derive(Debug, Parser)]
-#[command(name = "privnet", version, propagate_version = true)]
+#[command(name = "privnet", version = VERSION)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -55,7 +58,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Exit 0 if a running sidecar answers on its status socket and every network's driver runs
     /// (liveness/readiness probe).
-    Health(StatusArgs),
+    Health(HealthArgs),
+    /// Add a member: key pair, certificate and a configuration that lists every member added
+    /// before as a peer (and is added as a peer to theirs).
+    #[command(subcommand)]
+    Member(crate::member::MemberCommand),
+    /// Print a shell completion script (generated from this command line).
+    Completions(CompletionsArgs),
+    /// Print the man page privnet(1), or write it and one page per subcommand into a directory.
+    Man(ManArgs),
     /// Check and explain access policies offline (docs/POLICY.md).
     #[command(subcommand)]
     Policy(crate::policy_cli::PolicyCommand),
@@ -78,21 +89,62 @@ pub struct RunArgs {
     pub configs: Vec<PathBuf>,
 }
 
-/// `privnet status` and `privnet health`.
+/// Where `privnet status` and `privnet health` find the status socket.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// The sidecar's configuration (its `[status] socket` is used); defaults to $PRIVNET_CONFIG.
+pub struct SocketArgs {
+    /// The sidecar's configuration (its `[status] socket`, or the default socket of its network);
+    /// defaults to $PRIVNET_CONFIG. Without it and --socket, the only socket in the default
+    /// directory (/run/privnet as root, else $XDG_RUNTIME_DIR/privnet) is used.
     #[arg(long = "config", value_name = "FILE", env = "PRIVNET_CONFIG")]
     pub config: Option<PathBuf>,
     /// The status socket, instead of reading it from the configuration.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print JSON (status only).
-    #[arg(long)]
+}
+
+/// `privnet status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where the status socket is.
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "watch")]
     pub json: bool,
-    /// Health only: also require at least one peer with an established session.
+    /// Redraw every second, with rates (bytes/s, packets/s) per network and peer.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this many redraws (default: until interrupted).
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+}
+
+/// `privnet health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Where the status socket is.
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Also require at least one peer with an established session.
     #[arg(long)]
     pub require_peer: bool,
+}
+
+/// `privnet completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `privnet man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write privnet.1 and privnet-SUBCOMMAND.1 into this directory (created if missing) instead
+    /// of printing privnet.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `privnet keygen`.
@@ -247,6 +299,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up(&a),
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
+        Command::Member(c) => crate::member::run(&c),
+        Command::Completions(a) => completions(&a),
+        Command::Man(a) => man(&a),
         Command::Policy(c) => return crate::policy_cli::run(&c),
         Command::Demo(a) => crate::demo::demo(&a),
     };
@@ -279,24 +334,28 @@ fn up(a: &RunArgs) -> Result<()> {
     crate::up::up(cfg, a.configs.clone(), log)
 }
 
-fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
+fn status_socket(a: &SocketArgs) -> Result<PathBuf> {
     if let Some(s) = &a.socket {
         return Ok(s.clone());
     }
     let Some(path) = &a.config else {
-        bail!("pass --socket PATH or --config FILE (or set PRIVNET_CONFIG)");
+        return crate::status::find_default_socket();
     };
     let text = files::read_text(path)?;
     let (file, problems) = config::parse_str(&text, path);
     if let Some(p) = problems.first() {
         bail!("{p}");
     }
-    let socket = file.status.and_then(|s| s.socket).ok_or_else(|| {
-        anyhow!(
-            "{}: [status] socket is not set, so the sidecar has no status socket",
-            path.display()
-        )
-    })?;
+    let configured = file.status.and_then(|s| s.socket);
+    let Some(socket) = configured else {
+        let Some(node) = file.node else {
+            bail!(
+                "{}: no [node] section, so no network and no default status socket; pass --socket PATH",
+                path.display()
+            );
+        };
+        return Ok(crate::status::default_status_socket(&node.network));
+    };
     Ok(match path.parent() {
         Some(dir) if socket.is_relative() => dir.join(socket),
         _ => socket,
@@ -304,7 +363,11 @@ fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
 }
 
 fn status(a: &StatusArgs) -> Result<()> {
-    let nets = crate::status::query_status(&status_socket(a)?)?;
+    let socket = status_socket(&a.socket)?;
+    if a.watch {
+        return crate::status::watch(&socket, a.count);
+    }
+    let nets = crate::status::query_status(&socket)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&nets)?);
     } else {
@@ -313,21 +376,51 @@ fn status(a: &StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn health(a: &StatusArgs) -> Result<()> {
-    let nets = crate::status::query_status(&status_socket(a)?)?;
+fn health(a: &HealthArgs) -> Result<()> {
+    let nets = crate::status::query_status(&status_socket(&a.socket)?)?;
     crate::status::check_health(&nets, a.require_peer)?;
     println!("ok");
     Ok(())
 }
 
-fn now_unix() -> u64 {
+fn completions(a: &CompletionsArgs) -> Result<()> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "privnet", &mut std::io::stdout());
+    Ok(())
+}
+
+fn man(a: &ManArgs) -> Result<()> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    match &a.out_dir {
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .context("rendering the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out)
+                .context("writing the man page to stdout")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing the man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
+pub(crate) fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
     let mut buf = Zeroizing::new([0u8; N]);
     SystemRandom::new()
         .fill(buf.as_mut())
@@ -357,7 +450,7 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
     Ok(())
 }
 
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -511,6 +604,35 @@ fn parse_public_key(arg: &str) -> Result<[u8; 32]> {
 }
 
 fn cert_issue(a: &CertIssueArgs) -> Result<()> {
+    let public_key = parse_public_key(&a.public_key)?;
+    let cert = issue_member(&MemberSpec {
+        ca_dir: &a.ca_dir,
+        name: &a.name,
+        addresses: &a.addresses,
+        routes: &a.routes,
+        groups: &a.groups,
+        public_key,
+        days: a.days,
+    })?;
+    files::write_public(&a.out, &cert.to_pem(), true)?;
+    print!("{}", describe_member(&cert));
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// What a member certificate is issued for (`cert issue`, `member add`).
+pub(crate) struct MemberSpec<'a> {
+    pub ca_dir: &'a Path,
+    pub name: &'a str,
+    pub addresses: &'a [std::net::IpAddr],
+    pub routes: &'a [IpNetwork],
+    pub groups: &'a [String],
+    pub public_key: [u8; 32],
+    pub days: u64,
+}
+
+/// Issue a member certificate with the CA in `spec.ca_dir` (errors name the flags).
+pub(crate) fn issue_member(a: &MemberSpec<'_>) -> Result<MemberCertificate> {
     let now = now_unix();
     let validity = days_to_secs(a.days, "--days")?;
     let ca = read_ca_cert(&a.ca_dir.join("ca.crt"))?;
@@ -533,7 +655,7 @@ fn cert_issue(a: &CertIssueArgs) -> Result<()> {
             utc(ca.not_after())
         );
     }
-    let public_key = parse_public_key(&a.public_key)?;
+    let public_key = a.public_key;
     let mut not_after = now + validity;
     if not_after > ca.not_after() {
         eprintln!(
@@ -544,10 +666,10 @@ fn cert_issue(a: &CertIssueArgs) -> Result<()> {
         not_after = ca.not_after();
     }
     let params = MemberParams {
-        name: a.name.clone(),
-        addresses: a.addresses.clone(),
-        routes: a.routes.clone(),
-        groups: a.groups.clone(),
+        name: a.name.to_owned(),
+        addresses: a.addresses.to_vec(),
+        routes: a.routes.to_vec(),
+        groups: a.groups.to_vec(),
         public_key,
         not_before: now
             .saturating_sub(CLOCK_SKEW_ALLOWANCE)
@@ -568,10 +690,7 @@ fn cert_issue(a: &CertIssueArgs) -> Result<()> {
             other => anyhow!("{}", flag_for(&other.to_string())),
         }
     })?;
-    files::write_public(&a.out, &cert.to_pem(), true)?;
-    print!("{}", describe_member(&cert));
-    println!("wrote {}", a.out.display());
-    Ok(())
+    Ok(cert)
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
@@ -691,7 +810,7 @@ fn describe_ca(ca: &CaCertificate) -> String {
     s
 }
 
-fn describe_member(c: &MemberCertificate) -> String {
+pub(crate) fn describe_member(c: &MemberCertificate) -> String {
     let now = now_unix();
     let mut s = String::new();
     let _ = writeln!(s, "member certificate");

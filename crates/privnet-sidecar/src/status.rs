@@ -321,6 +321,75 @@ pub fn serve_status(
     Ok(socket)
 }
 
+/// The directory of the default status sockets: `/run/privnet` when running as root or when it
+/// is a directory owned by the running user (a container's tmpfs), else `$XDG_RUNTIME_DIR/privnet`,
+/// else `/tmp/privnet-UID` (created mode 0700; see [`private_dir`]).
+pub fn default_status_dir() -> PathBuf {
+    let uid = crate::files::running_uid();
+    let run = Path::new("/run/privnet");
+    if uid == 0 || std::fs::metadata(run).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+        return run.to_owned();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() && Path::new(&d).is_absolute() => Path::new(&d).join("privnet"),
+        _ => PathBuf::from(format!("/tmp/privnet-{uid}")),
+    }
+}
+
+/// The status socket of a sidecar whose configuration has no `[status] socket`:
+/// `DIR/NETWORK.sock` in [`default_status_dir`], named after its (first) network.
+pub fn default_status_socket(network: &str) -> PathBuf {
+    let name: String = network
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    default_status_dir().join(format!("{name}.sock"))
+}
+
+/// For `privnet status` without `--config` or `--socket`: the only socket in
+/// [`default_status_dir`].
+///
+/// # Errors
+/// None or several there (naming them).
+pub fn find_default_socket() -> anyhow::Result<PathBuf> {
+    let dir = default_status_dir();
+    let mut found: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "sock")
+                    && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!(
+            "no status socket in {} (is `privnet up` running as this user?); pass --config FILE \
+             (or set PRIVNET_CONFIG) or --socket PATH",
+            dir.display()
+        ),
+        _ => bail!(
+            "several status sockets in {}: {}; pass --config FILE or --socket PATH",
+            dir.display(),
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Ask a running sidecar for its status.
 pub fn query_status(socket: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
@@ -373,8 +442,82 @@ pub fn check_health(nets: &[serde_json::Value], require_peer: bool) -> anyhow::R
 
 /// Human-readable status.
 pub fn format_status(nets: &[serde_json::Value]) -> String {
+    format_status_with_rates(nets, None)
+}
+
+/// Rates between two status documents: counter deltas over the seconds between them.
+fn rate(now: &serde_json::Value, before: Option<&serde_json::Value>, key: &str, secs: f64) -> f64 {
+    let (Some(a), Some(b)) = (
+        now.get(key).and_then(serde_json::Value::as_u64),
+        before
+            .and_then(|v| v.get(key))
+            .and_then(serde_json::Value::as_u64),
+    ) else {
+        return 0.0;
+    };
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    a.saturating_sub(b) as f64 / secs
+}
+
+fn per_sec(bytes_per_sec: f64) -> String {
+    if bytes_per_sec >= 1e6 {
+        format!("{:.1} MB/s", bytes_per_sec / 1e6)
+    } else if bytes_per_sec >= 1e3 {
+        format!("{:.1} kB/s", bytes_per_sec / 1e3)
+    } else {
+        format!("{bytes_per_sec:.0} B/s")
+    }
+}
+
+fn rates_line(now: &serde_json::Value, before: Option<&serde_json::Value>, secs: f64) -> String {
+    format!(
+        "rx {} {:.0} pkt/s, tx {} {:.0} pkt/s",
+        per_sec(rate(now, before, "rx_bytes", secs)),
+        rate(now, before, "rx_packets", secs),
+        per_sec(rate(now, before, "tx_bytes", secs)),
+        rate(now, before, "tx_packets", secs)
+    )
+}
+
+/// A peer's state in words: `up`, `idle`, `connecting (N s, K initiations)`, or
+/// `NO ANSWER since N s (K initiations) ...` with the likely causes.
+fn peer_state(p: &serde_json::Value) -> String {
+    let established = p.get("established").and_then(serde_json::Value::as_bool) == Some(true);
+    let state = p.get("state").and_then(|s| s.as_str());
+    let secs = p
+        .get("handshaking_for_secs")
+        .and_then(serde_json::Value::as_u64);
+    let attempts = p
+        .get("handshake_attempts")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    match (state, secs) {
+        (Some("no answer"), Some(s)) => format!(
+            "NO ANSWER since {s} s ({attempts} initiations unanswered: wrong public key or network \
+             PSK, endpoint unreachable, or the peer is down; see the log)"
+        ),
+        (Some("connecting"), Some(s)) => {
+            format!("connecting ({s} s, {attempts} initiation(s))")
+        }
+        (Some(other), _) => other.to_owned(),
+        (None, _) if established => "up".to_owned(),
+        (None, _) => "down".to_owned(),
+    }
+}
+
+/// Human-readable status; with `previous` (an earlier document and the seconds since it), rates
+/// per network and per peer.
+pub fn format_status_with_rates(
+    nets: &[serde_json::Value],
+    previous: Option<(&[serde_json::Value], f64)>,
+) -> String {
     let mut o = String::new();
     for n in nets {
+        let before_net = previous
+            .and_then(|(prev, _)| prev.iter().find(|b| b.get("network") == n.get("network")));
+        let secs = previous.map_or(0.0, |(_, s)| s);
         let g = |k: &str| n.get(k).cloned().unwrap_or(serde_json::Value::Null);
         let _ = writeln!(
             o,
@@ -409,6 +552,9 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
             g("tx_packets"), g("tx_bytes"), g("rx_packets"), g("rx_bytes"),
             g("handshakes_initiated"), g("handshakes_completed"), g("cookies_sent")
         );
+        if previous.is_some() {
+            let _ = writeln!(o, "  rates: {}", rates_line(n, before_net, secs));
+        }
         if let Some(events) = n.get("driver").and_then(|d| d.as_object()) {
             if !events.is_empty() {
                 let list: Vec<String> = events.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -431,6 +577,12 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
             .flatten()
         {
             let pg = |k: &str| p.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            let before_peer = before_net.and_then(|b| {
+                b.get("peers").and_then(|ps| ps.as_array()).and_then(|ps| {
+                    ps.iter()
+                        .find(|q| q.get("public_key") == p.get("public_key"))
+                })
+            });
             let hs = match pg("last_handshake_secs_ago").as_u64() {
                 Some(s) => format!("{s} s ago"),
                 None => "never".to_owned(),
@@ -442,18 +594,51 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
                 joined(&pg("addresses")),
                 pg("endpoint").as_str().unwrap_or("-"),
                 pg("public_key").as_str().unwrap_or("?"),
-                if pg("established").as_bool() == Some(true) {
-                    "up"
-                } else {
-                    "down"
-                },
+                peer_state(p),
                 hs,
                 pg("rx_bytes"),
                 pg("tx_bytes")
             );
+            if previous.is_some() {
+                let _ = writeln!(o, "    rates: {}", rates_line(p, before_peer, secs));
+            }
         }
     }
     o
+}
+
+/// `privnet status --watch`: redraw the status every second with rates, `count` times (or until
+/// interrupted).
+///
+/// # Errors
+/// The sidecar does not answer.
+pub fn watch(socket: &Path, count: Option<u64>) -> anyhow::Result<()> {
+    let mut previous: Option<(Vec<serde_json::Value>, std::time::Instant)> = None;
+    let mut drawn = 0u64;
+    loop {
+        let nets = query_status(socket)?;
+        let now = std::time::Instant::now();
+        let text = format_status_with_rates(
+            &nets,
+            previous
+                .as_ref()
+                .map(|(p, at)| (p.as_slice(), now.duration_since(*at).as_secs_f64())),
+        );
+        let mut out = std::io::stdout().lock();
+        // Home the cursor and clear the screen, as `watch(1)` does.
+        write!(out, "\x1b[H\x1b[2J{text}")?;
+        if previous.is_none() {
+            writeln!(out, "  (rates from the next redraw; Ctrl-C stops)")?;
+        }
+        out.flush()?;
+        drop(out);
+        previous = Some((nets, now));
+        drawn += 1;
+        if count.is_some_and(|c| drawn >= c) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn joined(v: &serde_json::Value) -> String {

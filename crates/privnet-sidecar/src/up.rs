@@ -370,6 +370,37 @@ pub struct Supervisor {
     status: StatusSection,
     log: LogSection,
     log_control: Option<LogControl>,
+    /// When each peer's DNS endpoint was last re-resolved (network index, key), to do it at
+    /// most every [`RERESOLVE_EVERY`].
+    resolved_at: HashMap<(usize, [u8; 32]), Instant>,
+}
+
+/// How often `privnet up` looks for peers whose handshakes go unanswered, to re-resolve their
+/// DNS endpoints.
+pub const RERESOLVE_CHECK: Duration = Duration::from_secs(5);
+/// The shortest time between two re-resolutions of one peer's endpoint.
+pub const RERESOLVE_EVERY: Duration = Duration::from_secs(30);
+
+/// The re-resolved peers whose endpoint differs from the one in use (`current`, as the snapshot
+/// shows it); a name that no longer resolves keeps the old endpoint.
+fn changed_endpoints(
+    resolved: Vec<(privnet_core::PeerConfig, String)>,
+    current: Vec<Option<String>>,
+) -> Vec<(privnet_core::PeerConfig, String)> {
+    resolved
+        .into_iter()
+        .zip(current)
+        .filter(|((pc, _), old)| {
+            pc.endpoint
+                .is_some_and(|new| old.as_deref() != Some(new.to_string().as_str()))
+        })
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Whether `host` is a DNS name (not an IP address literal).
+fn is_dns_name(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_err()
 }
 
 impl Supervisor {
@@ -388,7 +419,69 @@ impl Supervisor {
             status,
             log,
             log_control,
+            resolved_at: HashMap::new(),
         }
+    }
+
+    /// Re-resolve the DNS endpoints of peers whose handshakes go unanswered (state `no answer`),
+    /// on the blocking pool, never on the drivers' thread, at most every [`RERESOLVE_EVERY`] per
+    /// peer; a peer whose name now resolves to another address is reconfigured with it (a new
+    /// handshake starts at once). Returns how many peers got a new endpoint.
+    pub async fn reresolve_unanswered(&mut self) -> usize {
+        let now = Instant::now();
+        let mut changed = 0;
+        for i in 0..self.networks.len() {
+            let (name, stuck) = {
+                let n = &self.networks[i];
+                let snap = n.handle.snapshot();
+                let stuck: Vec<(PeerConfig, Option<String>)> = n
+                    .peers
+                    .iter()
+                    .filter(|p| p.endpoint.as_ref().is_some_and(|e| is_dns_name(&e.host)))
+                    .filter(|p| {
+                        self.resolved_at
+                            .get(&(i, p.public_key))
+                            .is_none_or(|t| now.duration_since(*t) >= RERESOLVE_EVERY)
+                    })
+                    .filter_map(|p| {
+                        let key = b64(&p.public_key);
+                        let s = snap.peers.iter().find(|s| s.public_key == key)?;
+                        (s.state == "no answer").then(|| (p.clone(), s.endpoint.clone()))
+                    })
+                    .collect();
+                (n.name.clone(), stuck)
+            };
+            if stuck.is_empty() {
+                continue;
+            }
+            for (p, _) in &stuck {
+                self.resolved_at.insert((i, p.public_key), now);
+            }
+            let (peers, current): (Vec<PeerConfig>, Vec<Option<String>>) =
+                stuck.into_iter().unzip();
+            let Ok(resolved) = resolve_peers(name.clone(), peers).await else {
+                continue;
+            };
+            let add_peers = changed_endpoints(resolved, current);
+            for (pc, peer) in &add_peers {
+                if let Some(new) = pc.endpoint {
+                    tracing::info!(network = %name, peer = %peer, endpoint = %new,
+                        "handshakes unanswered: the endpoint's name now resolves to {new}; trying it");
+                }
+            }
+            if add_peers.is_empty() {
+                continue;
+            }
+            changed += add_peers.len();
+            let reload = Reload {
+                add_peers,
+                ..Reload::default()
+            };
+            if let Err(e) = self.networks[i].handle.reload(reload).await {
+                tracing::warn!(network = %name, "re-resolved endpoint not applied: {e}");
+            }
+        }
+        changed
     }
 
     /// Start `net` on a TUN device (needs `CAP_NET_ADMIN`).
@@ -955,7 +1048,23 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
             snapshots.clone(),
             &servers,
         )?),
-        None => None,
+        // No `[status] socket`: the default one of the first network, so that `privnet status`
+        // and `privnet health` work without configuring it. One that cannot be served (in use by
+        // another sidecar of the same network name, or no writable directory) is a warning, not a
+        // failed start.
+        None => sup.networks.first().and_then(|n| {
+            let path = crate::status::default_status_socket(&n.name);
+            match crate::status::serve_status(&path, snapshots.clone(), &servers) {
+                Ok(s) => {
+                    tracing::info!(socket = %path.display(), "status socket {} (the default; `privnet status` finds it)", path.display());
+                    Some(s)
+                }
+                Err(e) => {
+                    tracing::warn!("no status socket: the default one cannot be served: {e:#}; set [status] socket to choose one");
+                    None
+                }
+            }
+        }),
     };
     if let Some(addr) = sup.metrics.listen {
         crate::metrics::serve_metrics(addr, snapshots.clone(), &servers)?;
@@ -966,6 +1075,8 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut policy_poll = tokio::time::interval(POLL_EVERY);
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reresolve = tokio::time::interval(RERESOLVE_CHECK);
+    reresolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
             _ = policy_poll.tick() => {
@@ -981,6 +1092,7 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
                 // Let `privnet health` see the dead network while the others stop.
                 break Err(anyhow!("network {name:?} stopped unexpectedly: {e:#}"));
             }
+            _ = reresolve.tick() => { sup.reresolve_unanswered().await; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 match sup.reload(&config_paths).await {
@@ -1006,4 +1118,43 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
     servers.stop();
     tracing::info!("stopped");
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dns_names_are_re_resolved() {
+        assert!(is_dns_name("member-b.example"));
+        assert!(is_dns_name("localhost"));
+        assert!(!is_dns_name("192.0.2.7"));
+        assert!(!is_dns_name("fd00::7"));
+    }
+
+    #[test]
+    fn a_re_resolved_peer_is_reconfigured_only_when_its_address_changed() {
+        let peer = |key: u8, ep: Option<&str>| {
+            let mut pc = privnet_core::PeerConfig::new([key; 32]);
+            pc.endpoint = ep.map(|e| e.parse().unwrap());
+            (pc, format!("p{key}"))
+        };
+        let changed = changed_endpoints(
+            vec![
+                peer(1, Some("192.0.2.1:51820")),
+                peer(2, Some("192.0.2.9:51820")),
+                peer(3, None),
+                peer(4, Some("192.0.2.4:51820")),
+            ],
+            vec![
+                Some("192.0.2.1:51820".into()),
+                Some("192.0.2.2:51820".into()),
+                Some("192.0.2.3:51820".into()),
+                None,
+            ],
+        );
+        let names: Vec<&str> = changed.iter().map(|(_, n)| n.as_str()).collect();
+        // Same address: kept; moved: reconfigured; no longer resolves: kept; first address: used.
+        assert_eq!(names, ["p2", "p4"]);
+    }
 }

@@ -78,7 +78,12 @@ impl ProcessWide {
     /// Check the process-wide sections of one more file, and that they agree with earlier files.
     pub(super) fn add(&mut self, p: &mut Problems<'_>, raw: &FileConfig) {
         merge(p, "metrics", raw.metrics.as_ref(), &mut self.metrics);
-        merge(p, "status", raw.status.as_ref(), &mut self.status);
+        // A relative socket path is relative to the file's directory (as `privnet status
+        // --config` reads it), not to the working directory of `privnet up`.
+        let status = raw.status.as_ref().map(|s| StatusSection {
+            socket: s.socket.as_ref().map(|x| resolve(p.file(), x)),
+        });
+        merge(p, "status", status.as_ref(), &mut self.status);
         merge(p, "log", raw.log.as_ref(), &mut self.log);
         if let Some(m) = &raw.metrics {
             check_metrics(p, m);
