@@ -346,3 +346,50 @@ fn a_log_rule_reports_the_flows_it_lets_through_once() {
         vec![("audit-db".to_owned(), "web-to-db".to_owned(), Some(5432))]
     );
 }
+
+#[test]
+fn the_first_packet_to_a_peer_not_met_yet_starts_the_handshake_and_is_judged_by_the_receiver() {
+    // No eager handshakes: web's first SYN to db is what starts the handshake. Before it, web
+    // does not know db's identity, so the sender cannot judge the SYN; db does.
+    let mut net = TestNetwork::new(3, 96);
+    let mut v = StaticKeyVerifier::new();
+    for (i, group) in GROUPS.iter().enumerate() {
+        v.allow(
+            net.public(i),
+            PeerIdentity {
+                name: (*group).to_owned(),
+                addresses: vec![IpNetwork::new(net.overlay[i], 32).unwrap()],
+                groups: vec![(*group).to_owned()],
+                not_after: u64::MAX,
+                fingerprint: [i as u8; 32],
+            },
+        );
+    }
+    net.verifier = Arc::new(v);
+    let mut sim = Sim::new(96, LinkConfig::default());
+    for i in 0..3 {
+        let mut cfg = net.config(i, 96);
+        cfg.policy = Some(policy(POLICY));
+        cfg.eager_handshakes = false;
+        let now = sim.now;
+        let node = net.node(i, cfg, now, net.unix_start);
+        sim.add_node(node, net.underlay[i]);
+    }
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    let syn = tcp(web, 40000, db, 5432, SYN);
+    assert_eq!(
+        sim.send_packet(WEB, &syn),
+        Ok(privnet_core::Encapsulated::Queued)
+    );
+    sim.run_until_cond(Duration::from_secs(2), |s| received(s, DB, &syn))
+        .expect("the queued SYN arrives once the session is up");
+    // A flow the receiver's policy refuses, sent before web knew db: db drops it.
+    let ssh = tcp(web, 40001, net.overlay[OPS], 22, SYN);
+    assert_eq!(
+        sim.send_packet(WEB, &ssh),
+        Ok(privnet_core::Encapsulated::Queued)
+    );
+    sim.run_for(Duration::from_secs(2));
+    assert!(!received(&sim, OPS, &ssh));
+    assert_eq!(drops(&sim.nodes[OPS].node, DropReason::PolicyDenied), 1);
+}

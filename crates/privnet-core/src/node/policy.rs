@@ -4,6 +4,10 @@
 //! (the authoritative end: a sender may ignore its own policy). The peer is always the session's
 //! authenticated member, never an address in the packet.
 //!
+//! Before a peer's first handshake its identity is unknown: the sender lets packets for it through
+//! (to the handshake queue) and the receiver, which knows the sender from the session, decides
+//! them; a peer that never presents a verified credential is refused at the receiver (fail closed).
+//!
 //! Without a policy nothing here runs per packet (one branch). The filter, and with it the
 //! connection tracker's memory, exists from the first policy on; peers' identities are registered
 //! with it whenever they change (and a change re-checks that peer's flows).
@@ -380,6 +384,12 @@ impl Node {
             return Ok(None);
         };
         let d = filter.check(id, path, &flow, now);
+        if d.reason == Reason::UnknownPeer && direction == Direction::Outbound {
+            // No handshake has told us who the peer is yet: the packet goes to the handshake
+            // queue unjudged (refusing it would also never start the handshake), and the
+            // receiver, which knows us from the session, decides it.
+            return Ok(None);
+        }
         // Only a packet of a tracked flow, or the first one of a flow just tracked, stands in for
         // its successors.
         let tracked = match d.reason {
