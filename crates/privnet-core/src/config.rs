@@ -113,6 +113,12 @@ pub struct NodeConfig {
     /// them, or inside any prefix routed to a peer or our own, is a routing loop and refused
     /// (`endpoint_in_overlay`).
     pub overlay_prefixes: Vec<IpNetwork>,
+    /// The access policy to enforce from the start (docs/POLICY.md); `None` (the default): members
+    /// talk freely. Change it later with [`Node::set_policy`](crate::Node::set_policy).
+    pub policy: Option<Arc<crate::policy::CompiledPolicy>>,
+    /// Sizing and timeouts of the connection tracker that a policy uses (its memory is taken
+    /// only once a policy is installed).
+    pub conntrack: crate::policy::ConntrackConfig,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -142,6 +148,8 @@ impl std::fmt::Debug for NodeConfig {
             .field("mtu", &self.mtu)
             .field("local_addresses", &self.local_addresses)
             .field("overlay_prefixes", &self.overlay_prefixes)
+            .field("policy", &self.policy.as_ref().map(|p| p.hash_hex()))
+            .field("conntrack", &self.conntrack)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +181,8 @@ pub(crate) struct Parts {
     pub(crate) accepted_psks: Vec<[u8; 32]>,
     pub(crate) network_id: [u8; 16],
     pub(crate) rng_seed: [u8; 32],
+    pub(crate) policy: Option<Arc<crate::policy::CompiledPolicy>>,
+    pub(crate) conntrack: crate::policy::ConntrackConfig,
     pub(crate) settings: Settings,
 }
 
@@ -185,6 +195,8 @@ impl NodeConfig {
             accepted_psks: self.accepted_psks,
             network_id: self.network_id,
             rng_seed: self.rng_seed,
+            policy: self.policy,
+            conntrack: self.conntrack,
             settings: Settings {
                 cipher: self.cipher,
                 credential: self.credential,
@@ -233,6 +245,8 @@ impl NodeConfig {
             mtu: 1440,
             local_addresses: None,
             overlay_prefixes: Vec::new(),
+            policy: None,
+            conntrack: crate::policy::ConntrackConfig::default(),
         }
     }
 

@@ -102,6 +102,12 @@ drop_reasons! {
     /// Authenticated packet whose underlay source lies inside the overlay (a routing loop:
     /// the endpoint is never moved there).
     EndpointInOverlay => "endpoint_in_overlay",
+    /// Inner packet the access policy drops (a `deny`, a flow no rule allows, a later fragment
+    /// without its first, a full connection tracker), at the sender or the receiver.
+    PolicyDenied => "policy_denied",
+    /// Inner packet the access policy rejects (answered with a TCP RST or an ICMP
+    /// administratively-prohibited error, within the reply budget).
+    PolicyRejected => "policy_rejected",
 }
 
 impl fmt::Display for DropReason {
@@ -218,6 +224,13 @@ pub enum EncapsulateError {
     /// The peer id names no peer (it was removed).
     #[error("no such peer")]
     UnknownPeer,
+    /// The access policy drops the packet (`deny`, or a flow it may not start).
+    #[error("the access policy denies this packet")]
+    PolicyDenied,
+    /// The access policy rejects the packet: [`Node::reject_reply`](crate::Node::reject_reply)
+    /// builds the answer (TCP RST or ICMP administratively prohibited) for the local side.
+    #[error("the access policy rejects this packet")]
+    PolicyRejected,
 }
 
 impl EncapsulateError {
@@ -230,6 +243,8 @@ impl EncapsulateError {
             Self::NoEndpoint => DropReason::NoEndpoint,
             Self::BufferTooSmall => DropReason::BufferTooSmall,
             Self::CounterLimit => DropReason::CounterLimit,
+            Self::PolicyDenied => DropReason::PolicyDenied,
+            Self::PolicyRejected => DropReason::PolicyRejected,
         }
     }
 }

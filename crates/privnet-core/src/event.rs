@@ -99,6 +99,25 @@ pub enum Event {
         /// When the attempt started.
         since: Instant,
     },
+    /// The access policy refused a packet (the audit trail; at most
+    /// [`DENIED_EVENTS_PER_SEC`](crate::node::DENIED_EVENTS_PER_SEC) per second, the rest counted
+    /// in the next event's `suppressed`).
+    PolicyDenied {
+        /// The member the packet came from or was going to (the session's authenticated peer).
+        peer: PeerId,
+        /// Outbound (refused before encryption) or inbound (after authentication).
+        direction: crate::policy::Direction,
+        /// The packet's flow (addresses, protocol, ports).
+        flow: crate::policy::Flow,
+        /// Whether it was rejected (answered) rather than dropped silently.
+        rejected: bool,
+        /// The policy's verdict (tier, deciding rule), when the policy decided.
+        verdict: Option<crate::policy::Verdict>,
+        /// The filter's reason.
+        reason: crate::policy::Reason,
+        /// Events not emitted since the last one (the rate limit).
+        suppressed: u64,
+    },
 }
 
 /// After this many unanswered initiations of one attempt, [`Event::HandshakeUnanswered`].

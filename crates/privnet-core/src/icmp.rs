@@ -69,6 +69,8 @@ pub enum V4Error {
         /// MTU the sender should use.
         next_hop_mtu: u16,
     },
+    /// Type 3 code 13: communication administratively prohibited (a policy `reject`, RFC 1812).
+    AdminProhibited,
 }
 
 /// The ICMPv6 errors privnet originates.
@@ -83,6 +85,9 @@ pub enum V6Error {
         /// MTU the sender should use.
         mtu: u32,
     },
+    /// Type 1 code 1: communication with destination administratively prohibited (a policy
+    /// `reject`).
+    AdminProhibited,
 }
 
 fn v4_source_is_answerable(a: Ipv4Addr) -> bool {
@@ -159,6 +164,7 @@ pub fn build_v4_error(
             let m = next_hop_mtu.to_be_bytes();
             (4, [0, 0, m[0], m[1]])
         }
+        V4Error::AdminProhibited => (13, [0u8; 4]),
     };
     let icmp = &mut out[IPV4_HEADER_LEN..];
     icmp[0] = 3;
@@ -227,6 +233,7 @@ pub fn build_v6_error(
         V6Error::NoRoute => (1, 0, [0u8; 4]),
         V6Error::AddressUnreachable => (1, 3, [0u8; 4]),
         V6Error::PacketTooBig { mtu } => (2, 0, mtu.to_be_bytes()),
+        V6Error::AdminProhibited => (1, 1, [0u8; 4]),
     };
     let icmp = &mut out[IPV6_HEADER_LEN..];
     icmp[0] = ty;
@@ -331,6 +338,7 @@ mod tests {
                     next_hop_mtu
                 );
             }
+            V4Error::AdminProhibited => assert_eq!(icmp.msg_code(), 13),
         }
         let quote = &ip.payload()[8..];
         assert_eq!(quote, &original[..quote.len()]);
@@ -424,6 +432,10 @@ mod tests {
                 assert_eq!(icmp.msg_type(), Icmpv6Message::PktTooBig);
                 assert_eq!(icmp.pkt_too_big_mtu(), mtu);
             }
+            V6Error::AdminProhibited => {
+                assert_eq!(icmp.msg_type(), Icmpv6Message::DstUnreachable);
+                assert_eq!(icmp.msg_code(), 1);
+            }
         }
         let quote = &ip.payload()[8..];
         assert_eq!(quote, &original[..quote.len()]);
@@ -433,7 +445,11 @@ mod tests {
     fn v6_errors() {
         let mut out = [0u8; 2000];
         let small = v6_packet(A6, B6, PROTO_UDP, &udp_payload(50));
-        for kind in [V6Error::NoRoute, V6Error::AddressUnreachable] {
+        for kind in [
+            V6Error::NoRoute,
+            V6Error::AddressUnreachable,
+            V6Error::AdminProhibited,
+        ] {
             let n = build_v6_error(&mut out, GW6, &small, kind).unwrap();
             assert_eq!(n, 48 + small.len());
             check_v6(&out[..n], kind, &small);

@@ -69,11 +69,13 @@ internal_mod!(tai64n);
 internal_mod!(wire);
 
 mod admission;
+mod classify;
 mod cookie;
 mod event;
 mod handshake;
 mod peer;
 mod peers;
+mod reject;
 mod session;
 mod timers;
 

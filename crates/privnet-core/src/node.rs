@@ -43,10 +43,13 @@ pub use crate::peers::PeerId;
 
 use crate::event::{Outbox, Pending};
 
+mod policy;
 #[cfg(any(test, feature = "test-util"))]
 mod test_hooks;
 #[cfg(test)]
 mod tests;
+
+pub use policy::{DENIED_EVENTS_PER_SEC, REJECT_REPLIES_PER_SEC};
 
 /// One member of one network.
 pub struct Node {
@@ -68,6 +71,8 @@ pub struct Node {
     last_stamp: Tai64N,
     /// Underlay endpoint → the peer there (the priority lane of handshake admission).
     known_endpoints: HashMap<SocketAddr, PeerId>,
+    /// The access policy and its connection tracker (`node/policy.rs`).
+    enforcer: policy::Enforcer,
 }
 
 impl std::fmt::Debug for Node {
@@ -112,17 +117,23 @@ impl Node {
         let configured_local = cfg.local_addresses.is_some();
         let parts = cfg.into_parts();
         let mut settings = parts.settings;
-        if !configured_local {
-            let own = settings
-                .verifier
-                .verify(
-                    &settings.credential,
-                    &parts.static_secret.public_key(),
-                    unix_now.as_secs(),
-                )
-                .map_err(NodeError::OwnCredential)?;
-            settings.local_addresses = own.addresses;
-        }
+        // Our own identity: the addresses we serve (unless configured) and what a policy's
+        // `self` and our name and groups match.
+        let own = settings.verifier.verify(
+            &settings.credential,
+            &parts.static_secret.public_key(),
+            unix_now.as_secs(),
+        );
+        let local_member = match own {
+            Ok(own) => {
+                if !configured_local {
+                    settings.local_addresses = own.addresses.clone();
+                }
+                crate::policy::MemberRef::from(&own)
+            }
+            Err(e) if !configured_local => return Err(NodeError::OwnCredential(e)),
+            Err(_) => crate::policy::MemberRef::default(),
+        };
         let keys = LocalKeys::new(
             params,
             settings.cipher.wire_id(),
@@ -133,7 +144,16 @@ impl Node {
         );
         let mut rng = ChaCha20Rng::from_seed(parts.rng_seed);
         let admission = Admission::new(&settings, &mut rng, now);
-        Ok(Self {
+        let mut filter_seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rng, &mut filter_seed);
+        let enforcer = policy::Enforcer::new(
+            parts.conntrack,
+            local_member,
+            &settings.local_addresses,
+            filter_seed,
+            now,
+        );
+        let mut node = Self {
             admission,
             keys,
             settings,
@@ -148,7 +168,12 @@ impl Node {
             due: Vec::new(),
             last_stamp: Tai64N::default(),
             known_endpoints: HashMap::new(),
-        })
+            enforcer,
+        };
+        if parts.policy.is_some() {
+            node.set_policy(parts.policy, now);
+        }
+        Ok(node)
     }
 
     /// The network's cipher suite (`NodeConfig::cipher`).
@@ -260,6 +285,7 @@ impl Node {
     fn apply(&mut self, id: PeerId, changed: Changed) {
         if changed.routes {
             self.rebuild_routes(id);
+            self.register_policy_peer(id, self.last_now);
         }
     }
 
@@ -334,6 +360,7 @@ impl Node {
         }
         self.router.remove_value(&id);
         self.known_endpoints.retain(|_, p| *p != id);
+        self.forget_policy_peer(id);
         let key = self.peers.get(id).map(|p| *p.static_public());
         if let Some(key) = key {
             self.peers.remove(id, &key);
@@ -476,12 +503,14 @@ impl Node {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let peer = self.wake.peek();
-        let gc = self.admission.poll_timeout();
-        match (peer, gc) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.wake.peek(),
+            self.admission.poll_timeout(),
+            self.enforcer.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Advance time: fire due timers. Timers that fall due again during this call (armed at or
@@ -489,6 +518,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.admission.handle_timeout(now);
+        self.enforcer.handle_timeout(now);
         let mut due = std::mem::take(&mut self.due);
         while let Some(hint) = self.wake.pop_due(now) {
             due.push(hint);
@@ -540,6 +570,9 @@ impl Node {
         }
         let (_, dst) = crate::packet::addresses(packet).ok_or(EncapsulateError::Malformed)?;
         let id = *self.router.lookup(dst).ok_or(EncapsulateError::NoRoute)?;
+        if self.enforcer.active() {
+            self.enforce_outbound(id, packet, now)?;
+        }
         self.seal_for(id, packet, out, now)
     }
 
@@ -554,7 +587,12 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
-        let r = self.seal_for(id, packet, out, now);
+        let r = if self.enforcer.active() {
+            self.enforce_outbound(id, packet, now)
+                .and_then(|()| self.seal_for(id, packet, out, now))
+        } else {
+            self.seal_for(id, packet, out, now)
+        };
         if let Err(e) = r {
             self.out.drop(e.reason());
         }
@@ -595,12 +633,12 @@ impl Node {
                         len: bytes.len(),
                     });
                 }
-                Pending::Data { peer, packet } => {
-                    if let Ok(Encapsulated::Send(t)) = self.encapsulate_to(peer, &packet, buf, now)
-                    {
-                        return Some(t);
-                    }
-                }
+                // Checked by the policy when it was queued (or an answer to a `reject`).
+                Pending::Data { peer, packet } => match self.seal_for(peer, &packet, buf, now) {
+                    Ok(Encapsulated::Send(t)) => return Some(t),
+                    Ok(Encapsulated::Queued) => {}
+                    Err(e) => self.out.drop(e.reason()),
+                },
                 Pending::Keepalive { peer } => {
                     if let Some(Some(t)) =
                         self.with_peer(peer, |p, ctx| p.seal_keepalive(buf, now, ctx))
@@ -669,6 +707,10 @@ impl Node {
         let n = self
             .with_peer(id, |p, ctx| p.on_data(from, d, out, now, ctx))
             .ok_or(DropReason::UnknownIndex)??;
+        if n > 0 && self.enforcer.active() {
+            let packet = out.get(..n).ok_or(DropReason::BufferTooSmall)?;
+            self.enforce_inbound(id, packet, now)?;
+        }
         Ok(if n == 0 {
             Decapsulated::Keepalive
         } else {

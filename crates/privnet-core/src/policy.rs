@@ -44,8 +44,11 @@ pub mod spec;
 mod tests;
 
 pub use compile::{compile, CompiledPolicy, Mismatch, RuleIdx, RuleInfo};
+pub use conntrack::ConntrackConfig;
+pub use counters::CountersSnapshot;
 pub use error::{Location, PolicyError, PolicyProblem};
 pub use eval::{Decider, End, IdentityClass, PartyBits, Verdict};
+pub use filter::{Cut, Decision, Disposition, Filter, LiveExplanation, Reason};
 pub use flow::{
     tcp_flags, Direction, EndKind, Flow, FlowPath, Fragment, Icmp, MemberRef, Protocol, QuotedFlow,
 };

@@ -21,6 +21,9 @@ pub(crate) enum DriverEvent {
     IcmpUnreachableSent,
     /// ICMP fragmentation-needed / packet-too-big answers written inside.
     IcmpTooBigSent,
+    /// TCP RST / ICMP administratively-prohibited answers to packets a policy `reject`s, written
+    /// inside.
+    PolicyRejectSent,
     /// A TUN read failed.
     TunRecvError,
     /// A TUN read shorter than its virtio-net header.
@@ -43,7 +46,7 @@ pub(crate) enum DriverEvent {
 
 impl DriverEvent {
     /// Every event, in the order of the counter array.
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 17] = [
         Self::UdpBatchFull,
         Self::TunBatchFull,
         Self::UdpRecvError,
@@ -51,6 +54,7 @@ impl DriverEvent {
         Self::BatchHoldPollError,
         Self::IcmpUnreachableSent,
         Self::IcmpTooBigSent,
+        Self::PolicyRejectSent,
         Self::TunRecvError,
         Self::TunShortRead,
         Self::TunBadChecksumOffset,
@@ -72,6 +76,7 @@ impl DriverEvent {
             Self::BatchHoldPollError => "batch_hold_poll_error",
             Self::IcmpUnreachableSent => "icmp_unreachable_sent",
             Self::IcmpTooBigSent => "icmp_too_big_sent",
+            Self::PolicyRejectSent => "policy_reject_sent",
             Self::TunRecvError => "tun_recv_error",
             Self::TunShortRead => "tun_short_read",
             Self::TunBadChecksumOffset => "tun_bad_checksum_offset",

@@ -534,6 +534,29 @@ impl<I: InnerSide> Driver<I> {
                          public key for this peer in our configuration (or for us in its), another \
                          network PSK, the endpoint unreachable (address, port, firewall), or the peer is down");
                 }
+                Event::PolicyDenied {
+                    peer,
+                    direction,
+                    flow,
+                    rejected,
+                    verdict,
+                    reason,
+                    suppressed,
+                } => {
+                    // The audit trail of refused flows (already rate-limited by the node).
+                    let name = name(&self.node, &self.publisher, peer);
+                    let rule = verdict
+                        .and_then(|v| v.rule())
+                        .and_then(|r| self.node.policy().and_then(|p| p.rule(r)))
+                        .map_or_else(|| "-".to_owned(), |i| i.id.clone());
+                    let tier = verdict.and_then(|v| v.tier).map_or("-", |t| t.name());
+                    let port = |p: Option<u16>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
+                    tracing::info!(target: "privnet::audit", network = %network, peer = %name,
+                        direction = ?direction, action = if rejected { "reject" } else { "deny" },
+                        proto = %flow.proto.name(), src = %flow.src, src_port = %port(flow.src_port),
+                        dst = %flow.dst, dst_port = %port(flow.dst_port), rule = %rule, tier,
+                        reason = ?reason, suppressed, "flow refused by the access policy");
+                }
                 Event::EndpointChanged { peer, endpoint } => {
                     let now = self.clock.now();
                     if let Some(held) = self.repeats.allow(peer, now) {

@@ -116,6 +116,15 @@ impl Seal for Sealer<'_> {
     }
 
     fn answer(&mut self, refused: Refused, packet: &[u8]) -> Option<&[u8]> {
+        if refused.0 == EncapsulateError::PolicyRejected {
+            // A TCP RST or ICMP administratively prohibited, within the node's reply budget.
+            self.answers.buf = [0u8; ICMP_BUF];
+            let n = self
+                .node
+                .reject_reply(packet, &mut self.answers.buf, self.now)?;
+            self.counters.bump(DriverEvent::PolicyRejectSent);
+            return self.answers.buf.get(..n);
+        }
         let kind = match refused.0 {
             EncapsulateError::NoRoute => IcmpKind::Unreachable,
             EncapsulateError::TooBig => IcmpKind::TooBig,

@@ -1,0 +1,294 @@
+//! The access policy enforced by the node on both ends (docs/POLICY.md, "Enforcement"), over the
+//! simulated network with the fake clock: members `web` (group web), `db` (group db) and `ops`
+//! (group ops).
+#![allow(clippy::unwrap_used)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use privnet_core::credential::{PeerIdentity, StaticKeyVerifier};
+use privnet_core::policy::{compile, parse_policy, CompiledPolicy};
+use privnet_core::testing::{ipv4_udp, LinkConfig, Sim, TestNetwork};
+use privnet_core::{DropReason, Event, Node};
+
+const WEB: usize = 0;
+const DB: usize = 1;
+const OPS: usize = 2;
+
+const POLICY: &str = r#"
+default = "deny"
+
+[[platform]]
+id = "no-telnet"
+action = "reject"
+from = "any"
+to = "any"
+proto = "tcp"
+ports = [23]
+
+[[application]]
+id = "web-to-db"
+action = "allow"
+from = { groups = { any = ["web"] } }
+to = { groups = { any = ["db"] } }
+proto = "tcp"
+ports = [5432]
+
+[[application]]
+id = "ops-udp"
+action = "allow"
+from = { groups = { any = ["ops"] } }
+to = "network"
+proto = "udp"
+ports = [53]
+"#;
+
+/// The same, with the allow for web → db gone.
+const WITHOUT_WEB_TO_DB: &str = r#"
+default = "deny"
+
+[[application]]
+id = "ops-udp"
+action = "allow"
+from = { groups = { any = ["ops"] } }
+to = "network"
+proto = "udp"
+ports = [53]
+"#;
+
+fn policy(text: &str) -> Arc<CompiledPolicy> {
+    let spec = parse_policy(text, "policy.toml").unwrap();
+    Arc::new(compile(&spec, "policy.toml").unwrap())
+}
+
+const GROUPS: [&str; 3] = ["web", "db", "ops"];
+
+/// Three members with groups; `with_policy[i]`: member i enforces `POLICY`.
+fn setup(tag: u8, with_policy: [bool; 3]) -> (TestNetwork, Sim) {
+    let mut net = TestNetwork::new(3, tag);
+    let mut v = StaticKeyVerifier::new();
+    for (i, group) in GROUPS.iter().enumerate() {
+        v.allow(
+            net.public(i),
+            PeerIdentity {
+                name: (*group).to_owned(),
+                addresses: vec![IpNetwork::new(net.overlay[i], 32).unwrap()],
+                groups: vec![(*group).to_owned()],
+                not_after: u64::MAX,
+                fingerprint: [i as u8; 32],
+            },
+        );
+    }
+    net.verifier = Arc::new(v);
+    let mut sim = Sim::new(u64::from(tag), LinkConfig::default());
+    for (i, enforce) in with_policy.iter().enumerate() {
+        let mut cfg = net.config(i, u64::from(tag));
+        if *enforce {
+            cfg.policy = Some(policy(POLICY));
+        }
+        let now = sim.now;
+        let node = net.node(i, cfg, now, net.unix_start);
+        sim.add_node(node, net.underlay[i]);
+    }
+    sim.run_until_cond(Duration::from_secs(7), |s| {
+        (0..3).all(|a| {
+            (0..3)
+                .filter(|b| *b != a)
+                .all(|b| established(s, &net, a, b))
+        })
+    })
+    .expect("every session established");
+    (net, sim)
+}
+
+fn established(sim: &Sim, net: &TestNetwork, a: usize, b: usize) -> bool {
+    let p = sim.nodes[a].node.peer_by_key(&net.public(b)).unwrap();
+    sim.nodes[a].node.is_established(p)
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const RST: u8 = 0x04;
+
+/// An IPv4 TCP segment (checksums zero: the core does not check them).
+fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        unreachable!()
+    };
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&s.octets());
+    p[16..20].copy_from_slice(&d.octets());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..28].copy_from_slice(&1000u32.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = flags;
+    p
+}
+
+fn received(sim: &Sim, i: usize, packet: &[u8]) -> bool {
+    sim.nodes[i].inbox.iter().any(|(_, p)| p == packet)
+}
+
+fn drops(node: &Node, reason: DropReason) -> u64 {
+    node.stats().dropped(reason)
+}
+
+#[test]
+fn web_reaches_db_but_db_cannot_open_connections_to_web() {
+    let (net, mut sim) = setup(90, [true; 3]);
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    let syn = tcp(web, 40000, db, 5432, SYN);
+    sim.send_packet(WEB, &syn).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &syn), "web -> db:5432 is allowed");
+    // The reply of the tracked flow passes both ends.
+    let syn_ack = tcp(db, 5432, web, 40000, SYN | ACK);
+    sim.send_packet(DB, &syn_ack).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, WEB, &syn_ack), "replies flow");
+    // db may not open a connection to web (refused at db, before encryption).
+    let back = tcp(db, 41000, web, 8080, SYN);
+    assert_eq!(sim.send_packet(DB, &back), Err(DropReason::PolicyDenied));
+    sim.run_for(Duration::from_millis(20));
+    assert!(!received(&sim, WEB, &back));
+    assert_eq!(drops(&sim.nodes[DB].node, DropReason::PolicyDenied), 1);
+    // Nor web to db on another port.
+    let other = tcp(web, 40001, db, 22, SYN);
+    assert_eq!(sim.send_packet(WEB, &other), Err(DropReason::PolicyDenied));
+    let counters = sim.nodes[DB].node.policy_counters().unwrap();
+    assert!(counters.totals.established >= 1, "{counters:?}");
+    assert_eq!(sim.nodes[DB].node.tracked_flows(), 1);
+    // The audit trail names the peer and the verdict.
+    let mut denied = Vec::new();
+    while let Some(e) = sim.nodes[DB].node.poll_event() {
+        if let Event::PolicyDenied { flow, rejected, .. } = e {
+            denied.push((flow.dst_port, rejected));
+        }
+    }
+    assert_eq!(denied, vec![(Some(8080), false)]);
+}
+
+#[test]
+fn the_receiver_stops_a_sender_that_ignores_its_own_policy() {
+    // web runs without a policy (a patched config): db, the authoritative end, still refuses.
+    let (net, mut sim) = setup(91, [false, true, true]);
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    let ssh = tcp(web, 40000, db, 22, SYN);
+    assert!(
+        sim.send_packet(WEB, &ssh).is_ok(),
+        "web's own end lets it out"
+    );
+    sim.run_for(Duration::from_millis(20));
+    assert!(!received(&sim, DB, &ssh));
+    assert_eq!(drops(&sim.nodes[DB].node, DropReason::PolicyDenied), 1);
+    // The session is unharmed: an allowed flow still passes.
+    let pg = tcp(web, 40001, db, 5432, SYN);
+    sim.send_packet(WEB, &pg).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &pg));
+    assert!(established(&sim, &net, DB, WEB));
+}
+
+#[test]
+fn reject_answers_the_client_at_once_on_both_ends() {
+    let (net, mut sim) = setup(92, [false, true, true]);
+    let (web, db, ops) = (net.overlay[WEB], net.overlay[DB], net.overlay[OPS]);
+    // At the sender (ops enforces): refused before encryption, the answer built locally.
+    let telnet = tcp(ops, 40000, db, 23, SYN);
+    assert_eq!(
+        sim.send_packet(OPS, &telnet),
+        Err(DropReason::PolicyRejected)
+    );
+    let mut out = [0u8; 1500];
+    let now = sim.now;
+    let n = sim.nodes[OPS]
+        .node
+        .reject_reply(&telnet, &mut out, now)
+        .unwrap();
+    let rst = &out[..n];
+    assert_eq!(
+        &rst[12..16],
+        &telnet[16..20],
+        "from the refused destination"
+    );
+    assert_eq!(rst[33] & RST, RST);
+    // At the receiver (web ignores the policy): db seals the RST back to web.
+    let telnet = tcp(web, 40001, db, 23, SYN);
+    sim.send_packet(WEB, &telnet).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(!received(&sim, DB, &telnet));
+    assert_eq!(drops(&sim.nodes[DB].node, DropReason::PolicyRejected), 1);
+    let answered = sim.nodes[WEB].inbox.iter().any(|(_, p)| {
+        p.len() == 40 && p[9] == 6 && p[12..16] == telnet[16..20] && p[33] & RST == RST
+    });
+    assert!(
+        answered,
+        "web's client gets a RST: {:?}",
+        sim.nodes[WEB].inbox
+    );
+    // UDP to a port no rule allows is dropped silently; ops' DNS is allowed.
+    let dns = ipv4_udp(ops, db, b"query");
+    let mut dns = dns.clone();
+    dns[22..24].copy_from_slice(&53u16.to_be_bytes());
+    sim.send_packet(OPS, &dns).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &dns));
+}
+
+#[test]
+fn a_new_policy_cuts_the_running_flow_and_keeps_the_session() {
+    let (net, mut sim) = setup(93, [true; 3]);
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    let syn = tcp(web, 40000, db, 5432, SYN);
+    sim.send_packet(WEB, &syn).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &syn));
+    let now = sim.now;
+    let cut = sim.nodes[DB]
+        .node
+        .set_policy(Some(policy(WITHOUT_WEB_TO_DB)), now);
+    assert_eq!(cut, 1, "db's tracked flow is cut at once");
+    let data = tcp(web, 40000, db, 5432, ACK);
+    sim.send_packet(WEB, &data).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(
+        !received(&sim, DB, &data),
+        "the flow is cut at the receiver"
+    );
+    assert!(
+        established(&sim, &net, DB, WEB),
+        "sessions are never dropped"
+    );
+    // And back to no policy: members talk freely again.
+    let now = sim.now;
+    sim.nodes[DB].node.set_policy(None, now);
+    let again = tcp(web, 40000, db, 5432, ACK);
+    sim.send_packet(WEB, &again).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert!(received(&sim, DB, &again));
+}
+
+#[test]
+fn tracked_flows_expire_on_the_fake_clock() {
+    let (net, mut sim) = setup(94, [true; 3]);
+    let (ops, db) = (net.overlay[OPS], net.overlay[DB]);
+    let mut dns = ipv4_udp(ops, db, b"query");
+    dns[22..24].copy_from_slice(&53u16.to_be_bytes());
+    sim.send_packet(OPS, &dns).unwrap();
+    sim.run_for(Duration::from_millis(20));
+    assert_eq!(sim.nodes[DB].node.tracked_flows(), 1);
+    // Unreplied UDP: 30 s (the sweep runs on the node's timers).
+    sim.run_for(Duration::from_secs(45));
+    assert_eq!(sim.nodes[DB].node.tracked_flows(), 0);
+    // A reply now is a new flow from db, which no rule allows.
+    let mut answer = ipv4_udp(db, ops, b"late answer");
+    answer[20..22].copy_from_slice(&53u16.to_be_bytes());
+    assert_eq!(sim.send_packet(DB, &answer), Err(DropReason::PolicyDenied));
+}
