@@ -282,6 +282,12 @@ impl InnerSide for StackInner {
                 self.pool.push(buf);
             }
         }
+        // What the stack answered at once (ACKs, an ICMP echo reply) is sent now: without this
+        // an idle stack's next `readable` would wait out IDLE_GUARD first (a millisecond of
+        // latency on every ping and every ACK of a receiving stream).
+        if st.stack.has_outbound() {
+            self.idle = false;
+        }
     }
 
     fn peers_changed(&mut self, node: &Node) {
