@@ -15,7 +15,9 @@
 # A port-forward system (the daemon in A forwards local ports of A to B's overlay address) sets,
 # before lab_main: LAB_IPERF_TARGET=127.0.0.1 (iperf3 and its data connections go to the forward
 # of $IPERF_PORT), LAB_RTT_TARGET=127.0.0.1 (the forward of $RTT_PORT), LAB_NO_PING=1 (no ICMP
-# through a TCP forward) and LAB_SKIP_TESTS="udp1400 udp64" (TCP forwards only).
+# through a TCP forward) and LAB_SKIP_TESTS="udp1400 udp64" (TCP forwards only). Instead of
+# LAB_NO_PING, LAB_PING_FROM=B with LAB_PING_TARGET=$OV_A pings the other way, when A's daemon
+# answers ICMP echo itself (privnet's embedded stack does).
 #
 # Everything stays inside two namespaces joined by one veth pair:
 #   $NS_A: veth-a $UL_A/24 (MTU 1500)  <——>  $NS_B: veth-b $UL_B/24 (MTU 1500)
@@ -45,6 +47,7 @@ PIDS_A="" PIDS_B="" RTT_SERVER=""
 LAB_TARGET=${LAB_TARGET:-}
 LAB_IPERF_TARGET=${LAB_IPERF_TARGET:-} LAB_RTT_TARGET=${LAB_RTT_TARGET:-}
 LAB_NO_PING=${LAB_NO_PING:-0} LAB_SKIP_TESTS=${LAB_SKIP_TESTS:-}
+LAB_PING_FROM=${LAB_PING_FROM:-A} LAB_PING_TARGET=${LAB_PING_TARGET:-}
 HZ=$(getconf CLK_TCK)
 
 say() { printf '[%s] %s: %s\n' "$(date +%T)" "${SYS_NAME:-lab}" "$*" >&2; }
@@ -209,6 +212,7 @@ lab_main() {
   LAB_TARGET=${LAB_TARGET:-$OV_B}
   LAB_IPERF_TARGET=${LAB_IPERF_TARGET:-$LAB_TARGET}
   LAB_RTT_TARGET=${LAB_RTT_TARGET:-$LAB_TARGET}
+  LAB_PING_TARGET=${LAB_PING_TARGET:-$LAB_TARGET}
   RUN=$RESULTS/raw/$SYS_NAME/rep$REP
   rm -rf "$RUN"
   mkdir -p "$RUN"
@@ -247,7 +251,9 @@ lab_main() {
   if [[ $LAB_NO_PING == 1 ]]; then
     say "no ICMP ping through this system (see the tcprtt test)"
   else
-    timeout 60 ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_TARGET" \
+    local ping_ns=$NS_A
+    [[ $LAB_PING_FROM == B ]] && ping_ns=$NS_B
+    timeout 60 ip netns exec "$ping_ns" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_PING_TARGET" \
       >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
   fi
   if [[ ${PING_ONLY:-0} == 1 ]]; then  # quick latency iterations: no iperf3, no meta.json

@@ -6,11 +6,14 @@
 # echo in B are ordinary kernel sockets behind B's TUN. Every byte iperf3 sends in A crosses loopback
 # TCP into the sidecar, the embedded stack's TCP to B, and B's kernel TCP: the path an application in
 # an unprivileged container uses. onetun.sh measures the same topology with onetun in A.
-# No ICMP and no UDP tests: the forwards are TCP (see lib.sh, port-forward systems).
+# No UDP tests: the forwards are TCP (see lib.sh, port-forward systems). The ping goes the other
+# way, from B's kernel to A's overlay address, which A's embedded stack answers (ICMP echo): the
+# overlay round trip with the userspace stack at one end, comparable with TUN mode's ping.
 : "${LAB_TESTS:=tcp1-ab tcp1-ba tcp4-ab tcprtt}"
 source "$(dirname "$0")/../lib.sh"
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
-LAB_IPERF_TARGET=127.0.0.1 LAB_RTT_TARGET=127.0.0.1 LAB_NO_PING=1 LAB_SKIP_TESTS="udp1400 udp64"
+LAB_IPERF_TARGET=127.0.0.1 LAB_RTT_TARGET=127.0.0.1 LAB_SKIP_TESTS="udp1400 udp64"
+LAB_PING_FROM=B LAB_PING_TARGET=$OV_A
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev}), A userspace, B tun"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY MODE
