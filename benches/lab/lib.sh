@@ -9,7 +9,15 @@
 #                 overlay device carries $OV_A/$OV_PREFIX (A) and $OV_B/$OV_PREFIX (B) at MTU $OV_MTU.
 #                 Timed: setup_ms runs from just before this hook to the first ping reply A→B.
 #   sys_stop      stop by PID (lab_kill) and remove anything made outside $WORK; idempotent.
+#   sys_ready     (optional) instead of the first ping reply: return 0 once traffic passes, within
+#                 $1 seconds (a port forwarder has no overlay address in A to ping; see tcp_rtt.py).
 # For a run without an overlay set LAB_TARGET=$UL_B before lab_main.
+# A port-forward system (the daemon in A forwards local ports of A to B's overlay address) sets,
+# before lab_main: LAB_IPERF_TARGET=127.0.0.1 (iperf3 and its data connections go to the forward
+# of $IPERF_PORT), LAB_RTT_TARGET=127.0.0.1 (the forward of $RTT_PORT), LAB_NO_PING=1 (no ICMP
+# through a TCP forward) and LAB_SKIP_TESTS="udp1400 udp64" (TCP forwards only). Instead of
+# LAB_NO_PING, LAB_PING_FROM=B with LAB_PING_TARGET=$OV_A pings the other way, when A's daemon
+# answers ICMP echo itself (privnet's embedded stack does).
 #
 # Everything stays inside two namespaces joined by one veth pair:
 #   $NS_A: veth-a $UL_A/24 (MTU 1500)  <——>  $NS_B: veth-b $UL_B/24 (MTU 1500)
@@ -28,12 +36,18 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=500}" "${PING_INTERVAL:=0.01}"
 : "${SETUP_TIMEOUT:=30}" "${IPERF_PORT:=5201}"
 # PING_ONLY=1: stop after the ping test (latency work; the repetition is not summarized).
-# LAB_TESTS: the iperf3 tests to run after the ping, in order (default: all five).
-: "${LAB_TESTS:=tcp1-ab tcp1-ba tcp4-ab udp1400 udp64}"
+# LAB_TESTS: the tests to run after the ping, in order (default: all six): five iperf3 tests and
+# tcprtt, PING_COUNT request/response round trips of 64 B over one TCP connection (TCP_NODELAY)
+# every PING_INTERVAL, to tcp_rtt.py's echo server in B on port RTT_PORT (started for every system).
+: "${LAB_TESTS:=tcp1-ab tcp1-ba tcp4-ab udp1400 udp64 tcprtt}"
+: "${RTT_PORT:=5300}"
 export NS_A NS_B UL_A UL_B OV_A OV_B OV_PREFIX OV_NET OV_MTU RESULTS REP
 
-PIDS_A="" PIDS_B=""
+PIDS_A="" PIDS_B="" RTT_SERVER=""
 LAB_TARGET=${LAB_TARGET:-}
+LAB_IPERF_TARGET=${LAB_IPERF_TARGET:-} LAB_RTT_TARGET=${LAB_RTT_TARGET:-}
+LAB_NO_PING=${LAB_NO_PING:-0} LAB_SKIP_TESTS=${LAB_SKIP_TESTS:-}
+LAB_PING_FROM=${LAB_PING_FROM:-A} LAB_PING_TARGET=${LAB_PING_TARGET:-}
 HZ=$(getconf CLK_TCK)
 
 say() { printf '[%s] %s: %s\n' "$(date +%T)" "${SYS_NAME:-lab}" "$*" >&2; }
@@ -130,6 +144,17 @@ first_reply() {
   return 1
 }
 
+# Port-forward systems' readiness (their sys_ready): the first 64 B round trip through the forward
+# of $RTT_PORT on 127.0.0.1 in A, to tcp_rtt.py's echo in B, within $1 seconds (a try every 5 ms).
+forward_ready() {
+  local until=$(( $(mono_ns) + $1 * 1000000000 ))
+  while (( $(mono_ns) < until )); do
+    ns_a python3 "$LAB_DIR/tcp_rtt.py" probe 127.0.0.1 "$RTT_PORT" --count 1 --timeout 1 >/dev/null 2>&1 && return 0
+    sleep 0.005
+  done
+  return 1
+}
+
 # One iperf3 test: a one-shot server in B, the client in A (-J). Around the client it samples the
 # daemons' CPU ticks, the machine's busy ticks and the drop counters.
 # usage: run_iperf LABEL iperf3-client-args...   -> $RUN/LABEL.json, LABEL.probe.json
@@ -148,7 +173,7 @@ run_iperf() {
   read -r mb0 mt0 < <(machine_ticks)
   w0=$(mono_ns)
   timeout $((TCP_SECS + UDP_SECS + 40)) ip netns exec "$NS_A" \
-    iperf3 -c "$LAB_TARGET" -p "$IPERF_PORT" -J --connect-timeout 5000 "$@" \
+    iperf3 -c "$LAB_IPERF_TARGET" -p "$IPERF_PORT" -J --connect-timeout 5000 "$@" \
     >"$RUN/$label.json" 2>"$RUN/$label.err" || say "iperf3 $label exited $?"
   w1=$(mono_ns)
   read -r mb1 mt1 < <(machine_ticks)
@@ -172,6 +197,7 @@ lab_cleanup() {
   trap - EXIT INT TERM
   set +e
   declare -F sys_stop >/dev/null && sys_stop >/dev/null 2>&1
+  [[ -n $RTT_SERVER ]] && lab_kill "$RTT_SERVER"
   netns_down
   if [[ -n ${WORK:-} && -d $WORK ]]; then
     cp "$WORK"/*.log "$RUN"/ 2>/dev/null
@@ -184,6 +210,9 @@ lab_cleanup() {
 lab_main() {
   SYS_NAME=$1
   LAB_TARGET=${LAB_TARGET:-$OV_B}
+  LAB_IPERF_TARGET=${LAB_IPERF_TARGET:-$LAB_TARGET}
+  LAB_RTT_TARGET=${LAB_RTT_TARGET:-$LAB_TARGET}
+  LAB_PING_TARGET=${LAB_PING_TARGET:-$LAB_TARGET}
   RUN=$RESULTS/raw/$SYS_NAME/rep$REP
   rm -rf "$RUN"
   mkdir -p "$RUN"
@@ -192,12 +221,20 @@ lab_main() {
 
   netns_up
   sys_prepare
+  # The tcprtt test's echo server in B (not a daemon: its CPU is not counted).
+  ip netns exec "$NS_B" python3 "$LAB_DIR/tcp_rtt.py" serve "$RTT_PORT" >"$WORK/rtt-server.log" 2>&1 &
+  RTT_SERVER=$!
 
   local t0 setup_ms
   say "rep $REP: starting"
   t0=$(mono_ns)
   sys_start
-  if ! first_reply "$LAB_TARGET" "$SETUP_TIMEOUT"; then
+  if declare -F sys_ready >/dev/null; then
+    if ! sys_ready "$SETUP_TIMEOUT"; then
+      say "no traffic through the system within ${SETUP_TIMEOUT}s"
+      exit 1
+    fi
+  elif ! first_reply "$LAB_TARGET" "$SETUP_TIMEOUT"; then
     say "no reply from $LAB_TARGET within ${SETUP_TIMEOUT}s"
     exit 1
   fi
@@ -211,8 +248,14 @@ lab_main() {
     kill -0 "$p" 2>/dev/null || { say "daemon $p exited after setup"; exit 3; }
   done
 
-  timeout 60 ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_TARGET" \
-    >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
+  if [[ $LAB_NO_PING == 1 ]]; then
+    say "no ICMP ping through this system (see the tcprtt test)"
+  else
+    local ping_ns=$NS_A
+    [[ $LAB_PING_FROM == B ]] && ping_ns=$NS_B
+    timeout 60 ip netns exec "$ping_ns" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_PING_TARGET" \
+      >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
+  fi
   if [[ ${PING_ONLY:-0} == 1 ]]; then  # quick latency iterations: no iperf3, no meta.json
     say "rep $REP: ping only: $(tail -1 "$RUN/ping.txt")"
     return 0
@@ -220,12 +263,18 @@ lab_main() {
 
   local t
   for t in $LAB_TESTS; do
+    if [[ " $LAB_SKIP_TESTS " == *" $t "* ]]; then
+      say "test $t does not apply to this system: skipped"
+      continue
+    fi
     case $t in
       tcp1-ab) run_iperf tcp1-ab -t "$TCP_SECS" ;;
       tcp1-ba) run_iperf tcp1-ba -t "$TCP_SECS" -R ;;
       tcp4-ab) run_iperf tcp4-ab -t "$TCP_SECS" -P 4 ;;
       udp1400) run_iperf udp1400 -u -b 0 -l 1400 -t "$UDP_SECS" ;;
       udp64) run_iperf udp64 -u -b 0 -l 64 -t "$UDP_SECS" ;;
+      tcprtt) timeout 120 ip netns exec "$NS_A" python3 "$LAB_DIR/tcp_rtt.py" probe "$LAB_RTT_TARGET" "$RTT_PORT" \
+                --count "$PING_COUNT" --interval "$PING_INTERVAL" >"$RUN/tcprtt.txt" 2>&1 || say "tcprtt exited $?" ;;
       *) say "unknown test $t in LAB_TESTS"; exit 2 ;;
     esac
   done

@@ -12,7 +12,8 @@
 # 4. measures the one-core ChaCha20-Poly1305 ceiling with openssl, pinned to CPU $PIN_CPU,
 # 5. writes results/results.md and results/results.json (and raw data in results/raw/).
 #
-# Environment: REPS=3, SYSTEMS="baseline wireguard-go boringtun nebula privnet privnet-chacha", SKIP_INSTALL=1,
+# Environment: REPS=3, SYSTEMS="baseline wireguard-go boringtun nebula privnet privnet-chacha privnet-userspace
+# onetun", SKIP_INSTALL=1,
 # SKIP_BUILD=1 (use target/release/privnet as it is), SKIP_CRYPTO=1, RUN_TIMEOUT=300 (s per system run),
 # RESULTS=benches/lab/results, plus the test knobs of lib.sh (TCP_SECS, UDP_SECS, PING_COUNT, ...).
 set -euo pipefail
@@ -20,7 +21,7 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
 REPS=${REPS:-3}
-SYSTEMS=${SYSTEMS:-"baseline wireguard-go boringtun nebula privnet privnet-chacha"}
+SYSTEMS=${SYSTEMS:-"baseline wireguard-go boringtun nebula privnet privnet-chacha privnet-userspace onetun"}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 PIN_CPU=${PIN_CPU:-1}
 export RESULTS=${RESULTS:-$LAB_DIR/results}
@@ -46,6 +47,9 @@ if [[ ${SKIP_INSTALL:-0} != 1 ]]; then
   fi
   if [[ " $SYSTEMS " == *" boringtun "* ]] && ! command -v boringtun-cli >/dev/null; then
     cargo install boringtun-cli
+  fi
+  if [[ " $SYSTEMS " == *" onetun "* ]] && ! command -v onetun >/dev/null; then
+    cargo install onetun --locked
   fi
 fi
 for t in iperf3 jq ip ping python3; do command -v "$t" >/dev/null || die "missing $t"; done
@@ -77,6 +81,7 @@ jq -n --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(uname -r)" \
   --arg privnet_rev "${PRIVNET_REV:-}" \
   --arg iperf3 "$(ver iperf3 --version)" --arg wireguard_go "$(ver wireguard-go --version)" \
   --arg boringtun "$(ver boringtun-cli --version)" --arg nebula "$(ver nebula -version)" \
+  --arg onetun "$(ver onetun --version)" \
   --arg openssl "$(ver openssl version)" \
   '$ARGS.named' >"$RESULTS/machine.json"
 

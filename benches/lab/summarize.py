@@ -76,6 +76,7 @@ def rep_figures(rd):
             f[f"{lbl}_udp_rcvbuf_drops"] = pr["drops_a"][0] + pr["drops_b"][0]
             f[f"{lbl}_link_drops"] = pr["drops_a"][1] + pr["drops_b"][1]
     f["ping_avg_us"], f["ping_p99_us"], f["ping_loss_pct"] = ping_stats(rd / "ping.txt")
+    f["tcprtt_avg_us"], f["tcprtt_p99_us"], _ = ping_stats(rd / "tcprtt.txt")
     meta = load(rd / "meta.json") or {}
     f["setup_ms"] = meta.get("setup_ms")
     idle = [meta.get("rss_idle_a_kb"), meta.get("rss_idle_b_kb")]
@@ -140,11 +141,14 @@ def main():
                  "unpaced (`-b 0`), measured at the receiver. CPU s/GB = utime+stime of both daemons during the "
                  "TCP 1-stream A→B test divided by the 10^9 bytes delivered. RSS = the larger of the two daemons: "
                  "idle = VmRSS after the first ping, before traffic; peak = VmHWM after all tests. Setup = start of "
-                 "both daemons to the first ping reply (5 ms probe interval).")
+                 "both daemons to the first ping reply (5 ms probe interval; for a port forwarder, the first TCP "
+                 "round trip through its forward). TCP RTT = a 64 B request/response over one TCP connection "
+                 "(tcp_rtt.py), the latency an application sees; a port forwarder has it but no ICMP ping, and its "
+                 "UDP tests do not apply (–).")
     lines.append("")
     hdr = ["system", "TCP 1× A→B Gbit/s", "TCP 1× B→A Gbit/s", "TCP 4× A→B Gbit/s",
            "UDP 1400 B Mbit/s", "UDP 1400 B loss %", "UDP 64 B kpps", "UDP 64 B loss %",
-           "ping avg µs", "ping p99 µs", "CPU s/GB (TCP 1× A→B)", "RSS idle MiB", "RSS peak MiB", "setup ms"]
+           "ping avg µs", "ping p99 µs", "TCP RTT avg µs", "TCP RTT p99 µs", "CPU s/GB (TCP 1× A→B)", "RSS idle MiB", "RSS peak MiB", "setup ms"]
     rows = []
     for n, s in summary.items():
         rows.append([
@@ -152,6 +156,7 @@ def main():
             cell(s["tcp1_ab_gbps"]), cell(s["tcp1_ba_gbps"]), cell(s["tcp4_ab_gbps"]),
             cell(s["udp1400_mbps"], 0), cell(s["udp1400_loss_pct"], 1), cell(s["udp64_kpps"], 1),
             cell(s["udp64_loss_pct"], 1), cell(s["ping_avg_us"], 0), cell(s["ping_p99_us"], 0),
+            cell(s["tcprtt_avg_us"], 0), cell(s["tcprtt_p99_us"], 0),
             cell(s["tcp1_ab_cpu_s_per_gb"], 2), cell(s["rss_idle_mib"], 1), cell(s["rss_peak_mib"], 1),
             cell(s["setup_ms"], 0),
         ])

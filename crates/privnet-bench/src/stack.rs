@@ -154,14 +154,14 @@ fn sim_case(loss: f64, jitter: Duration, cc: Congestion) -> Case {
         .expect("stack")
     };
     let (mut a, mut b) = (mk(0, sim.now), mk(1, sim.now));
-    let ids: Vec<_> = (0..2)
-        .map(|i| {
-            let peer = 1 - i;
-            let id = sim.nodes[i].node.peer_by_key(&net.public(peer));
-            id.and_then(|id| sim.nodes[i].node.peer_identity(id).cloned())
-                .map(std::sync::Arc::new)
-        })
-        .collect();
+    // The peer's verified identity, which the stack needs with a SYN (accept hands it out): known
+    // once the session is up, so asked again until it is.
+    let identity = |sim: &privnet_core::testing::Sim, i: usize| {
+        let id = sim.nodes[i].node.peer_by_key(&net.public(1 - i));
+        id.and_then(|id| sim.nodes[i].node.peer_identity(id).cloned())
+            .map(std::sync::Arc::new)
+    };
+    let mut ids: Vec<_> = (0..2).map(|i| identity(&sim, i)).collect();
     if b.tcp_listen(80).is_err() {
         return failed("sim", "listen");
     }
@@ -228,6 +228,11 @@ fn sim_case(loss: f64, jitter: Duration, cc: Congestion) -> Case {
             .max(sim.now + Duration::from_micros(50));
         sim.run_until(next);
         let now = sim.now;
+        for (i, id) in ids.iter_mut().enumerate() {
+            if id.is_none() {
+                *id = identity(&sim, i);
+            }
+        }
         for (i, st) in [(0usize, &mut a), (1, &mut b)] {
             for (_, p) in std::mem::take(&mut sim.nodes[i].inbox) {
                 st.handle_inbound(&p, ids[i].as_ref(), now);

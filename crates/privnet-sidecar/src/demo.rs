@@ -1,8 +1,9 @@
 //! `privnet demo`: a live demonstration that needs no root and no configuration. Three members
 //! of one network run embedded in this process (the library's userspace stack, no TUN) on real
 //! UDP sockets on 127.0.0.1 with a throwaway CA; they carry real TCP and UDP traffic (with a
-//! progress display), a service checks its callers' groups, a member of another network is
-//! refused at the handshake, and a status table of every member ends it.
+//! progress display), a service checks its callers' groups, the network's access policy refuses a
+//! flow, a member of another network is refused at the handshake, and a status table of every
+//! member ends it.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -55,14 +56,25 @@ async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     say("privnet demo: a private network of three members, all in this process.");
     say("Each member is a real privnet node (Noise handshakes, encrypted sessions, certificates)");
     say("with its own userspace TCP/IP stack on a real UDP socket on 127.0.0.1: no root, no TUN,");
-    say("no configuration. The CA and the certificates are made now and die with the demo.\n");
+    say("no configuration. The CA and the certificates are made now and die with the demo.");
+    say(
+        "Every member enforces the same access policy (docs/POLICY.md): anything is allowed except",
+    );
+    say("one rule, \"jobs-not-to-db\": group jobs may not open TCP connections to db's port 5432.\n");
+    let policy = privnet_core::policy::parse_policy(POLICY, "demo policy")
+        .and_then(|spec| privnet_core::policy::compile(&spec, "demo policy"))
+        .map_err(|e| anyhow!("the demo's policy: {e}"))?;
     let net = LocalNetwork::builder("demo")
         .member("db", &["servers"])
         .member("web", &["frontend"])
         .member("batch", &["jobs"])
+        .policy(Arc::new(policy))
         .start()
         .await
         .context("starting the members")?;
+    // The members start their handshakes at once; the policy matches peers by their verified
+    // certificates, which a peer has only once its handshake is done.
+    sessions_up(&net).await;
     let mut t = Table::new(&[
         "member",
         "overlay address",
@@ -90,10 +102,7 @@ async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     );
 
     // 1. Bulk TCP, web -> db, verified end to end.
-    say(&format!(
-        "1. TCP: web streams to db:9000 for {} s (the first packet starts the handshake)",
-        a.secs
-    ));
+    say(&format!("1. TCP: web streams to db:9000 for {} s", a.secs));
     let (mbps, bytes, verified) = bulk(web, db, a).await?;
     say(&format!(
         "   {} in {} s, {:.2} Gbit/s; SHA-256 of what db read {} what web wrote\n",
@@ -118,8 +127,27 @@ async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     }
     say("");
 
-    // 4. A member of another network.
-    say("4. \"intruder\", a member of another network (its own CA and pre-shared key), knows db's");
+    // 4. The access policy.
+    say("4. db serves its database port 5432; web and batch connect to it");
+    let listener = db.tcp_listen(5432)?;
+    for who in [web, batch] {
+        let t0 = Instant::now();
+        let line = match who.tcp_connect("db:5432").await {
+            Ok(_) => "connected (no rule refuses it)".to_owned(),
+            Err(NetError::Refused) => format!(
+                "refused by the access policy after {:.1} ms: rule jobs-not-to-db (reject) answered its SYN with a reset",
+                t0.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => format!("failed: {e}"),
+        };
+        say(&format!("   {}: {line}", member_of(who)));
+    }
+    drop(listener);
+    say("   The policy is enforced by the node, on the sender's side before encryption and again");
+    say("   by the receiver (policy_rejected below); `deny` instead of `reject` would drop silently.\n");
+
+    // 5. A member of another network.
+    say("5. \"intruder\", a member of another network (its own CA and pre-shared key), knows db's");
     say("   public key and address and tries to connect to db:9000");
     let (outcome, intruder) = intruder(&net).await?;
     say(&format!("   {outcome}"));
@@ -411,6 +439,34 @@ async fn intruder(net: &LocalNetwork) -> anyhow::Result<(String, EmbeddedNode)> 
         Ok(_) => "intruder: CONNECTED (this must not happen)".to_owned(),
     };
     Ok((outcome, node))
+}
+
+/// The demo network's access policy: everything but one flow.
+const POLICY: &str = r#"
+default = "allow"
+
+[[application]]
+id = "jobs-not-to-db"
+action = "reject"
+from = { groups = { any = ["jobs"] } }
+to = { groups = { any = ["servers"] } }
+proto = "tcp"
+ports = [5432]
+"#;
+
+/// Wait (at most 10 s) until every member has a session with every other one.
+async fn sessions_up(net: &LocalNetwork) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let up = net.nodes().all(|(_, n)| {
+            let s = n.snapshot();
+            !s.peers.is_empty() && s.peers.iter().all(|p| p.established)
+        });
+        if up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn drops(s: &NetworkSnapshot) -> String {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::names::Directory;
 use super::shared::Shared;
 use crate::credential::PeerIdentity;
+use crate::error::EncapsulateError;
 use crate::io::inner::{InnerSide, ReadStatus, Seal};
 use crate::node::{Node, PeerId};
 use crate::offload::{self, GsoType};
@@ -191,6 +192,7 @@ impl InnerSide for StackInner {
 
     fn seal_read<S: Seal>(&mut self, _buf: &mut [u8], sink: &mut S) {
         let mut unit = std::mem::take(&mut self.unit);
+        let mut answered = false;
         for mut out in unit.drain(..) {
             let len = out.len;
             let Some(pkt) = out.buf.get_mut(..len) else {
@@ -225,14 +227,34 @@ impl InnerSide for StackInner {
                 None => {
                     // With segmentation offload smoltcp leaves every TCP checksum to us.
                     stack::fill_tcp_checksum(pkt);
-                    if sink.seal(pkt).is_err() {
-                        self.note_refused(pkt);
+                    if let Err(refused) = sink.seal(pkt) {
+                        match refused.error() {
+                            // The access policy's `reject`: its answer (a TCP RST, an ICMP
+                            // administratively prohibited) goes back into the stack, as from
+                            // the peer, so a connect fails at once with "refused".
+                            EncapsulateError::PolicyRejected => {
+                                if let Some(answer) = sink.answer(refused, pkt) {
+                                    self.queue(answer, None);
+                                    answered = true;
+                                }
+                            }
+                            // `deny` is silence, as on a TUN: TCP retransmits, a connect
+                            // times out.
+                            EncapsulateError::PolicyDenied => {}
+                            _ => self.note_refused(pkt),
+                        }
                     }
                 }
             }
             self.used.push(out);
         }
         self.unit = unit;
+        if answered {
+            // Answers are handed to the stack now, not with the next packet from the network
+            // (there may be none for a while); the driver then polls the stack again.
+            self.flush();
+            self.shared.kick();
+        }
     }
 
     fn deliver(&mut self, packet: &[u8]) {
@@ -259,6 +281,12 @@ impl InnerSide for StackInner {
             if self.pool.len() < POOL_MAX {
                 self.pool.push(buf);
             }
+        }
+        // What the stack answered at once (ACKs, an ICMP echo reply) is sent now: without this
+        // an idle stack's next `readable` would wait out IDLE_GUARD first (a millisecond of
+        // latency on every ping and every ACK of a receiving stream).
+        if st.stack.has_outbound() {
+            self.idle = false;
         }
     }
 

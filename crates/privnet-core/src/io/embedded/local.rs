@@ -21,6 +21,7 @@ use crate::identity::{
 use crate::io::config::{DriverConfig, Identity};
 use crate::io::driver::random_seed;
 use crate::io::error::DriverError;
+use crate::policy::CompiledPolicy;
 use crate::stack::StackConfig;
 
 const DAY: u64 = 86_400;
@@ -41,6 +42,7 @@ pub struct LocalNetworkBuilder {
     members: Vec<Spec>,
     stack: StackConfig,
     underlay_mtu: Option<u16>,
+    policy: Option<Arc<CompiledPolicy>>,
 }
 
 impl LocalNetworkBuilder {
@@ -63,6 +65,46 @@ impl LocalNetworkBuilder {
     /// Tune every member's stack.
     pub fn stack(mut self, stack: StackConfig) -> Self {
         self.stack = stack;
+        self
+    }
+
+    /// The access policy every member enforces (docs/POLICY.md; default: none, members talk
+    /// freely). Rules name members by their certificates' names and groups, as given to
+    /// [`member`](Self::member). A `reject` answers a refused TCP connection with a reset, so
+    /// [`EmbeddedNode::tcp_connect`] fails at once with [`NetError::Refused`](super::NetError);
+    /// a `deny` drops the packets (the connect times out).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use privnet_core::io::embedded::{LocalNetwork, NetError};
+    /// use privnet_core::policy::{compile, parse_policy};
+    ///
+    /// let text = r#"
+    /// default = "deny"
+    /// [[application]]
+    /// id = "no-ssh"
+    /// action = "reject"
+    /// from = "any"
+    /// to = "any"
+    /// proto = "tcp"
+    /// ports = [22]
+    /// "#;
+    /// let policy = compile(&parse_policy(text, "policy.toml")?, "policy.toml")?;
+    /// let net = LocalNetwork::builder("docnet")
+    ///     .member("a", &[])
+    ///     .member("b", &[])
+    ///     .policy(Arc::new(policy))
+    ///     .start()
+    ///     .await?;
+    /// let _ssh = net.node("b").unwrap().tcp_listen(22)?;
+    /// let refused = net.node("a").unwrap().tcp_connect("b:22").await;
+    /// assert!(matches!(refused, Err(NetError::Refused)));
+    /// # Ok(()) }
+    /// ```
+    pub fn policy(mut self, policy: Arc<CompiledPolicy>) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -145,6 +187,7 @@ impl LocalNetworkBuilder {
             );
             node_cfg.credential(cert.to_bytes());
             node_cfg.overlay_prefixes = vec![prefix];
+            node_cfg.policy = self.policy.clone();
             let mut cfg = DriverConfig::new(
                 self.name.clone(),
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *port),
@@ -258,6 +301,7 @@ impl LocalNetwork {
             members: Vec::new(),
             stack: StackConfig::default(),
             underlay_mtu: None,
+            policy: None,
         }
     }
 

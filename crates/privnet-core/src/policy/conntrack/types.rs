@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::tcp::{Side, TcpState, TcpTimeouts};
 use crate::policy::flow::Flow;
 
-/// Sizing and timeouts of a [`Conntrack`].
+/// Sizing and timeouts of a [`Conntrack`](super::Conntrack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConntrackConfig {
     /// Flows in total (memory: 64 bytes per flow for the slab plus 16 for the index; reserved at
@@ -92,7 +92,7 @@ pub struct Hit {
     pub rule: u32,
     /// The tag stored with the flow.
     pub tag: u8,
-    /// The epoch of the flow's peer (see [`Conntrack::set_peer_epoch`]).
+    /// The epoch of the flow's peer (see [`Conntrack::set_peer_epoch`](super::Conntrack::set_peer_epoch)).
     pub peer_epoch: u32,
 }
 
