@@ -11,6 +11,7 @@
 // except one `geteuid` call in `files.rs` (with its `// SAFETY:` comment).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
