@@ -330,7 +330,11 @@ fn up(a: &RunArgs) -> Result<()> {
             );
         }
     };
-    let log = crate::logging::init(&cfg.log);
+    let audit = match &cfg.log.audit {
+        Some(path) => Some(crate::audit::AuditLog::open(path)?),
+        None => None,
+    };
+    let log = crate::logging::init(&cfg.log, audit);
     crate::up::up(cfg, a.configs.clone(), log)
 }
 
@@ -341,25 +345,7 @@ fn status_socket(a: &SocketArgs) -> Result<PathBuf> {
     let Some(path) = &a.config else {
         return crate::status::find_default_socket();
     };
-    let text = files::read_text(path)?;
-    let (file, problems) = config::parse_str(&text, path);
-    if let Some(p) = problems.first() {
-        bail!("{p}");
-    }
-    let configured = file.status.and_then(|s| s.socket);
-    let Some(socket) = configured else {
-        let Some(node) = file.node else {
-            bail!(
-                "{}: no [node] section, so no network and no default status socket; pass --socket PATH",
-                path.display()
-            );
-        };
-        return Ok(crate::status::default_status_socket(&node.network));
-    };
-    Ok(match path.parent() {
-        Some(dir) if socket.is_relative() => dir.join(socket),
-        _ => socket,
-    })
+    crate::status::socket_of_config(path)
 }
 
 fn status(a: &StatusArgs) -> Result<()> {

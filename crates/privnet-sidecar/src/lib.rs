@@ -11,9 +11,11 @@
 // except one `geteuid` call in `files.rs` (with its `// SAFETY:` comment).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explain_live;
 pub mod files;
 pub mod logging;
 pub mod member;

@@ -20,6 +20,7 @@ use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::explain_live;
 use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
 
 /// Largest request read from a status or metrics client.
@@ -97,6 +98,11 @@ impl Snapshots {
     /// The networks `served`.
     pub fn served(served: Vec<Served>) -> Self {
         Self(Arc::new(served))
+    }
+
+    /// The networks, in configuration order.
+    pub fn networks(&self) -> &[Served] {
+        &self.0
     }
 
     /// Every network's latest snapshot, whether its driver runs, and its keys waiting for a
@@ -289,6 +295,7 @@ pub fn serve_status(
                 return;
             }
         };
+        let nets = snapshots.clone();
         let body = Arc::new(Rendered::new(move || snapshot_json(&snapshots)));
         let mut gate = Gate::new("status socket");
         loop {
@@ -304,12 +311,20 @@ pub fn serve_status(
                 continue;
             };
             let body = body.clone();
+            let nets = nets.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut req = [0u8; MAX_REQUEST];
-                // The request is a single line ("status"); read what is there, bounded in time.
-                let _ = bounded(STATUS_READ_TIMEOUT, conn.read(&mut req)).await;
-                let doc = body.get();
+                // The request is a single line ("status", or "explain {...}"); read what is
+                // there, bounded in time.
+                let n = bounded(STATUS_READ_TIMEOUT, conn.read(&mut req))
+                    .await
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let doc = match explain_live::parse(&req[..n]) {
+                    None => body.get(),
+                    Some(r) => Arc::new(explain(&nets, r).await),
+                };
                 let _ = bounded(WRITE_TIMEOUT, async {
                     let _ = conn.write_all(doc.as_bytes()).await;
                     let _ = conn.shutdown().await;
@@ -319,6 +334,97 @@ pub fn serve_status(
         }
     });
     Ok(socket)
+}
+
+/// The answer to an `explain` request, as JSON (bounded in time: the driver answers between two
+/// batches).
+async fn explain(nets: &Snapshots, req: Result<explain_live::Request, String>) -> String {
+    let answer = match req {
+        Err(e) => explain_live::Answer {
+            error: Some(e),
+            ..Default::default()
+        },
+        Ok(req) => {
+            let own = |s: &NetworkSnapshot, a: std::net::IpAddr| {
+                s.addresses
+                    .iter()
+                    .filter_map(|x| x.parse::<ipnetwork::IpNetwork>().ok())
+                    .any(|n| n.ip() == a)
+            };
+            let chosen = nets.networks().iter().find(|n| {
+                let s = n.handle.snapshot();
+                match &req.network {
+                    Some(name) => &s.network == name,
+                    None => own(&s, if req.outbound { req.src } else { req.dst }),
+                }
+            });
+            match chosen {
+                Some(n) => {
+                    let s = n.handle.snapshot();
+                    let work = explain_live::answer(&n.handle, &s.network, &s.member, &req);
+                    bounded(Duration::from_secs(2), work)
+                        .await
+                        .unwrap_or_else(|| explain_live::Answer {
+                            error: Some("the network's driver did not answer within 2 s".into()),
+                            ..Default::default()
+                        })
+                }
+                None => explain_live::Answer {
+                    error: Some(match &req.network {
+                        Some(name) => format!("this sidecar runs no network {name:?}"),
+                        None => "no network of this sidecar has that address as its own".into(),
+                    }),
+                    ..Default::default()
+                },
+            }
+        }
+    };
+    serde_json::to_string(&answer).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Send one request line to a running sidecar's status socket and return its answer.
+///
+/// # Errors
+/// The socket does not answer (in 3 s) or answers too much.
+pub fn query_line(socket: &Path, line: &str) -> anyhow::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to the status socket {} (is `privnet up` running?)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(line.as_bytes())?;
+    let mut body = String::new();
+    s.take(16 << 20).read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// The status socket a configuration file names (`[status] socket`, relative to the file), else
+/// its network's default socket ([`default_status_socket`]).
+///
+/// # Errors
+/// The file cannot be read or parsed, or sets no status socket.
+pub fn socket_of_config(path: &Path) -> anyhow::Result<PathBuf> {
+    let text = crate::files::read_text(path)?;
+    let (file, problems) = crate::config::parse_str(&text, path);
+    if let Some(p) = problems.first() {
+        bail!("{p}");
+    }
+    let configured = file.status.and_then(|s| s.socket);
+    let Some(socket) = configured else {
+        let Some(node) = file.node else {
+            bail!(
+                "{}: no [node] section, so no network and no default status socket; pass --socket PATH",
+                path.display()
+            );
+        };
+        return Ok(default_status_socket(&node.network));
+    };
+    Ok(match path.parent() {
+        Some(dir) if socket.is_relative() => dir.join(socket),
+        _ => socket,
+    })
 }
 
 /// The directory of the default status sockets: `/run/privnet` when running as root or when it
@@ -570,6 +676,7 @@ pub fn format_status_with_rates(
                 let _ = writeln!(o, "  drops: {}", list.join(", "));
             }
         }
+        format_policy(&mut o, n);
         for p in n
             .get("peers")
             .and_then(|p| p.as_array())
@@ -605,6 +712,123 @@ pub fn format_status_with_rates(
         }
     }
     o
+}
+
+/// Most rules listed by name in the text status (the busiest first; `--json` has them all).
+const RULES_SHOWN: usize = 10;
+
+/// The access policy lines of one network: which policy, its totals, drops by tier, the tracker
+/// and the busiest rules; a refused new version.
+fn format_policy(o: &mut String, n: &serde_json::Value) {
+    let file = n.get("policy_file").and_then(|f| f.as_str());
+    let p = n.get("policy").filter(|p| !p.is_null());
+    let hash = p.and_then(|p| p.get("hash")).and_then(|h| h.as_str());
+    match (file, hash) {
+        (None, None) => {
+            let _ = writeln!(o, "  no access policy: members of the network talk freely");
+        }
+        (file, hash) => {
+            let g = |k: &str| p.and_then(|p| p.get(k)).cloned().unwrap_or_default();
+            let tiers = g("rules_per_tier");
+            let t = |i: usize| tiers.get(i).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  policy {}{}, hash {}, {} rules (platform {}, application {}, baseline {})",
+                file.unwrap_or("-"),
+                g("name")
+                    .as_str()
+                    .map_or(String::new(), |n| format!(" (`{n}`)")),
+                hash.unwrap_or("none"),
+                g("rules").as_array().map_or(0, Vec::len),
+                t(0),
+                t(1),
+                t(2)
+            );
+            let tot = g("totals");
+            let v = |k: &str| tot.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    new flows: {} allowed, {} denied, {} rejected ({} by the default); packets of tracked flows {}, related ICMP {}; flows cut {}, refused by the tracker {}",
+                v("allowed"), v("denied"), v("rejected"), v("defaulted"), v("established"),
+                v("related"), v("cut"), v("refused")
+            );
+            let d = g("drops_by_tier");
+            let dv = |k: &str| d.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    drops by tier: platform {}, application {}, baseline {}, default {}",
+                dv("platform"),
+                dv("application"),
+                dv("baseline"),
+                dv("default")
+            );
+            let c = g("conntrack");
+            let cv = |k: &str| c.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    conntrack: {} flows of {} ({} KiB reserved), {} created, {} expired, refused: {} table full, {} peer quota, {} rate",
+                cv("flows"),
+                g("conntrack_capacity"),
+                g("conntrack_bytes").as_u64().unwrap_or(0) / 1024,
+                cv("created"),
+                cv("expired"),
+                cv("refused_table_full"),
+                cv("refused_peer_quota"),
+                cv("refused_rate")
+            );
+            let all_rules = g("rules");
+            let mut rules: Vec<(&str, &str, &str, u64)> = all_rules
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| {
+                    Some((
+                        r.get("id")?.as_str()?,
+                        r.get("tier")?.as_str()?,
+                        r.get("action")?.as_str()?,
+                        r.get("hits")?.as_u64()?,
+                    ))
+                })
+                .filter(|r| r.3 > 0)
+                .collect::<Vec<_>>();
+            rules.sort_by_key(|r| std::cmp::Reverse(r.3));
+            if !rules.is_empty() {
+                let shown: Vec<String> = rules
+                    .iter()
+                    .take(RULES_SHOWN)
+                    .map(|(id, tier, action, hits)| format!("{id} ({tier} {action}) {hits}"))
+                    .collect();
+                let more = rules.len().saturating_sub(RULES_SHOWN);
+                let _ = writeln!(
+                    o,
+                    "    rule hits: {}{}",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more (see --json)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    if let Some(refused) = n.get("policy_refused").and_then(|r| r.as_array()) {
+        if !refused.is_empty() {
+            let _ = writeln!(
+                o,
+                "  POLICY REFUSED (the running policy stays): {}",
+                joined_with(refused, "; ")
+            );
+        }
+    }
+}
+
+fn joined_with(items: &[serde_json::Value], sep: &str) -> String {
+    items
+        .iter()
+        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// `privnet status --watch`: redraw the status every second with rates, `count` times (or until

@@ -842,6 +842,11 @@ impl Supervisor {
             format!("{:?}", self.log.format),
             format!("{:?}", new.log.format),
         );
+        cmp(
+            "log.audit",
+            format!("{:?}", self.log.audit),
+            format!("{:?}", new.log.audit),
+        );
         keys
     }
 
@@ -1021,8 +1026,10 @@ async fn prepare(net: &NetworkConfig) -> anyhow::Result<(Node, DriverConfig, Ide
         tracing::info!(peer = %name, endpoint = ?endpoint, addresses = %addrs, "peer configured");
     }
     match &net.policy {
-        Some(p) => tracing::info!(network = %net.network, policy = %p.file.display(),
-            hash = %p.hash(), rules = p.rule_count(), "access policy enforced: {}", p.describe()),
+        Some(p) => tracing::info!(target: "privnet::audit", event = "policy_applied",
+            network = %net.network, file = %p.file.display(), hash = %p.hash(),
+            previous_hash = "none", rules = p.rule_count(), flows_cut = 0usize, trigger = "start",
+            "access policy enforced: {}", p.describe()),
         None => tracing::info!(network = %net.network,
             "no access policy (node.policy is not set): members of the network talk freely"),
     }
@@ -1095,6 +1102,9 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
             _ = reresolve.tick() => { sup.reresolve_unanswered().await; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
+                if let Some(c) = &sup.log_control {
+                    c.reopen_audit();
+                }
                 match sup.reload(&config_paths).await {
                     Ok(report) => {
                         for (net, keys) in &report.restart_needed {

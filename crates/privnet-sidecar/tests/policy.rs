@@ -299,3 +299,150 @@ async fn a_policy_reloads_on_sighup_and_on_file_change_cutting_flows_keeping_ses
     .await
     .expect("the test did not finish within its time limit");
 }
+
+#[tokio::test]
+async fn status_and_metrics_show_the_policy_and_privnet_up_follows_its_file() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        use privnet_sidecar::metrics::render_status;
+        use privnet_sidecar::status::{format_status, query_status};
+        let net = Net::new("obspol");
+        let (a, b) = (net.member_in("a", 2, &["db"]), net.member_in("b", 3, &["web"]));
+        let file = net.dir().join("a-policy.toml");
+        std::fs::write(&file, ECHO_ONLY).unwrap();
+        let socket = net.dir().join("run").join("status.sock");
+        let path_a = net.config(
+            &a,
+            &[&b],
+            "policy = \"a-policy.toml\"\n",
+            &format!("[status]\nsocket = \"{}\"\n", socket.display()),
+        );
+        let (sup, mut app_a) = start(&path_a).await;
+        let (sup_b, mut app_b) = start(&net.config(&b, &[&a], "", "")).await;
+        let handle = sup.handles()[0].clone();
+        ping_port(&mut app_b, &mut app_a, &b, &a, 7, "b -> a udp/7").await;
+        let to_9 = udp4_port(b.addr, a.addr, 9, b"udp/9");
+        not_delivered(&mut app_b, &mut app_a, &to_9, "b -> a udp/9").await;
+        let snap = snapshot_where(&handle, "the policy's counters", |s| {
+            s.policy.as_ref().is_some_and(|p| {
+                p.rules.first().is_some_and(|r| r.hits >= 1) && p.drops_by_tier.default >= 1
+            })
+        })
+        .await;
+        let p = snap.policy.as_ref().unwrap();
+        let hash = load(&path_a).networks[0].policy.as_ref().unwrap().hash();
+        assert_eq!(p.hash.as_deref(), Some(hash.as_str()));
+        assert_eq!((p.rules[0].id.as_str(), p.rules_per_tier), ("echo", [0, 1, 0]));
+        assert!(p.totals.allowed >= 1 && p.totals.denied >= 1, "{p:?}");
+        assert!(p.conntrack.flows >= 1 && p.conntrack_bytes > 0, "{p:?}");
+
+        let nets = sup.snapshots().collect();
+        let doc = serde_json::to_value(&nets).unwrap();
+        assert_eq!(doc[0]["policy"]["hash"], hash.as_str());
+        assert_eq!(doc[0]["policy_file"], file.to_str().unwrap());
+        let text = format_status(doc.as_array().unwrap());
+        for want in [
+            format!("policy {} (`echo only`), hash {hash}, 1 rules (platform 0, application 1, baseline 0)", file.display()),
+            "rule hits: echo (application allow) ".to_owned(),
+            "drops by tier: platform 0, application 0, baseline 0, default ".to_owned(),
+            "conntrack: ".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want}\n{text}");
+        }
+        let metrics = render_status(&nets);
+        for want in [
+            format!("privnet_policy_info{{network=\"obspol\",hash=\"{hash}\"}} 1"),
+            "privnet_policy_rule_hits_total{network=\"obspol\",rule=\"echo\",tier=\"application\",action=\"allow\"} ".to_owned(),
+            "privnet_policy_refused{network=\"obspol\"} 0".to_owned(),
+        ] {
+            assert!(metrics.contains(&want), "{want}\n{metrics}");
+        }
+
+        // `privnet up` (its run loop) answers `privnet policy explain` on its status socket.
+        let run = tokio::spawn(up::run(sup, vec![path_a.clone()]));
+        let sock = socket.clone();
+        let explain = move |from: &str, to: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_privnet"))
+                .args(["policy", "explain", "--socket"])
+                .arg(&sock)
+                .args(["--from", from, "--to", to])
+                .env_remove("PRIVNET_CONFIG")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        let asked = tokio::task::spawn_blocking(move || {
+            // The socket is bound once the run loop started.
+            for _ in 0..100 {
+                if explain("b", "a:7/udp").0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            [
+                explain("b", "a:7/udp"),
+                explain("b", "a:9/udp"),
+                explain("a", "b:7/udp"),
+                explain("10.77.0.3", "10.77.0.2:7/udp"),
+                explain("nobody", "a:7/udp"),
+            ]
+        })
+        .await
+        .unwrap();
+        let line = ECHO_ONLY.lines().position(|l| l == "[[application]]").unwrap() + 1;
+        let (ok, out) = &asked[0];
+        assert!(*ok, "{out}");
+        for want in [
+            "b -> a:7/udp, network obspol, at member a (the responder: its check after authentication), policy ",
+            "peer b: session up",
+            "tracked flow: udp, no reply yet, expires in ",
+            &format!("verdict for a new flow: ALLOW by rule `echo` (tier application, line {line})"),
+        ] {
+            assert!(out.contains(want), "{want}\n{out}");
+        }
+        let (ok, out) = &asked[1];
+        assert!(*ok, "{out}");
+        assert!(out.contains("tracked flow: none"), "{out}");
+        assert!(out.contains("verdict for a new flow: DENY by the default"), "{out}");
+        let (ok, out) = &asked[2];
+        assert!(*ok && out.contains("(the initiator: its check before encryption)"), "{out}");
+        assert!(out.contains("ALLOW by rule `echo`"), "{out}");
+        assert_eq!(asked[3].1.lines().nth(2), asked[0].1.lines().nth(2), "by address: the same flow");
+        let (ok, out) = &asked[4];
+        assert!(!*ok && out.contains("`nobody`"), "{out}");
+
+        // `privnet up` (its run loop) applies a changed file by itself within a few seconds.
+        std::fs::write(&file, only(8)).unwrap();
+        let new_hash = config_hash(&path_a);
+        assert_ne!(new_hash, hash);
+        let socket2 = socket.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            let socket = socket2;
+            for _ in 0..200 {
+                if let Ok(v) = query_status(&socket) {
+                    if v[0]["policy"]["hash"] == new_hash.as_str() {
+                        return Some(v);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        })
+        .await
+        .unwrap();
+        let v = seen.expect("the changed policy file was not applied within 10 s");
+        assert_eq!(v[0]["policy"]["rules"][0]["id"], "udp-8");
+        run.abort();
+        sup_b.shutdown().await;
+    })
+    .await
+    .expect("the test did not finish within its time limit");
+}
+
+/// The hash of the policy `path`'s configuration names, as it is on disk now.
+fn config_hash(path: &std::path::Path) -> String {
+    load(path).networks[0].policy.as_ref().unwrap().hash()
+}
