@@ -21,7 +21,8 @@
 //! - `load`: reads the configuration and identity files (through `crate::files`), then validates
 //!   ([`load`]).
 //! - `validate`: the checks (pure: no file, no clock), and the conversion of raw sections into the
-//!   validated types; `validate/peers.rs` checks the `[[peer]]` entries ([`parse_endpoint`]).
+//!   validated types; `validate/peers.rs` checks the `[[peer]]` entries ([`parse_endpoint`]),
+//!   `validate/policy.rs` compiles `node.policy` with the core's policy engine.
 //! - `spans`: TOML text to [`FileConfig`] ([`parse_str`]), lenient so that every schema problem is
 //!   reported, each with its line; the list of problems of one file.
 //! - `types`: the validated configuration ([`Config`], [`NetworkConfig`], [`TunSettings`], ...) and
@@ -37,7 +38,7 @@ mod types;
 mod userspace;
 mod validate;
 
-pub use load::load;
+pub use load::{load, load_policy};
 pub use schema::{
     CipherName, FileConfig, LogFormat, LogLevel, LogSection, MetricsSection, NodeSection,
     PeerSection, StatusSection, TunMode, TunSection, DEFAULT_BATCH_HOLD_US, DEFAULT_BUSY_POLL_US,
@@ -45,7 +46,8 @@ pub use schema::{
 };
 pub use spans::parse_str;
 pub use types::{
-    Config, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig, Problem, TunSettings,
+    Config, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig, PolicySettings,
+    Problem, TunSettings,
 };
 pub use userspace::{
     Forward, ForwardEntry, Protocol, Publish, PublishEntry, UserspaceSection, UserspaceSettings,

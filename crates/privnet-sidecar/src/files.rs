@@ -3,10 +3,10 @@
 //!
 //! - **Reads** open the path with `O_NONBLOCK` (a FIFO or a device opens at once instead of
 //!   hanging the load) and check the *open descriptor* (`fstat`): a regular file, owned by the
-//!   running user or root, at most [`MAX_FILE_LEN`] bytes, and for secrets no access for group or
-//!   others. A symbolic link is followed — Kubernetes mounts Secrets and ConfigMaps as links into
-//!   `..data/` — but the link itself must be owned by the running user or root too, and what it
-//!   points to is checked like any file.
+//!   running user or root, at most [`MAX_FILE_LEN`] bytes ([`MAX_POLICY_LEN`] for a policy file),
+//!   and for secrets no access for group or others. A symbolic link is followed — Kubernetes
+//!   mounts Secrets and ConfigMaps as links into `..data/` — but the link itself must be owned by
+//!   the running user or root too, and what it points to is checked like any file.
 //! - **Writes** never follow a symbolic link and never write into something that is not a regular
 //!   file of ours: a new file is created with `O_CREAT | O_EXCL | O_NOFOLLOW`; with `--force` an
 //!   existing file (a regular file owned by the running user or root) is replaced by writing a
@@ -27,6 +27,8 @@ use zeroize::Zeroizing;
 
 /// Largest identity file read (keys, certificates, PSK, revocation lists, configs).
 pub const MAX_FILE_LEN: u64 = 1024 * 1024;
+/// Largest policy file read (the policy language's limit: 8 MiB of text).
+pub const MAX_POLICY_LEN: u64 = 8 * 1024 * 1024;
 
 /// Why a file could not be read.
 #[derive(Debug)]
@@ -43,7 +45,7 @@ pub enum FileError {
         mode: u32,
     },
     /// Larger than [`MAX_FILE_LEN`].
-    TooLarge(PathBuf),
+    TooLarge(PathBuf, u64),
     /// Not UTF-8 text.
     NotText(PathBuf),
     /// Not a regular file (a directory, a FIFO, a device, a socket).
@@ -79,7 +81,7 @@ impl fmt::Display for FileError {
                 path.display(),
                 path.display()
             ),
-            Self::TooLarge(p) => write!(f, "{}: larger than {MAX_FILE_LEN} bytes", p.display()),
+            Self::TooLarge(p, max) => write!(f, "{}: larger than {max} bytes", p.display()),
             Self::NotText(p) => write!(f, "{}: not UTF-8 text", p.display()),
             Self::NotAFile { path, kind } => {
                 write!(f, "{}: not a regular file ({kind})", path.display())
@@ -132,7 +134,7 @@ fn kind_of(ft: fs::FileType) -> &'static str {
     }
 }
 
-fn open_checked(path: &Path, secret: bool) -> Result<fs::File, FileError> {
+fn open_checked(path: &Path, secret: bool, max: u64) -> Result<fs::File, FileError> {
     let not_found = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => FileError::NotFound(path.to_owned()),
         _ => FileError::Io(path.to_owned(), e),
@@ -172,8 +174,8 @@ fn open_checked(path: &Path, secret: bool) -> Result<fs::File, FileError> {
             link: false,
         });
     }
-    if meta.len() > MAX_FILE_LEN {
-        return Err(FileError::TooLarge(path.to_owned()));
+    if meta.len() > max {
+        return Err(FileError::TooLarge(path.to_owned(), max));
     }
     let mode = meta.mode() & 0o7777;
     if secret && mode & 0o077 != 0 {
@@ -185,13 +187,13 @@ fn open_checked(path: &Path, secret: bool) -> Result<fs::File, FileError> {
     Ok(file)
 }
 
-fn read_limited(path: &Path, file: fs::File) -> Result<Vec<u8>, FileError> {
+fn read_limited(path: &Path, file: fs::File, max: u64) -> Result<Vec<u8>, FileError> {
     let mut buf = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
+    file.take(max + 1)
         .read_to_end(&mut buf)
         .map_err(|e| FileError::Io(path.to_owned(), e))?;
-    if buf.len() as u64 > MAX_FILE_LEN {
-        return Err(FileError::TooLarge(path.to_owned()));
+    if buf.len() as u64 > max {
+        return Err(FileError::TooLarge(path.to_owned(), max));
     }
     Ok(buf)
 }
@@ -201,8 +203,21 @@ fn read_limited(path: &Path, file: fs::File) -> Result<Vec<u8>, FileError> {
 /// # Errors
 /// [`FileError`] naming the file.
 pub fn read_text(path: &Path) -> Result<String, FileError> {
-    let file = open_checked(path, false)?;
-    let bytes = read_limited(path, file)?;
+    read_text_up_to(path, MAX_FILE_LEN)
+}
+
+/// Read a policy file: as [`read_text`], up to [`MAX_POLICY_LEN`] bytes (the policy language's
+/// own limit, docs/POLICY.md §12).
+///
+/// # Errors
+/// [`FileError`] naming the file.
+pub fn read_policy(path: &Path) -> Result<String, FileError> {
+    read_text_up_to(path, MAX_POLICY_LEN)
+}
+
+fn read_text_up_to(path: &Path, max: u64) -> Result<String, FileError> {
+    let file = open_checked(path, false, max)?;
+    let bytes = read_limited(path, file, max)?;
     String::from_utf8(bytes).map_err(|_| FileError::NotText(path.to_owned()))
 }
 
@@ -211,8 +226,8 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
 /// # Errors
 /// [`FileError`] naming the file; [`FileError::LoosePermissions`] for mode bits beyond 0600/0400.
 pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, FileError> {
-    let file = open_checked(path, true)?;
-    let bytes = Zeroizing::new(read_limited(path, file)?);
+    let file = open_checked(path, true, MAX_FILE_LEN)?;
+    let bytes = Zeroizing::new(read_limited(path, file, MAX_FILE_LEN)?);
     match std::str::from_utf8(&bytes) {
         Ok(s) => Ok(Zeroizing::new(s.to_owned())),
         Err(_) => Err(FileError::NotText(path.to_owned())),

@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod policy_cli;
 pub mod server;
 pub mod status;
+pub mod timefmt;
 pub mod up;
 pub mod userspace;

@@ -88,7 +88,7 @@ pub fn run(cmd: &PolicyCommand) -> ExitCode {
 
 /// Read and compile a policy file; problems are printed one per line (`FILE:LINE:COL: ...`).
 pub fn load(path: &Path) -> Result<CompiledPolicy> {
-    let text = files::read_text(path).map_err(|e| anyhow!("{e}"))?;
+    let text = files::read_policy(path).map_err(|e| anyhow!("{e}"))?;
     let name = path.display().to_string();
     let spec = parse_policy(&text, &name).map_err(|e| anyhow!("{e}"))?;
     compile(&spec, &name).map_err(|e| anyhow!("{e}"))

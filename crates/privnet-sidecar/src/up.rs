@@ -175,6 +175,8 @@ pub fn node_config(net: &NetworkConfig) -> (NodeConfig, Arc<CertVerifier>) {
     // The network's overlay (every CA's prefixes and granted routes): an underlay endpoint in
     // there would route the tunnel through itself (docs/PROTOCOL.md §6).
     cfg.overlay_prefixes = overlay(net);
+    // `node.policy`, compiled by the loader (docs/POLICY.md); without one members talk freely.
+    cfg.policy = net.policy.as_ref().map(|p| p.compiled.clone());
     (cfg, verifier)
 }
 
@@ -255,7 +257,7 @@ impl Fixed {
             underlay_mtu: net.tun.underlay_mtu,
             offload: net.tun.offload,
             overlay,
-            policy: net.policy.clone(),
+            policy: net.policy.as_ref().map(|p| p.file.clone()),
         }
     }
 
@@ -763,6 +765,12 @@ async fn prepare(net: &NetworkConfig) -> anyhow::Result<(Node, DriverConfig, Ide
         node.add_peer(pc, now)
             .map_err(|e| anyhow!("peer {name:?}: {e}"))?;
         tracing::info!(peer = %name, endpoint = ?endpoint, addresses = %addrs, "peer configured");
+    }
+    match &net.policy {
+        Some(p) => tracing::info!(network = %net.network, policy = %p.file.display(),
+            hash = %p.hash(), rules = p.rule_count(), "access policy enforced: {}", p.describe()),
+        None => tracing::info!(network = %net.network,
+            "no access policy (node.policy is not set): members of the network talk freely"),
     }
     let identity = Identity {
         verifier,

@@ -165,7 +165,46 @@ fn walkthrough_from_nothing_to_two_members() {
     )
     .unwrap();
     assert!(ok(d, &["check", "--config", "a/a.toml"]).starts_with("ok: a/a.toml"));
-    ok(d, &["check", "--config", "b/b.toml"]);
+    let out = ok(d, &["check", "--config", "b/b.toml"]);
+    assert!(
+        out.contains("no policy: members of the network talk freely"),
+        "{out}"
+    );
+
+    // A policy: `check` names it (rules, hash); a broken one is refused by `check` and by `up`
+    // with the policy file's line and what was expected, every problem of it.
+    let policy = "[[application]]\nid = \"ssh\"\nfrom = \"network\"\nto = \"self\"\n\
+                  action = \"allow\"\nproto = \"tcp\"\nports = [22]\n";
+    fs::write(d.join("b/policy.toml"), policy).unwrap();
+    let with_policy = fs::read_to_string(d.join("b/b.toml"))
+        .unwrap()
+        .replace("[tun]\n", "policy = \"policy.toml\"\n\n[tun]\n");
+    fs::write(d.join("b/b.toml"), &with_policy).unwrap();
+    let out = ok(d, &["check", "--config", "b/b.toml"]);
+    assert!(
+        out.contains("policy b/policy.toml: 1 rules (platform 0, application 1, baseline 0), default deny, hash "),
+        "{out}"
+    );
+    fs::write(
+        d.join("b/policy.toml"),
+        policy
+            .replace("ports = [22]", "ports = [22, \"ssh\"]")
+            .replace("\"self\"", "\"me\""),
+    )
+    .unwrap();
+    for cmd in ["check", "up"] {
+        let err = fails(d, &[cmd, "--config", "b/b.toml"]);
+        assert!(
+            err.contains("b/policy.toml:4: application[0].to: (column 6) expected"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains("b/policy.toml:7: application[0].ports: (column 14) expected a port"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("2 problem(s)"), "{cmd}: {err}");
+    }
+    fs::write(d.join("b/policy.toml"), policy).unwrap();
 
     // Loose permissions and an unknown key: both reported, non-zero exit.
     fs::set_permissions(d.join("a/private.key"), fs::Permissions::from_mode(0o644)).unwrap();

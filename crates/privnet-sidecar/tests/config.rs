@@ -17,6 +17,19 @@ use privnet_sidecar::config::{self, LogLevel, Problem, TunMode};
 use privnet_sidecar::files;
 
 const NOW: u64 = 1_767_225_600;
+
+/// The fixture's `node.policy`.
+const POLICY: &str = r#"# web may reach db on 5432
+name = "demo"
+
+[[application]]
+id = "web-to-db"
+action = "allow"
+from = { groups = { any = ["web"] } }
+to = { groups = { any = ["db"] } }
+proto = "tcp"
+ports = [5432]
+"#;
 const DAY: u64 = 86_400;
 
 /// A directory holding one network's CA, two members' keys and certificates, and member-a's config.
@@ -104,7 +117,7 @@ fn member_files(
     files::write_secret(&dir.join("member-a.key"), &a.to_pem(), true).unwrap();
     files::write_public(&dir.join("member-a.crt"), &a_cert.to_pem(), true).unwrap();
     files::write_public(&dir.join("revoked.txt"), "# nothing revoked\n", true).unwrap();
-    files::write_public(&dir.join("policy.toml"), "# policy\n", true).unwrap();
+    files::write_public(&dir.join("policy.toml"), POLICY, true).unwrap();
     let b_pub = STANDARD.encode(b.public());
     let c_pub = STANDARD.encode(c.public());
     let text = format!(
@@ -224,9 +237,14 @@ fn valid_config_loads() {
     assert_eq!(n.tun.mode, TunMode::Tun);
     assert_eq!(n.cipher, CipherSuite::ChaCha20Poly1305);
     assert_eq!(n.paths.private_key, fx.dir.join("member-a.key"));
-    assert_eq!(
-        n.policy.as_deref(),
-        Some(fx.dir.join("policy.toml").as_path())
+    let policy = n.policy.as_ref().unwrap();
+    assert_eq!(policy.file, fx.dir.join("policy.toml"));
+    assert_eq!(policy.rule_count(), 1);
+    assert_eq!(policy.compiled.rules()[0].id, "web-to-db");
+    assert!(
+        policy.describe().contains("(policy `demo`): 1 rules"),
+        "{}",
+        policy.describe()
     );
     assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
     assert_eq!(cfg.log.level, LogLevel::Debug);
@@ -438,6 +456,10 @@ fn cases() -> Vec<Case> {
         case("policy file missing", "node.policy", |f| {
             f.replace("\"policy.toml\"", "\"nope.toml\"")
         }),
+        case("policy file a directory", "node.policy", |f| {
+            fs::create_dir(f.dir.join("policy.d")).unwrap();
+            f.replace("\"policy.toml\"", "\"policy.d\"")
+        }),
         case("peer public key not base64", "peer[0].public_key", |f| {
             let k = f.b_pub.clone();
             f.replace(&k, "not base64!");
@@ -614,6 +636,48 @@ fn every_problem_is_reported_not_just_the_first() {
     assert!(keys.contains(&"tun.bogus".to_owned()), "{keys:?}");
     assert!(keys.contains(&"log.level".to_owned()), "{keys:?}");
     assert!(keys.contains(&"peer[1].extra".to_owned()), "{keys:?}");
+}
+
+/// A policy that does not compile: every problem of it, each with the policy file and its line,
+/// after the configuration file's own problems; nothing is handed out.
+#[test]
+fn a_bad_policy_is_reported_with_the_policy_file_and_line() {
+    let mut fx = fixture();
+    fx.replace("mtu = 1420", "mtu = 1000");
+    let bad = POLICY
+        .replace("action = \"allow\"", "action = \"permit\"")
+        .replace("ports = [5432]", "ports = [70000]");
+    fx.write("policy.toml", &bad);
+    let problems = fx.load().unwrap_err();
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{shown:#?}");
+    assert_eq!(problems[0].key, "tun.mtu");
+    assert!(problems[0].file.ends_with("member-a.toml"));
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    for (p, (key, needle)) in problems[1..].iter().zip([
+        ("application[0].action", "permit"),
+        ("application[0].ports", "70000"),
+    ]) {
+        assert_eq!(p.file, fx.dir.join("policy.toml"), "{p}");
+        assert!(p.key.starts_with(key), "{p}");
+        assert_eq!(p.line, line_of(needle), "{p}");
+        assert!(p.expected.contains("expected"), "{p}");
+    }
+    assert!(
+        shown[1]
+            .contains("policy.toml:6: application[0].action: (column 10) expected one of `allow`"),
+        "{shown:?}"
+    );
+    // On its own (the reload of a changed policy file), the same problems.
+    let alone = config::load_policy(&fx.dir.join("policy.toml")).unwrap_err();
+    assert_eq!(alone, problems[1..]);
+    fx.write("policy.toml", POLICY);
+    assert_eq!(
+        config::load_policy(&fx.dir.join("policy.toml"))
+            .unwrap()
+            .rule_count(),
+        1
+    );
 }
 
 /// One file with problems of every kind at once: unknown keys, a wrong type, a missing required

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::schema::NodeSection;
 use super::spans::{parse_str, Problems};
-use super::types::{Config, IdentityPaths, NetworkConfig, Problem};
+use super::types::{Config, IdentityPaths, NetworkConfig, PolicySettings, Problem};
 use super::validate::{self, resolve, IdentityFiles, ProcessWide};
 use crate::files::{self, FileError};
 
@@ -104,11 +104,10 @@ fn read_identity(p: &mut Problems<'_>, node: &NodeSection) -> IdentityFiles {
             .collect(),
         revocation_list: node.revocation_list.as_ref().map(|r| resolve(file, r)),
     };
-    let policy = node.policy.as_ref().map(|r| resolve(file, r));
-    if let Some(policy) = &policy {
-        // Only its presence is checked today; the policy engine will parse it.
-        read_public(p, "node.policy", policy);
-    }
+    let policy = node
+        .policy
+        .as_ref()
+        .and_then(|r| read_policy(p, &resolve(file, r)));
     let keypair = read_keypair(p, &paths.private_key);
     let psk = read_psk(p, "node.network_psk", &paths.network_psk);
     // Each file is read (and each problem reported) before any is given up on.
@@ -132,6 +131,35 @@ fn read_identity(p: &mut Problems<'_>, node: &NodeSection) -> IdentityFiles {
         cas,
         revocations,
     }
+}
+
+/// Read and compile `node.policy`: a file that cannot be read is a problem at `node.policy`; the
+/// policy's own problems are the policy file's (with their lines), listed after the configuration
+/// file's.
+fn read_policy(p: &mut Problems<'_>, path: &Path) -> Option<PolicySettings> {
+    let text = files::read_policy(path)
+        .map_err(|e| p.report("node.policy", file_problem(&e)))
+        .ok()?;
+    validate::policy(path, &text)
+        .map_err(|problems| p.extend_elsewhere(problems))
+        .ok()
+}
+
+/// Read and compile the policy file at `path` (as `node.policy` names it): for reloading a
+/// policy on its own, when its file changed.
+///
+/// # Errors
+/// The file cannot be read (one problem), or every problem of the policy, each with its line.
+pub fn load_policy(path: &Path) -> Result<PolicySettings, Vec<Problem>> {
+    let text = files::read_policy(path).map_err(|e| {
+        vec![Problem {
+            file: path.to_owned(),
+            key: String::new(),
+            line: None,
+            expected: file_problem(&e),
+        }]
+    })?;
+    validate::policy(path, &text)
 }
 
 fn read_keypair(p: &mut Problems<'_>, path: &Path) -> Option<NoiseKeyPair> {

@@ -25,6 +25,8 @@ pub(super) struct Problems<'a> {
     file: &'a Path,
     text: &'a str,
     found: Vec<Problem>,
+    /// Problems of another file this one names (the policy file), in that file's order.
+    elsewhere: Vec<Problem>,
 }
 
 impl<'a> Problems<'a> {
@@ -34,6 +36,7 @@ impl<'a> Problems<'a> {
             file,
             text,
             found: Vec::new(),
+            elsewhere: Vec::new(),
         }
     }
 
@@ -69,6 +72,11 @@ impl<'a> Problems<'a> {
         self.found.extend(problems);
     }
 
+    /// Add the problems of another file (with their own lines), listed after this file's.
+    pub(super) fn extend_elsewhere(&mut self, problems: Vec<Problem>) {
+        self.elsewhere.extend(problems);
+    }
+
     /// Whether a problem was already reported at `key` or inside it (`log` covers `log.level`): a
     /// check that compares the value with something else is skipped then, because the value may be
     /// a default the parser put in place of the file's.
@@ -80,9 +88,11 @@ impl<'a> Problems<'a> {
         })
     }
 
-    /// The problems in file order (problems without a line last, in the order found).
+    /// The problems in file order (problems without a line last, in the order found), then those
+    /// of the other files it names.
     pub(super) fn into_sorted(mut self) -> Vec<Problem> {
         self.found.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        self.found.append(&mut self.elsewhere);
         self.found
     }
 }

@@ -9,11 +9,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use privnet_core::crypto::CipherSuite;
 use privnet_core::identity::{MemberCertificate, NetworkId, NoiseKeyPair, TrustStore};
+use privnet_core::policy::{CompiledPolicy, Tier};
 use zeroize::Zeroizing;
 
 use super::schema::{LogSection, MetricsSection, StatusSection, TunMode};
@@ -176,8 +178,49 @@ pub struct NetworkConfig {
     pub peers: Vec<PeerConfig>,
     /// Overlay interface.
     pub tun: TunSettings,
-    /// Resolved policy file path.
-    pub policy: Option<PathBuf>,
+    /// `node.policy`, read and compiled (`None`: no policy, members talk freely).
+    pub policy: Option<PolicySettings>,
     /// `[userspace]`: forwards, published services, SOCKS proxy (`tun.mode = "userspace"`).
     pub userspace: UserspaceSettings,
+}
+
+/// `node.policy`: the file and the policy compiled from it (docs/POLICY.md).
+#[derive(Clone, Debug)]
+pub struct PolicySettings {
+    /// The resolved policy file.
+    pub file: PathBuf,
+    /// The compiled policy, shared with the node that enforces it.
+    pub compiled: Arc<CompiledPolicy>,
+}
+
+impl PolicySettings {
+    /// The policy's hash, lower-case hex.
+    pub fn hash(&self) -> String {
+        self.compiled.hash_hex()
+    }
+
+    /// Its number of rules, over all tiers.
+    pub fn rule_count(&self) -> usize {
+        self.compiled.rules().len()
+    }
+
+    /// One line for logs and `privnet check`: the file, its name, rules per tier, the default
+    /// and the hash.
+    pub fn describe(&self) -> String {
+        let spec = self.compiled.spec();
+        let count = |t: Tier| spec.tiers[t.index()].len();
+        format!(
+            "{}{}: {} rules (platform {}, application {}, baseline {}), default {}, hash {}",
+            self.file.display(),
+            spec.name
+                .as_ref()
+                .map_or(String::new(), |n| format!(" (policy `{n}`)")),
+            self.rule_count(),
+            count(Tier::Platform),
+            count(Tier::Application),
+            count(Tier::Baseline),
+            spec.default.action().name(),
+            self.hash()
+        )
+    }
 }

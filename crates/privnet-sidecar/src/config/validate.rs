@@ -8,6 +8,7 @@
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
 mod peers;
+mod policy;
 mod userspace;
 
 use std::path::{Path, PathBuf};
@@ -26,10 +27,11 @@ use super::schema::{
     TunSection,
 };
 use super::spans::Problems;
-use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, TunSettings};
+use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, TunSettings};
 use super::userspace::UserspaceSettings;
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
+pub(super) use policy::policy;
 pub(super) use userspace::userspace_settings;
 
 /// Worst-case bytes added per packet: IPv6 (40) + UDP (8) + data header (16) + AEAD tag (16).
@@ -156,8 +158,8 @@ fn check_status(p: &mut Problems<'_>, s: &StatusSection) {
 pub(super) struct IdentityFiles {
     /// The resolved paths.
     pub(super) paths: IdentityPaths,
-    /// The resolved policy file (read to check it exists).
-    pub(super) policy: Option<PathBuf>,
+    /// `node.policy`, compiled (`None` also when it failed; its problems are reported).
+    pub(super) policy: Option<PolicySettings>,
     /// `node.private_key`.
     pub(super) keypair: Option<NoiseKeyPair>,
     /// `node.network_psk`.

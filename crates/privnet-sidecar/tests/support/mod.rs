@@ -90,6 +90,11 @@ impl Net {
 
     /// Member `host` (10.77.0.host) with its key and certificate on disk.
     pub fn member(&self, name: &str, host: u8) -> Member {
+        self.member_in(name, host, &[])
+    }
+
+    /// [`Net::member`] in `groups` (its certificate's groups, for policies).
+    pub fn member_in(&self, name: &str, host: u8, groups: &[&str]) -> Member {
         let keys = NoiseKeyPair::from_random([host; 32]);
         let addr = Ipv4Addr::new(10, 77, 0, host);
         let now = now();
@@ -100,7 +105,7 @@ impl Net {
                 name: name.into(),
                 addresses: vec![addr.into()],
                 routes: vec![],
-                groups: vec![],
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
                 public_key: keys.public(),
                 not_before: now - DAY,
                 not_after: now + 30 * DAY,
@@ -168,8 +173,13 @@ pub fn channel(name: &str) -> (ChannelInner, ChannelEnd) {
     ChannelInner::new(format!("mem-{name}"), 256)
 }
 
-/// An IPv4/UDP packet (header checksum set, UDP checksum 0 = none).
+/// An IPv4/UDP packet from port 40000 to port 7 (header checksum set, UDP checksum 0 = none).
 pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    udp4_port(src, dst, 7, payload)
+}
+
+/// [`udp4`] to port `dport`.
+pub fn udp4_port(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
     let total = (20 + 8 + payload.len()) as u16;
     let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
     p[2..4].copy_from_slice(&total.to_be_bytes());
@@ -184,7 +194,7 @@ pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     }
     p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     p.extend_from_slice(&40000u16.to_be_bytes());
-    p.extend_from_slice(&7u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
     p.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
     p.extend_from_slice(&[0, 0]);
     p.extend_from_slice(payload);
