@@ -275,7 +275,11 @@ fn up(a: &RunArgs) -> Result<()> {
             );
         }
     };
-    let log = crate::logging::init(&cfg.log);
+    let audit = match &cfg.log.audit {
+        Some(path) => Some(crate::audit::AuditLog::open(path)?),
+        None => None,
+    };
+    let log = crate::logging::init(&cfg.log, audit);
     crate::up::up(cfg, a.configs.clone(), log)
 }
 

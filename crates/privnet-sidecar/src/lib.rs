@@ -11,6 +11,7 @@
 // except one `geteuid` call in `files.rs` (with its `// SAFETY:` comment).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cli;
+pub mod policy_watch;
 pub mod server;
 pub mod status;
 pub mod timefmt;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use privnet_core::io::NetworkSnapshot;
+use privnet_core::io::{NetworkSnapshot, PolicySnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -119,7 +119,176 @@ pub fn render_status(nets: &[NetworkStatus]) -> String {
             n.restart_needed.len()
         );
     }
+    let _ = writeln!(
+        o,
+        "# HELP privnet_policy_refused Problems of the last new version of the access policy that was refused (0 once a version is applied).\n# TYPE privnet_policy_refused gauge"
+    );
+    for n in nets {
+        let _ = writeln!(
+            o,
+            "privnet_policy_refused{{network=\"{}\"}} {}",
+            label(&n.snapshot.network),
+            n.policy_refused.len()
+        );
+    }
     o
+}
+
+/// The fields of a plain counter struct (`Totals`, `ConntrackStats`) as (name, value).
+fn fields<T: serde::Serialize>(v: &T) -> Vec<(String, u64)> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The access policy families: which policy (by hash), per-rule hits (labels are rule ids, never
+/// flows or addresses), drops by tier, the totals and the connection tracker.
+fn render_policy(o: &mut String, snaps: &[NetworkSnapshot]) {
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let policies: Vec<(String, &PolicySnapshot)> = snaps
+        .iter()
+        .filter_map(|s| Some((label(&s.network), s.policy.as_ref()?)))
+        .collect();
+    family(
+        o,
+        "privnet_policy_info",
+        "gauge",
+        "1 for the access policy in force (its hash); no series without a policy.",
+    );
+    for (net, p) in &policies {
+        if let Some(hash) = &p.hash {
+            let _ = writeln!(
+                o,
+                "privnet_policy_info{{network=\"{net}\",hash=\"{hash}\"}} 1"
+            );
+        }
+    }
+    family(
+        o,
+        "privnet_policy_rules",
+        "gauge",
+        "Rules of the access policy in force.",
+    );
+    for (net, p) in &policies {
+        let _ = writeln!(
+            o,
+            "privnet_policy_rules{{network=\"{net}\"}} {}",
+            p.rules.len()
+        );
+    }
+    family(
+        o,
+        "privnet_policy_rule_hits_total",
+        "counter",
+        "New-flow decisions taken by each rule (for log: flows logged; for pass: flows passed on).",
+    );
+    for (net, p) in &policies {
+        for r in &p.rules {
+            let _ = writeln!(
+                o,
+                "privnet_policy_rule_hits_total{{network=\"{net}\",rule=\"{}\",tier=\"{}\",action=\"{}\"}} {}",
+                label(&r.id),
+                r.tier,
+                r.action,
+                r.hits
+            );
+        }
+    }
+    family(
+        o,
+        "privnet_policy_drops_total",
+        "counter",
+        "New flows denied or rejected, by the tier that decided (or the default).",
+    );
+    for (net, p) in &policies {
+        let d = p.drops_by_tier;
+        for (tier, n) in [
+            ("platform", d.platform),
+            ("application", d.application),
+            ("baseline", d.baseline),
+            ("default", d.default),
+        ] {
+            let _ = writeln!(
+                o,
+                "privnet_policy_drops_total{{network=\"{net}\",tier=\"{tier}\"}} {n}"
+            );
+        }
+    }
+    family(
+        o,
+        "privnet_policy_total",
+        "counter",
+        "Access policy totals: new flows allowed, denied, rejected, defaulted, unknown_denied; packets established, related, fragments_passed, fragments_dropped; flows refused by the tracker, cut by a re-check; packets of an unknown peer.",
+    );
+    for (net, p) in &policies {
+        for (k, v) in fields(&p.totals) {
+            let _ = writeln!(
+                o,
+                "privnet_policy_total{{network=\"{net}\",counter=\"{k}\"}} {v}"
+            );
+        }
+    }
+    family(
+        o,
+        "privnet_conntrack_flows",
+        "gauge",
+        "Flows the connection tracker holds.",
+    );
+    for (net, p) in &policies {
+        let _ = writeln!(
+            o,
+            "privnet_conntrack_flows{{network=\"{net}\"}} {}",
+            p.conntrack.flows
+        );
+    }
+    family(
+        o,
+        "privnet_conntrack_capacity",
+        "gauge",
+        "Most flows the connection tracker holds.",
+    );
+    for (net, p) in &policies {
+        let _ = writeln!(
+            o,
+            "privnet_conntrack_capacity{{network=\"{net}\"}} {}",
+            p.conntrack_capacity
+        );
+    }
+    family(
+        o,
+        "privnet_conntrack_bytes",
+        "gauge",
+        "Memory the connection tracker has reserved.",
+    );
+    for (net, p) in &policies {
+        let _ = writeln!(
+            o,
+            "privnet_conntrack_bytes{{network=\"{net}\"}} {}",
+            p.conntrack_bytes
+        );
+    }
+    family(
+        o,
+        "privnet_conntrack_total",
+        "counter",
+        "Connection tracker counters: flows created, expired, removed; new flows refused (table full, peer quota, rate); fragments remembered, evicted.",
+    );
+    for (net, p) in &policies {
+        for (k, v) in fields(&p.conntrack) {
+            if k != "flows" {
+                let _ = writeln!(
+                    o,
+                    "privnet_conntrack_total{{network=\"{net}\",counter=\"{k}\"}} {v}"
+                );
+            }
+        }
+    }
 }
 
 /// The Prometheus text exposition of the snapshots (every network counted as running).
@@ -320,13 +489,16 @@ fn render(snaps: &[NetworkSnapshot], up: &[bool]) -> String {
             );
         }
     }
+    render_policy(&mut o, snaps);
     o
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use privnet_core::io::PeerSnapshot;
+    use privnet_core::io::{PeerSnapshot, RuleHits, TierDrops};
+    use privnet_core::policy::conntrack::ConntrackStats;
+    use privnet_core::policy::counters::Totals;
 
     #[test]
     fn metrics_render_every_family() {
@@ -342,9 +514,54 @@ mod tests {
             expiry: vec![("member a".into(), 100)],
             driver: [("busy_poll_hits".to_owned(), 7)].into_iter().collect(),
             busy_poll_us: 1234,
+            policy: Some(PolicySnapshot {
+                hash: Some("ab12".into()),
+                rules: vec![RuleHits {
+                    id: "web-to-db".into(),
+                    tier: "application".into(),
+                    action: "allow".into(),
+                    hits: 5,
+                }],
+                drops_by_tier: TierDrops {
+                    platform: 2,
+                    ..Default::default()
+                },
+                totals: Totals {
+                    cut: 4,
+                    ..Default::default()
+                },
+                conntrack: ConntrackStats {
+                    flows: 3,
+                    refused_rate: 1,
+                    ..Default::default()
+                },
+                conntrack_capacity: 262_144,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let m = render_metrics(&[snap]);
+        for want in [
+            "privnet_policy_info{network=\"demo\",hash=\"ab12\"} 1",
+            "privnet_policy_rules{network=\"demo\"} 1",
+            "privnet_policy_rule_hits_total{network=\"demo\",rule=\"web-to-db\",tier=\"application\",action=\"allow\"} 5",
+            "privnet_policy_drops_total{network=\"demo\",tier=\"platform\"} 2",
+            "privnet_policy_drops_total{network=\"demo\",tier=\"default\"} 0",
+            "privnet_policy_total{network=\"demo\",counter=\"cut\"} 4",
+            "privnet_policy_total{network=\"demo\",counter=\"allowed\"} 0",
+            "privnet_conntrack_flows{network=\"demo\"} 3",
+            "privnet_conntrack_capacity{network=\"demo\"} 262144",
+            "privnet_conntrack_total{network=\"demo\",counter=\"refused_rate\"} 1",
+        ] {
+            assert!(m.contains(want), "{want} missing");
+        }
+        assert!(!m.contains("counter=\"flows\""));
+        // No policy: no series of the policy families.
+        let none = render_metrics(&[NetworkSnapshot::default()]);
+        assert!(
+            !none.lines().any(|l| l.starts_with("privnet_policy_")),
+            "{none}"
+        );
         assert!(
             m.contains("privnet_driver_events_total{network=\"demo\",event=\"busy_poll_hits\"} 7")
         );

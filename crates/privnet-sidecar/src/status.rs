@@ -31,6 +31,19 @@ pub const STATUS_READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// restart (shared by `privnet up`'s reload and the status socket).
 pub type RestartNeeded = Arc<Mutex<Vec<String>>>;
 
+/// What the sidecar knows about a network's access policy beyond the driver's snapshot: the file
+/// in force and the problems of the last policy refused (empty once a policy is applied).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyShown {
+    /// The policy file in force (`None`: no policy).
+    pub file: Option<PathBuf>,
+    /// Why the last new version of the policy was refused (file, line, what was expected).
+    pub refused: Vec<String>,
+}
+
+/// [`PolicyShown`], shared by `privnet up`'s reloads and the status socket.
+pub type SharedPolicy = Arc<Mutex<PolicyShown>>;
+
 /// One network as `privnet up` serves it: its driver's handle and its keys waiting for a restart.
 #[derive(Clone, Debug)]
 pub struct Served {
@@ -38,6 +51,8 @@ pub struct Served {
     pub handle: DriverHandle,
     /// Keys changed in the files that need a restart.
     pub restart_needed: RestartNeeded,
+    /// The policy file and the last refused policy.
+    pub policy: SharedPolicy,
 }
 
 /// One network in the status document and the metrics.
@@ -51,6 +66,11 @@ pub struct NetworkStatus {
     pub running: bool,
     /// Configuration keys changed since start that take effect only after a restart.
     pub restart_needed: Vec<String>,
+    /// The access policy file in force (its hash, rules and counters are in `policy`).
+    pub policy_file: Option<String>,
+    /// Why the last new version of the policy was refused; the running policy stayed (empty when
+    /// the last version was applied).
+    pub policy_refused: Vec<String>,
 }
 
 /// The snapshots of every running network, in configuration order, shared by the status socket
@@ -68,6 +88,7 @@ impl Snapshots {
                 .map(|handle| Served {
                     handle,
                     restart_needed: RestartNeeded::default(),
+                    policy: SharedPolicy::default(),
                 })
                 .collect(),
         )
@@ -83,14 +104,19 @@ impl Snapshots {
     pub fn collect(&self) -> Vec<NetworkStatus> {
         self.0
             .iter()
-            .map(|s| NetworkStatus {
-                snapshot: (*s.handle.snapshot()).clone(),
-                running: s.handle.is_running(),
-                restart_needed: s
-                    .restart_needed
-                    .lock()
-                    .map(|k| k.clone())
-                    .unwrap_or_default(),
+            .map(|s| {
+                let policy = s.policy.lock().map(|p| p.clone()).unwrap_or_default();
+                NetworkStatus {
+                    snapshot: (*s.handle.snapshot()).clone(),
+                    running: s.handle.is_running(),
+                    restart_needed: s
+                        .restart_needed
+                        .lock()
+                        .map(|k| k.clone())
+                        .unwrap_or_default(),
+                    policy_file: policy.file.map(|f| f.display().to_string()),
+                    policy_refused: policy.refused,
+                }
             })
             .collect()
     }
@@ -398,6 +424,7 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
                 let _ = writeln!(o, "  drops: {}", list.join(", "));
             }
         }
+        format_policy(&mut o, n);
         for p in n
             .get("peers")
             .and_then(|p| p.as_array())
@@ -428,6 +455,123 @@ pub fn format_status(nets: &[serde_json::Value]) -> String {
         }
     }
     o
+}
+
+/// Most rules listed by name in the text status (the busiest first; `--json` has them all).
+const RULES_SHOWN: usize = 10;
+
+/// The access policy lines of one network: which policy, its totals, drops by tier, the tracker
+/// and the busiest rules; a refused new version.
+fn format_policy(o: &mut String, n: &serde_json::Value) {
+    let file = n.get("policy_file").and_then(|f| f.as_str());
+    let p = n.get("policy").filter(|p| !p.is_null());
+    let hash = p.and_then(|p| p.get("hash")).and_then(|h| h.as_str());
+    match (file, hash) {
+        (None, None) => {
+            let _ = writeln!(o, "  no access policy: members of the network talk freely");
+        }
+        (file, hash) => {
+            let g = |k: &str| p.and_then(|p| p.get(k)).cloned().unwrap_or_default();
+            let tiers = g("rules_per_tier");
+            let t = |i: usize| tiers.get(i).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  policy {}{}, hash {}, {} rules (platform {}, application {}, baseline {})",
+                file.unwrap_or("-"),
+                g("name")
+                    .as_str()
+                    .map_or(String::new(), |n| format!(" (`{n}`)")),
+                hash.unwrap_or("none"),
+                g("rules").as_array().map_or(0, Vec::len),
+                t(0),
+                t(1),
+                t(2)
+            );
+            let tot = g("totals");
+            let v = |k: &str| tot.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    new flows: {} allowed, {} denied, {} rejected ({} by the default); packets of tracked flows {}, related ICMP {}; flows cut {}, refused by the tracker {}",
+                v("allowed"), v("denied"), v("rejected"), v("defaulted"), v("established"),
+                v("related"), v("cut"), v("refused")
+            );
+            let d = g("drops_by_tier");
+            let dv = |k: &str| d.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    drops by tier: platform {}, application {}, baseline {}, default {}",
+                dv("platform"),
+                dv("application"),
+                dv("baseline"),
+                dv("default")
+            );
+            let c = g("conntrack");
+            let cv = |k: &str| c.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    conntrack: {} flows of {} ({} KiB reserved), {} created, {} expired, refused: {} table full, {} peer quota, {} rate",
+                cv("flows"),
+                g("conntrack_capacity"),
+                g("conntrack_bytes").as_u64().unwrap_or(0) / 1024,
+                cv("created"),
+                cv("expired"),
+                cv("refused_table_full"),
+                cv("refused_peer_quota"),
+                cv("refused_rate")
+            );
+            let all_rules = g("rules");
+            let mut rules: Vec<(&str, &str, &str, u64)> = all_rules
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| {
+                    Some((
+                        r.get("id")?.as_str()?,
+                        r.get("tier")?.as_str()?,
+                        r.get("action")?.as_str()?,
+                        r.get("hits")?.as_u64()?,
+                    ))
+                })
+                .filter(|r| r.3 > 0)
+                .collect::<Vec<_>>();
+            rules.sort_by_key(|r| std::cmp::Reverse(r.3));
+            if !rules.is_empty() {
+                let shown: Vec<String> = rules
+                    .iter()
+                    .take(RULES_SHOWN)
+                    .map(|(id, tier, action, hits)| format!("{id} ({tier} {action}) {hits}"))
+                    .collect();
+                let more = rules.len().saturating_sub(RULES_SHOWN);
+                let _ = writeln!(
+                    o,
+                    "    rule hits: {}{}",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more (see --json)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    if let Some(refused) = n.get("policy_refused").and_then(|r| r.as_array()) {
+        if !refused.is_empty() {
+            let _ = writeln!(
+                o,
+                "  POLICY REFUSED (the running policy stays): {}",
+                joined_with(refused, "; ")
+            );
+        }
+    }
+}
+
+fn joined_with(items: &[serde_json::Value], sep: &str) -> String {
+    items
+        .iter()
+        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 fn joined(v: &serde_json::Value) -> String {

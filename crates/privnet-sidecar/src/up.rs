@@ -11,9 +11,10 @@
 //!
 //! The drivers share one current-thread runtime (the "data thread"). Nothing else that can take
 //! time runs there: the status socket and the metrics endpoint run on their own thread
-//! ([`ServerThread`]); reading and validating the files of a reload and resolving DNS names of
-//! peer endpoints run on the runtime's blocking pool (`spawn_blocking`), and only the typed
-//! [`Reload`] messages reach the drivers.
+//! ([`ServerThread`]); reading and validating the files of a reload, looking at the policy files
+//! (every [`POLL_EVERY`]) and compiling a changed one, and resolving DNS names of peer endpoints
+//! run on the runtime's blocking pool (`spawn_blocking`), and only the typed [`Reload`] messages
+//! and compiled policies reach the drivers.
 //!
 //! # A network that dies
 //!
@@ -26,14 +27,16 @@
 //!
 //! # Reload
 //!
-//! See [`Supervisor::reload`]: what can change live is applied (trust store and revocation list,
-//! PSKs, peers, the latency windows, the log level); every other changed key is logged at warn and
-//! listed in the status document (`restart_needed`) until a restart.
+//! See [`Supervisor::reload`]: what can change live is applied (the access policy, trust store and
+//! revocation list, PSKs, peers, the latency windows, the log level); every other changed key is
+//! logged at warn and listed in the status document (`restart_needed`) until a restart. A policy
+//! file that changes on disk is applied without a SIGHUP ([`Supervisor::poll_policies`],
+//! [`crate::policy_watch`]).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
@@ -49,12 +52,13 @@ use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use crate::config::{
-    self, Config, LogSection, MetricsSection, NetworkConfig, PeerConfig, Problem, StatusSection,
-    TunMode,
+    self, Config, LogSection, MetricsSection, NetworkConfig, PeerConfig, PolicySettings, Problem,
+    StatusSection, TunMode,
 };
 use crate::logging::LogControl;
+use crate::policy_watch::{Found, Watch, POLL_EVERY};
 use crate::server::ServerThread;
-use crate::status::{RestartNeeded, Served, Snapshots, StatusSocket};
+use crate::status::{PolicyShown, RestartNeeded, Served, SharedPolicy, Snapshots, StatusSocket};
 
 /// How long a driver may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,7 +242,6 @@ struct Fixed {
     underlay_mtu: u16,
     offload: bool,
     overlay: Vec<IpNetwork>,
-    policy: Option<PathBuf>,
 }
 
 impl Fixed {
@@ -257,7 +260,6 @@ impl Fixed {
             underlay_mtu: net.tun.underlay_mtu,
             offload: net.tun.offload,
             overlay,
-            policy: net.policy.as_ref().map(|p| p.file.clone()),
         }
     }
 
@@ -291,11 +293,6 @@ impl Fixed {
             join(&new.overlay),
         );
         cmp(
-            "node.policy",
-            format!("{:?}", self.policy),
-            format!("{:?}", new.policy),
-        );
-        cmp(
             "tun.mode",
             format!("{:?}", self.mode),
             format!("{:?}", new.mode),
@@ -314,6 +311,10 @@ impl Fixed {
         );
         out
     }
+}
+
+fn hex(k: [u8; 32]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn b64(k: &[u8]) -> String {
@@ -341,6 +342,10 @@ struct Network {
     psks: Zeroizing<Vec<[u8; 32]>>,
     /// Keys waiting for a restart, shown on the status socket.
     restart_needed: RestartNeeded,
+    /// The access policy in force and its file, as the file-change poll follows it.
+    policy: Watch,
+    /// The policy file and the last refused policy, shown on the status socket.
+    policy_shown: SharedPolicy,
 }
 
 /// How a reload went, per network: what was applied and what waits for a restart.
@@ -451,6 +456,11 @@ impl Supervisor {
             handle,
             fixed: Fixed::of(&net),
             psks: Zeroizing::new(psks_of(&net)),
+            policy: Watch::of(net.policy.as_ref()),
+            policy_shown: Arc::new(Mutex::new(PolicyShown {
+                file: net.policy.as_ref().map(|p| p.file.clone()),
+                refused: Vec::new(),
+            })),
             peers: net.peers,
             restart_needed: RestartNeeded::default(),
         });
@@ -469,6 +479,7 @@ impl Supervisor {
                 .map(|n| Served {
                     handle: n.handle.clone(),
                     restart_needed: n.restart_needed.clone(),
+                    policy: n.policy_shown.clone(),
                 })
                 .collect(),
         )
@@ -522,11 +533,159 @@ impl Supervisor {
                         expected: format!("a reload that finishes (it failed: {e})"),
                     }]
                 })?;
-        let new = loaded?;
+        let new = match loaded {
+            Ok(new) => new,
+            Err(problems) => {
+                self.policy_problems(&problems);
+                return Err(problems);
+            }
+        };
         Ok(self.apply(new).await)
     }
 
+    /// A refused reload: the problems of a network's policy file are shown with its status (the
+    /// running policy stays).
+    fn policy_problems(&self, problems: &[Problem]) {
+        for n in &self.networks {
+            let Some(file) = &n.policy.file else { continue };
+            let mine: Vec<String> = problems
+                .iter()
+                .filter(|p| &p.file == file)
+                .map(ToString::to_string)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            tracing::error!(network = %n.name, policy = %file.display(),
+                "policy refused, keeping the running one (hash {}): {}",
+                n.policy.hash.map_or_else(|| "none".to_owned(), hex), mine.join("; "));
+            if let Ok(mut shown) = n.policy_shown.lock() {
+                shown.refused = mine;
+            }
+        }
+    }
+
+    /// Look at every network's policy file ([`POLL_EVERY`] by `privnet up`, on the blocking
+    /// pool) and apply a new version that has settled (see [`crate::policy_watch`]): compiled
+    /// first; a policy that does not compile is refused (logged at error with file and line,
+    /// listed in the report and the status) and the running one stays.
+    pub async fn poll_policies(&mut self) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let watches: Vec<Watch> = self.networks.iter().map(|n| n.policy.clone()).collect();
+        let Ok(polled) = tokio::task::spawn_blocking(move || {
+            watches
+                .into_iter()
+                .map(|mut w| {
+                    let found = w.poll();
+                    (w, found)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        else {
+            return report;
+        };
+        for (i, (watch, found)) in polled.into_iter().enumerate() {
+            let Some(n) = self.networks.get_mut(i) else {
+                break;
+            };
+            // Only the file's state: the policy in force is changed by `install_policy` alone.
+            n.policy.checked = watch.checked;
+            n.policy.seen = watch.seen;
+            match found {
+                Found::Nothing => {}
+                Found::Changed(Ok(policy)) => {
+                    self.install_policy(i, Some(&policy), "file changed", &mut report)
+                        .await;
+                }
+                Found::Changed(Err(problems)) => {
+                    report.refused.extend(
+                        problems
+                            .iter()
+                            .map(|p| format!("network {:?}: {p}", n.name)),
+                    );
+                    self.policy_problems(&problems);
+                }
+            }
+        }
+        report
+    }
+
+    /// Install `policy` (or none) in network `i` if it differs from the one in force (by hash):
+    /// log and audit it with the number of flows cut, and say so in `report`.
+    async fn install_policy(
+        &mut self,
+        i: usize,
+        policy: Option<&PolicySettings>,
+        trigger: &'static str,
+        report: &mut ReloadReport,
+    ) {
+        let Some(n) = self.networks.get_mut(i) else {
+            return;
+        };
+        let hash = policy.map(|p| p.compiled.hash());
+        let file = policy.map(|p| p.file.clone());
+        if let Ok(mut shown) = n.policy_shown.lock() {
+            shown.refused.clear();
+            shown.file.clone_from(&file);
+        }
+        if hash == n.policy.hash {
+            if file != n.policy.file {
+                // The same rules from another file: follow the new file from now on.
+                n.policy = Watch::of(policy);
+            }
+            return;
+        }
+        let previous = n.policy.hash.map_or_else(|| "none".to_owned(), hex);
+        let cut = match n
+            .handle
+            .set_policy(policy.map(|p| p.compiled.clone()))
+            .await
+        {
+            Ok(cut) => cut,
+            Err(e) => {
+                tracing::error!(network = %n.name, "policy not installed: {e}");
+                report
+                    .refused
+                    .push(format!("network {:?}: policy: {e}", n.name));
+                return;
+            }
+        };
+        if file != n.policy.file {
+            n.policy = Watch::of(policy);
+        } else {
+            n.policy.hash = hash;
+        }
+        let applied = match policy {
+            Some(p) => {
+                tracing::info!(target: "privnet::audit", event = "policy_applied", network = %n.name,
+                    file = %p.file.display(), hash = %p.hash(), previous_hash = %previous,
+                    rules = p.rule_count(), flows_cut = cut, trigger,
+                    "access policy applied ({trigger}): {}; {cut} flow(s) cut", p.describe());
+                format!(
+                    "policy {} ({} rules, hash {}): {cut} flow(s) cut",
+                    p.file.display(),
+                    p.rule_count(),
+                    p.hash()
+                )
+            }
+            None => {
+                tracing::warn!(target: "privnet::audit", event = "policy_applied", network = %n.name,
+                    file = "", hash = "none", previous_hash = %previous, rules = 0usize,
+                    flows_cut = cut, trigger,
+                    "access policy removed ({trigger}): members of the network talk freely");
+                "policy removed: members talk freely".to_owned()
+            }
+        };
+        report
+            .applied
+            .entry(n.name.clone())
+            .or_default()
+            .push(applied);
+    }
+
     /// Apply a validated configuration to the running networks (matched by network name): the
+    /// access policy (installed when its hash changed; flows it no longer allows are cut), the
     /// trust store and revocation list, the PSKs, the peers (added, removed, and re-added when
     /// their entry changed — other peers' sessions are not touched), the busy-poll and batch-hold
     /// windows, and the log level. Every other change (listen address, TUN device, cipher, own
@@ -558,6 +717,8 @@ impl Supervisor {
             };
             let keys = self.restart_keys(i, net);
             self.set_restart_needed(i, &keys, &process, &mut report);
+            self.install_policy(i, net.policy.as_ref(), "reload", &mut report)
+                .await;
             self.apply_network(i, net, &mut report).await;
         }
         report
@@ -587,6 +748,11 @@ impl Supervisor {
             "log.format",
             format!("{:?}", self.log.format),
             format!("{:?}", new.log.format),
+        );
+        cmp(
+            "log.audit",
+            format!("{:?}", self.log.audit),
+            format!("{:?}", new.log.audit),
         );
         keys
     }
@@ -767,8 +933,10 @@ async fn prepare(net: &NetworkConfig) -> anyhow::Result<(Node, DriverConfig, Ide
         tracing::info!(peer = %name, endpoint = ?endpoint, addresses = %addrs, "peer configured");
     }
     match &net.policy {
-        Some(p) => tracing::info!(network = %net.network, policy = %p.file.display(),
-            hash = %p.hash(), rules = p.rule_count(), "access policy enforced: {}", p.describe()),
+        Some(p) => tracing::info!(target: "privnet::audit", event = "policy_applied",
+            network = %net.network, file = %p.file.display(), hash = %p.hash(),
+            previous_hash = "none", rules = p.rule_count(), flows_cut = 0usize, trigger = "start",
+            "access policy enforced: {}", p.describe()),
         None => tracing::info!(network = %net.network,
             "no access policy (node.policy is not set): members of the network talk freely"),
     }
@@ -803,8 +971,14 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut policy_poll = tokio::time::interval(POLL_EVERY);
+    policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
+            _ = policy_poll.tick() => {
+                // Logged where it happens (applied at info, refused at error).
+                let _ = sup.poll_policies().await;
+            }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break Ok(()); }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break Ok(()); }
             (name, result) = sup.next_exit() => {
@@ -816,6 +990,9 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
+                if let Some(c) = &sup.log_control {
+                    c.reopen_audit();
+                }
                 match sup.reload(&config_paths).await {
                     Ok(report) => {
                         for (net, keys) in &report.restart_needed {

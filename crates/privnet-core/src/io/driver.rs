@@ -28,7 +28,7 @@ use super::clock::Clock;
 use super::config::{unix_now, DriverConfig, Identity};
 use super::counters::{Counters, DriverEvent};
 use super::error::{ControlError, DriverError};
-use super::handle::{Control, DriverEnds, DriverHandle, Reload};
+use super::handle::{Control, DriverEnds, DriverHandle, FlowExplanation, Reload};
 use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
 use super::report::{DropSummary, Repeats, REPEAT_EVERY};
@@ -39,6 +39,7 @@ use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
 use crate::node::{Decapsulated, Event, Node};
+use crate::policy::{CompiledPolicy, Direction, Flow};
 use crate::{NodeConfig, PeerConfig, PeerId};
 
 /// Reads drained per readiness event before the loop looks at its other inputs.
@@ -280,6 +281,15 @@ impl<I: InnerSide> Driver<I> {
                     Some(Control::Shutdown) | None => break Ok(()),
                     Some(Control::Reload(reload, reply)) => {
                         let _ = reply.send(self.reload(*reload));
+                        turns.after_service();
+                    }
+                    Some(Control::SetPolicy(policy, reply)) => {
+                        let _ = reply.send(self.set_policy(policy));
+                        turns.after_service();
+                    }
+                    Some(Control::Explain(what, reply)) => {
+                        let (flow, direction) = *what;
+                        let _ = reply.send(self.explain(&flow, direction));
                         turns.after_service();
                     }
                 },
@@ -551,8 +561,18 @@ impl<I: InnerSide> Driver<I> {
                         .map_or_else(|| "-".to_owned(), |i| i.id.clone());
                     let tier = verdict.and_then(|v| v.tier).map_or("-", |t| t.name());
                     let port = |p: Option<u16>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
-                    tracing::info!(target: "privnet::audit", network = %network, peer = %name,
-                        direction = ?direction, action = if rejected { "reject" } else { "deny" },
+                    let groups = self
+                        .node
+                        .peer_identity(peer)
+                        .map(|i| i.groups.join(","))
+                        .unwrap_or_default();
+                    let direction = match direction {
+                        Direction::Outbound => "outbound",
+                        Direction::Inbound => "inbound",
+                    };
+                    tracing::info!(target: "privnet::audit", event = "flow_refused",
+                        network = %network, member = %self.publisher.member(), peer = %name,
+                        peer_groups = %groups, direction, action = if rejected { "reject" } else { "deny" },
                         proto = %flow.proto.name(), src = %flow.src, src_port = %port(flow.src_port),
                         dst = %flow.dst, dst_port = %port(flow.dst_port), rule = %rule, tier,
                         reason = ?reason, suppressed, "flow refused by the access policy");
@@ -612,6 +632,38 @@ impl<I: InnerSide> Driver<I> {
                 Err(e.into())
             }
         }
+    }
+
+    /// Install an access policy (or none); returns the number of tracked flows it cut.
+    fn set_policy(&mut self, policy: Option<Arc<CompiledPolicy>>) -> usize {
+        let network = self.publisher.network();
+        let hash = policy.as_ref().map(|p| p.hash_hex());
+        let rules = policy.as_ref().map_or(0, |p| p.rules().len());
+        let cut = self.node.set_policy(policy, self.clock.now());
+        match hash {
+            Some(hash) => tracing::info!(network = %network, %hash, rules, flows_cut = cut,
+                "access policy installed ({rules} rules, hash {hash}); {cut} tracked flow(s) it no longer allows cut, sessions kept"),
+            None => tracing::warn!(network = %network, flows_cut = cut,
+                "access policy removed: members of the network talk freely"),
+        }
+        cut
+    }
+
+    /// [`Node::explain_flow`] with the peer's name and session.
+    fn explain(&self, flow: &Flow, direction: Direction) -> Option<FlowExplanation> {
+        let policy = self.node.policy()?.clone();
+        let (id, live) = self.node.explain_flow(flow, direction)?;
+        let peer = self
+            .node
+            .peer_label(id)
+            .map(|(key, verified)| self.publisher.name_for(&key, verified))
+            .unwrap_or_default();
+        Some(FlowExplanation {
+            peer,
+            session: self.node.is_established(id),
+            live,
+            policy,
+        })
     }
 
     /// Remove and add peers (a key already present is replaced); the first refused peer is the

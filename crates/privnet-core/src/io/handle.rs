@@ -1,6 +1,7 @@
 //! The outside's grip on a running driver: a [`DriverHandle`] reads the latest
-//! [`NetworkSnapshot`] and sends typed control messages (reload, shutdown) over a bounded channel
-//! that the driver's loop serves between batches. Nothing here is on the packet path.
+//! [`NetworkSnapshot`] and sends typed control messages (reload, a new access policy, a live
+//! explanation, shutdown) over a bounded channel that the driver's loop serves between batches.
+//! Nothing here is on the packet path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,8 @@ use super::config::validate_windows;
 use super::error::ControlError;
 use super::snapshot::NetworkSnapshot;
 use crate::identity::TrustStore;
-use crate::PeerConfig;
+use crate::policy::{CompiledPolicy, Direction, Flow, LiveExplanation};
+use crate::{PeerConfig, PeerId};
 
 /// Control messages waiting for the driver at most (senders wait when it is full).
 const CONTROL_QUEUE: usize = 8;
@@ -60,8 +62,29 @@ impl std::fmt::Debug for Psks {
 pub(crate) enum Control {
     /// Apply `Reload` and answer how it went (boxed: a reload is rare and large).
     Reload(Box<Reload>, oneshot::Sender<Result<(), ControlError>>),
+    /// Install an access policy (or none) and answer the number of tracked flows it cut.
+    SetPolicy(Option<Arc<CompiledPolicy>>, oneshot::Sender<usize>),
+    /// Explain a flow against the policy in force and the tracker.
+    Explain(
+        Box<(Flow, Direction)>,
+        oneshot::Sender<Option<FlowExplanation>>,
+    ),
     /// Stop the loop (after publishing a last snapshot).
     Shutdown,
+}
+
+/// What a running driver says about one flow ([`DriverHandle::explain`]): the member the routing
+/// table gives for the remote address, its session, and the policy's and the tracker's view.
+#[derive(Clone, Debug)]
+pub struct FlowExplanation {
+    /// The peer's name (as snapshots show it).
+    pub peer: String,
+    /// Whether a session with it is up.
+    pub session: bool,
+    /// The policy's explanation (as a new flow) and the tracked flow carrying the packet, if any.
+    pub live: LiveExplanation<PeerId>,
+    /// The policy in force (its rule ids name the steps).
+    pub policy: Arc<CompiledPolicy>,
 }
 
 /// A cloneable handle on one driver: its snapshots and its control channel. Outlives the driver
@@ -135,6 +158,43 @@ impl DriverHandle {
             .await
             .map_err(|_| ControlError::Stopped)?;
         rx.await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Install `policy` in the driver's node ([`Node::set_policy`](crate::Node::set_policy); `None`:
+    /// members talk freely), atomically between two batches. Tracked flows it no longer allows
+    /// are cut; sessions are kept. Returns the number of flows cut.
+    ///
+    /// # Errors
+    /// [`ControlError::Stopped`] if the driver is gone.
+    pub async fn set_policy(
+        &self,
+        policy: Option<Arc<CompiledPolicy>>,
+    ) -> Result<usize, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::SetPolicy(policy, tx))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// What the policy in force says about `flow` crossing this member in `direction`
+    /// ([`Node::explain_flow`](crate::Node::explain_flow)), with the peer's session: `None`
+    /// without a policy or when no member owns the remote address. Changes no state.
+    ///
+    /// # Errors
+    /// [`ControlError::Stopped`] if the driver is gone.
+    pub async fn explain(
+        &self,
+        flow: Flow,
+        direction: Direction,
+    ) -> Result<Option<FlowExplanation>, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::Explain(Box::new((flow, direction)), tx))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)
     }
 
     /// Ask the driver to stop; [`super::Driver::run`] then returns `Ok(())`. Returns once the

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::identity::{expiry_report, ExpirySubject};
 use crate::node::{HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
+use crate::policy::conntrack::ConntrackStats;
+use crate::policy::counters::Totals;
+use crate::policy::Tier;
 
 use super::config::Identity;
 
@@ -59,6 +62,95 @@ pub struct NetworkSnapshot {
     pub peers: Vec<PeerSnapshot>,
     /// Certificate expiry notices (subject, seconds left).
     pub expiry: Vec<(String, i64)>,
+    /// The access policy in force and its counters (`None` until a policy was first installed).
+    pub policy: Option<PolicySnapshot>,
+}
+
+/// The access policy of a network: which one, and its counters (cardinality bounded by the
+/// rules: ids, never flows or addresses).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PolicySnapshot {
+    /// The policy in force (lower-case hex of its hash); `None` after a policy was removed.
+    pub hash: Option<String>,
+    /// Its `name`, if the file gives one.
+    pub name: Option<String>,
+    /// Rules per tier: platform, application, baseline.
+    pub rules_per_tier: [usize; 3],
+    /// Per rule, in policy order: its new-flow decisions.
+    pub rules: Vec<RuleHits>,
+    /// Drops (deny and reject decisions of new flows) by tier, and by the default.
+    pub drops_by_tier: TierDrops,
+    /// Totals over all rules.
+    pub totals: Totals,
+    /// The connection tracker's counters (`flows`: tracked now).
+    pub conntrack: ConntrackStats,
+    /// Bytes the connection tracker has reserved.
+    pub conntrack_bytes: u64,
+    /// Most flows the tracker holds (`max_flows`).
+    pub conntrack_capacity: u64,
+}
+
+/// One rule's counter.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RuleHits {
+    /// Its stable id.
+    pub id: String,
+    /// `platform`, `application` or `baseline`.
+    pub tier: String,
+    /// `allow`, `deny`, `reject`, `pass` or `log`.
+    pub action: String,
+    /// New-flow decisions it took (for `log`: flows logged; for `pass`: flows passed on).
+    pub hits: u64,
+}
+
+/// Drops by the tier that decided them.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct TierDrops {
+    /// The platform tier.
+    pub platform: u64,
+    /// The application tier.
+    pub application: u64,
+    /// The baseline tier.
+    pub baseline: u64,
+    /// The policy's default (and the `unknown` class).
+    pub default: u64,
+}
+
+/// The policy part of a snapshot of `node`.
+fn policy_snapshot(node: &Node) -> Option<PolicySnapshot> {
+    let c = node.policy_counters()?;
+    let policy = node.policy();
+    let spec = policy.map(|p| p.spec());
+    let count = |t: Tier| spec.map_or(0, |s| s.tiers[t.index()].len());
+    Some(PolicySnapshot {
+        hash: c.policy_hash,
+        name: spec.and_then(|s| s.name.clone()),
+        rules_per_tier: [
+            count(Tier::Platform),
+            count(Tier::Application),
+            count(Tier::Baseline),
+        ],
+        rules: c
+            .rules
+            .into_iter()
+            .map(|r| RuleHits {
+                id: r.id,
+                tier: r.tier.name().to_owned(),
+                action: r.action.name().to_owned(),
+                hits: r.hits,
+            })
+            .collect(),
+        drops_by_tier: TierDrops {
+            platform: c.drops_by_tier[0],
+            application: c.drops_by_tier[1],
+            baseline: c.drops_by_tier[2],
+            default: c.drops_by_tier[3],
+        },
+        totals: c.totals,
+        conntrack: c.conntrack,
+        conntrack_bytes: node.conntrack_bytes() as u64,
+        conntrack_capacity: node.conntrack_capacity() as u64,
+    })
 }
 
 /// One peer in a snapshot.
@@ -268,6 +360,7 @@ impl Publisher {
             peers,
             expiry,
             busy_poll_us: figures.busy_poll_us,
+            policy: policy_snapshot(node),
         }
     }
 

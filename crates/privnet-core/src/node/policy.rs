@@ -178,6 +178,19 @@ impl Node {
             .map_or(0, |f| f.conntrack().len())
     }
 
+    /// Bytes the connection tracker has reserved (0 before the first policy).
+    pub fn conntrack_bytes(&self) -> usize {
+        self.enforcer
+            .filter
+            .as_ref()
+            .map_or(0, |f| f.conntrack().memory_bytes())
+    }
+
+    /// Most flows the connection tracker holds ([`ConntrackConfig::max_flows`]).
+    pub fn conntrack_capacity(&self) -> usize {
+        self.enforcer.conntrack.max_flows
+    }
+
     /// What the policy in force says about `flow` crossing this member in `direction`, and
     /// whether a tracked flow carries it: the peer is the member the routing table gives for the
     /// remote address (the destination outbound, the source inbound). `None` without a policy

@@ -7,7 +7,7 @@ use super::eval::{Decider, Verdict};
 use super::spec::{Action, Tier};
 
 /// Totals over all rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     /// New flows allowed (by a rule or the default).
     pub allowed: u64,

@@ -304,10 +304,14 @@ pub struct LogSection {
     /// Format.
     #[serde(default)]
     pub format: LogFormat,
+    /// The audit log (JSON lines of applied policies and refused flows), an absolute path; off
+    /// when absent.
+    #[serde(default)]
+    pub audit: Option<PathBuf>,
 }
 
 impl Section for LogSection {
-    const KEYS: &'static [&'static str] = &["level", "format"];
+    const KEYS: &'static [&'static str] = &["level", "format", "audit"];
     const REQUIRED: &'static [&'static str] = &[];
 }
 

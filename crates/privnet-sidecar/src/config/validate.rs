@@ -86,6 +86,17 @@ impl ProcessWide {
         if let Some(s) = &raw.status {
             check_status(p, s);
         }
+        if let Some(audit) = raw.log.as_ref().and_then(|l| l.audit.as_ref()) {
+            if !audit.is_absolute() || audit.file_name().is_none() {
+                p.report(
+                    "log.audit",
+                    format!(
+                        "an absolute file path such as /var/log/privnet/audit.jsonl; found {:?}",
+                        audit.display().to_string()
+                    ),
+                );
+            }
+        }
     }
 
     /// The sections, defaults where no file had one.

@@ -145,7 +145,7 @@ pub struct TrackedFlow<P> {
 }
 
 /// Counters (monotonic, except `flows`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ConntrackStats {
     /// Flows tracked now.
     pub flows: u64,
