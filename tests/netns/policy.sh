@@ -15,7 +15,10 @@
 # web1, web9 and db1 share one policy file (WORK/policy.toml, the §14 example plus a deny for
 # web9 and UDP reject); every member runs privnet-testapp (TCP 5432 SHA-256 transfer, UDP 53 echo)
 # and policy_helper.py's echo server (TCP 22, 7000, 8080; UDP 54, 514), so a refused flow is
-# refused by the policy, never by a missing listener. Cases (names as in docs/POLICY.md §14):
+# refused by the policy, never by a missing listener. Each case asserts the traffic's outcome and
+# the counters of `privnet status --json` at both ends (policy_denied / policy_rejected, the policy
+# hash, flows cut), and the reload and receiver cases the audit log ([log] audit, JSON lines).
+# Cases (names as in docs/POLICY.md §14):
 #   P1 web reaches db:5432, db cannot open connections to web (replies still flow)
 #   P2 a deny for one member overriding a group allow
 #   P3 reject: an immediate RST (TCP), ICMP administratively prohibited (UDP)
@@ -246,6 +249,23 @@ same_drop() {
     [[ "$v" == "$3" ]] || fail "$1's $2 moved from $3 to $v"
 }
 
+# audit_has MEMBER KEY=VALUE...: the member's audit log (JSON lines, written by a thread of the
+# sidecar) gets a line with these fields within 3 s; prints it.
+audit_has() {
+    local m="$1" line
+    shift
+    for _ in $(seq 1 30); do
+        if line="$(python3 "$HELPER" audit "$WORK/$m/audit.jsonl" "$@" 2>/dev/null)"; then
+            echo "$line"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$m's audit log has no line with $*" >&2
+    return 1
+}
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
 transfer() { # transfer FROM HOST PORT BYTES: a SHA-256 verified privnet-testapp transfer
     local out
     out="$(timeout 30 ip netns exec "$(ns "$1")" "$TESTAPP" send-tcp "$2:$3" --bytes "$4" --seed 14 --deadline-secs 25 --connect-timeout-ms 3000)" ||
@@ -368,6 +388,7 @@ socket = "$WORK/$m/status.sock"
 [log]
 level = "info"
 EOF
+        [[ "$m" == rogue ]] || printf 'audit = "%s"\n' "$WORK/$m/audit.jsonl"
         for p in "${MEMBERS[@]}"; do
             [[ "$p" == "$m" ]] && continue
             cat <<EOF
@@ -511,6 +532,10 @@ test_receiver_stops_rogue() {
     probe rogue tcp-connect "${OV4[db1]}" 8080 --timeout 3 --expect refused
     (($(ms_of "$LAST") < REJECT_MAX_MS)) || fail "the receiver's RST took $(ms_of "$LAST") ms"
     wait_drop db1 policy_rejected "$r_db" >/dev/null
+    # db1's audit log names the member, its groups, the rule and the tier.
+    audit_has db1 event=flow_refused peer=rogue peer_groups=web direction=inbound dst_port=22 rule=no-ssh-from-web tier=platform >/dev/null
+    audit_has db1 event=flow_refused peer=rogue direction=inbound action=reject dst_port=8080 rule=no-admin >/dev/null
+    log "db1's audit log: rogue's refused flows (no-ssh-from-web, no-admin, inbound)"
     [[ "$(get rogue drops.policy_denied) $(get rogue drops.policy_rejected)" == "0 0" ]] ||
         fail "rogue (no policy) counted policy drops: $(get rogue drops.policy_denied drops.policy_rejected)"
     transfer rogue "${OV4[db1]}" 5432 65536
@@ -529,7 +554,7 @@ sighup_all() {
 # `ssh-for-everyone` and the sidecars get SIGHUP: the flow stops, a new connection is refused, the
 # sessions stay (peers up, handshake counts unchanged), other flows go on.
 test_reload_cuts() {
-    local hold="$WORK/hold.json" hpid n0 n1 n2 hs_db hs_web d_db deadline m cut
+    local hold="$WORK/hold.json" hpid n0 n1 n2 hs_db hs_web d_db deadline m cut h hash0 line
     ip netns exec "$(ns db1)" python3 "$HELPER" tcp-hold "${OV4[web1]}" 22 --seconds 60 --out "$hold" \
         >"$WORK/hold.log" 2>&1 &
     hpid=$!
@@ -543,7 +568,9 @@ test_reload_cuts() {
     hs_db="$(get db1 peer.web1.handshakes)"
     hs_web="$(get web1 peer.db1.handshakes)"
     d_db="$(get db1 drops.policy_denied)"
-    log "running flow db1 -> web1:22: $n0 echoes; handshakes db1->web1 $hs_db, web1->db1 $hs_web"
+    hash0="$(get db1 policy.hash)"
+    [[ "$hash0" != null && "$(get web1 policy.hash)" == "$hash0" ]] || fail "db1 and web1 do not show the same policy hash"
+    log "running flow db1 -> web1:22: $n0 echoes; handshakes db1->web1 $hs_db, web1->db1 $hs_web; policy $hash0"
     local -A lines
     for m in "${ENFORCING[@]}"; do lines[$m]="$(grep -ciE 'polic' "$WORK/$m/sidecar.log")"; done
     write_policy --without ssh-for-everyone
@@ -568,6 +595,19 @@ test_reload_cuts() {
     [[ "$n2" == "$n1" ]] || fail "the flow resumed after the reload: $n1 -> $n2 echoes"
     log "running flow cut after $n1 echoes (no echo for 3 s)"
     for m in "${ENFORCING[@]}"; do
+        h="$(get "$m" policy.hash)"
+        [[ "$h" != "$hash0" && "$h" != null ]] || fail "$m still shows the policy hash $hash0"
+    done
+    log "new policy $(get db1 policy.hash) in force on ${ENFORCING[*]}"
+    for m in db1 web1; do
+        cut="$(get "$m" policy.totals.cut)"
+        ((cut >= 1)) || fail "$m's status counts $cut flows cut"
+        h="$(get "$m" policy.hash | tr -d '"')"
+        line="$(audit_has "$m" event=policy_applied trigger=reload hash="$h")"
+        (($(json_field "$line" flows_cut) >= 1)) || fail "$m's audit line of the reload cuts no flow: $line"
+        log "$m: flows cut $cut (status); audit: policy_applied trigger=reload flows_cut=$(json_field "$line" flows_cut) rules=$(json_field "$line" rules)"
+    done
+    for m in "${ENFORCING[@]}"; do
         (($(grep -ciE 'polic' "$WORK/$m/sidecar.log") > ${lines[$m]})) || fail "$m's log says nothing about the new policy"
     done
     log "db1: $(grep -iE 'polic' "$WORK/db1/sidecar.log" | tail -n 1 | cut -c1-220)"
@@ -588,7 +628,8 @@ test_reload_cuts() {
 # P8: a policy file with an error on line 5 and SIGHUP: each sidecar logs the file and line and keeps
 # the policy of P7 (web -> db:5432 works, db -> web:22 stays denied, reject still rejects).
 test_broken_reload() {
-    local m tmp
+    local m tmp hash0
+    hash0="$(get db1 policy.hash)"
     tmp="$POLICY.tmp"
     {
         echo '# tests/netns/policy.sh: a broken policy (line 5)'
@@ -610,6 +651,13 @@ test_broken_reload() {
         kill -0 "$(cat "$WORK/$m/pid")" || fail "$m's sidecar stopped on a broken policy"
     done
     log "db1: $(grep -E 'policy\.toml:5' "$WORK/db1/sidecar.log" | tail -n 1 | cut -c1-220)"
+    for m in "${ENFORCING[@]}"; do
+        [[ "$(get "$m" policy.hash)" == "$hash0" ]] || fail "$m's policy hash changed: $(get "$m" policy.hash)"
+        get "$m" policy_refused | grep -q 'policy\.toml:5' || fail "$m's status does not show the refused policy: $(get "$m" policy_refused)"
+        [[ "$(python3 "$HELPER" audit "$WORK/$m/audit.jsonl" event=policy_applied | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["hash"]))')" == "$hash0" ]] ||
+            fail "$m's audit log shows a policy applied after the broken reload"
+    done
+    log "db1 status: policy $hash0 kept; policy_refused $(get db1 policy_refused | cut -c1-160)"
     transfer web1 "${OV4[db1]}" 5432 1048576
     probe db1 tcp-connect "${OV4[web1]}" 22 --timeout "$DENY_WAIT" --expect timeout
     probe web1 tcp-connect "${OV4[db1]}" 8080 --timeout 3 --expect refused

@@ -19,8 +19,11 @@ took, and exit 1 when the outcome is not the one `--expect` names (0 when it is)
         "error"}. Ends after S seconds or on SIGTERM.
   status-get FIELD... (reads `privnet status --json` on stdin)
         Prints, space-separated: `drops.REASON` (summed over networks), `peer.NAME.KEY`
-        (a peer's field, e.g. peer.web1.handshakes), `policy.KEY` (the first network's policy
-        view, when the status has one).
+        (a peer's field, e.g. peer.web1.handshakes), `policy.KEY[.KEY]` (the first network's
+        policy view, e.g. policy.hash, policy.totals.cut), `policy_refused`; values as JSON.
+  audit FILE [KEY=VALUE...]
+        Prints the audit log's (JSON lines) last line whose fields equal every KEY=VALUE
+        (compared as text) and exits 1 if there is none.
 """
 
 import argparse
@@ -291,11 +294,36 @@ def cmd_status_get(a):
                 die(f"no peer {name!r} in the status")
             out.append(json.dumps(peers[0].get(key)))
         elif kind == "policy":
-            view = nets[0].get("policy") if nets else None
-            out.append(json.dumps(view.get(rest) if isinstance(view, dict) else None))
+            # policy.KEY[.KEY...] in the first network's policy view; policy_refused for the
+            # problems of the last refused version.
+            view = nets[0] if nets else {}
+            for key in ["policy"] + rest.split("."):
+                view = view.get(key) if isinstance(view, dict) else None
+            out.append(json.dumps(view))
+        elif kind == "policy_refused":
+            out.append(json.dumps(nets[0].get("policy_refused") if nets else None))
         else:
             die(f"unknown field {field!r}")
     print(" ".join(str(v) for v in out))
+
+
+def cmd_audit(a):
+    want = [kv.split("=", 1) for kv in a.match]
+    found = None
+    try:
+        with open(a.file, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    v = json.loads(line)
+                except json.JSONDecodeError:
+                    die(f"{a.file}: not a JSON line: {line!r}")
+                if all(str(v.get(k)).lower() == val.lower() for k, val in want):
+                    found = v
+    except OSError as e:
+        die(f"{a.file}: {e}")
+    if found is None:
+        die(f"{a.file}: no line with {' '.join(a.match)}")
+    print(json.dumps(found))
 
 
 def main():
@@ -335,6 +363,11 @@ def main():
     p = sub.add_parser("status-get")
     p.add_argument("fields", nargs="+")
     p.set_defaults(fn=cmd_status_get)
+
+    p = sub.add_parser("audit")
+    p.add_argument("file")
+    p.add_argument("match", nargs="*")
+    p.set_defaults(fn=cmd_audit)
 
     a = ap.parse_args()
     a.fn(a)
