@@ -9,6 +9,8 @@ source "$(dirname "$0")/../lib.sh"
 # PRIVNET_BATCH_HOLD_US: [tun] batch_hold_us of both members (unset: the sidecar's default).
 # PRIVNET_CIPHER: [node] cipher of both members (unset: the default, aes-256-gcm); PRIVNET_SYSTEM: the
 # name the results are filed under (systems/privnet-chacha.sh sets both).
+# PRIVNET_POLICY_RULES: both members enforce a generated policy of that many rules (`lab_policy`,
+# exported by systems/privnet-policy.sh, writes it); unset: no policy.
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY DEV
@@ -21,6 +23,7 @@ ca_certificates = ["$WORK/ca/ca.crt"]
 network_psk = "$WORK/ca/network.psk"
 listen = "$5:$PRIVNET_PORT"
 ${PRIVNET_CIPHER:+cipher = \"$PRIVNET_CIPHER\"}
+${PRIVNET_POLICY_RULES:+policy = \"$WORK/policy.toml\"}
 
 [tun]
 mode = "tun"
@@ -55,6 +58,11 @@ sys_prepare() {
     "$PRIVNET_BIN" cert issue --ca-dir "$WORK/ca" --name "$s" --address "$ip" \
       --public-key "$WORK/$s/private.key.pub" --out "$WORK/$s/member.crt" >/dev/null
   done
+  if [[ -n ${PRIVNET_POLICY_RULES:-} ]]; then
+    lab_policy "$PRIVNET_POLICY_RULES" "$IPERF_PORT" >"$WORK/policy.toml"
+    "$PRIVNET_BIN" policy check "$WORK/policy.toml" >"$WORK/policy-check.txt" 2>&1 \
+      || { cat "$WORK/policy-check.txt" >&2; return 1; }
+  fi
   member_toml a b "$OV_B" "$UL_B" "$UL_A" pvlab-a >"$WORK/a/member.toml"
   member_toml b a "$OV_A" "$UL_A" "$UL_B" pvlab-b >"$WORK/b/member.toml"
   "$PRIVNET_BIN" check --config "$WORK/a/member.toml" >/dev/null

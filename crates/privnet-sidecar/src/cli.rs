@@ -290,21 +290,7 @@ fn status_socket(a: &StatusArgs) -> Result<PathBuf> {
     let Some(path) = &a.config else {
         bail!("pass --socket PATH or --config FILE (or set PRIVNET_CONFIG)");
     };
-    let text = files::read_text(path)?;
-    let (file, problems) = config::parse_str(&text, path);
-    if let Some(p) = problems.first() {
-        bail!("{p}");
-    }
-    let socket = file.status.and_then(|s| s.socket).ok_or_else(|| {
-        anyhow!(
-            "{}: [status] socket is not set, so the sidecar has no status socket",
-            path.display()
-        )
-    })?;
-    Ok(match path.parent() {
-        Some(dir) if socket.is_relative() => dir.join(socket),
-        _ => socket,
-    })
+    crate::status::socket_of_config(path)
 }
 
 fn status(a: &StatusArgs) -> Result<()> {

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explain_live;
 pub mod files;
 pub mod logging;
 pub mod metrics;

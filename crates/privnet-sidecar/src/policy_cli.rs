@@ -1,7 +1,8 @@
 //! `privnet policy check` and `privnet policy explain`: the policy engine offline, from the files
 //! (docs/POLICY.md §9–§10). Member identities come from a directory of member certificates
 //! (`--members DIR`); their signatures are not verified here (this is a design tool, not the
-//! enforcement point).
+//! enforcement point). `explain` without `--policy` asks a running sidecar instead (through its
+//! status socket, `explain_live.rs`): the policy in force, the tracked flow and the session.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -12,11 +13,10 @@ use clap::{Args, Subcommand};
 use privnet_core::identity::{armor, MemberCertificate};
 use privnet_core::policy::lint::lint;
 use privnet_core::policy::selftest::{run_tests, KnownMember};
-use privnet_core::policy::{
-    compile, parse_policy, tcp_flags, CompiledPolicy, Flow, MemberRef, Protocol, Tier,
-};
+use privnet_core::policy::{compile, parse_policy, CompiledPolicy, MemberRef, Protocol, Tier};
 
-use crate::files;
+use crate::explain_live::{flow_for, Answer, Request, VERB};
+use crate::{files, status};
 
 /// `privnet policy ...`.
 #[derive(Debug, Subcommand)]
@@ -26,7 +26,9 @@ pub enum PolicyCommand {
     /// member). Exits non-zero on an error or a failed test (and on a lint with --strict).
     Check(PolicyCheckArgs),
     /// Explain what a policy decides for one flow, at the sending member and at the receiving
-    /// member, rule by rule: "why can't A reach B".
+    /// member, rule by rule: "why can't A reach B". With --policy from the files; with --socket or
+    /// --config from a running sidecar (the policy in force, whether a session and a tracked flow
+    /// exist).
     Explain(PolicyExplainArgs),
 }
 
@@ -48,9 +50,24 @@ pub struct PolicyCheckArgs {
 /// `privnet policy explain`.
 #[derive(Debug, Args)]
 pub struct PolicyExplainArgs {
-    /// The policy file.
+    /// The policy file (offline). Without it, a running sidecar is asked (--socket or --config).
     #[arg(long, value_name = "FILE")]
-    pub policy: PathBuf,
+    pub policy: Option<PathBuf>,
+    /// The running sidecar's status socket.
+    #[arg(long, value_name = "PATH", conflicts_with = "policy")]
+    pub socket: Option<PathBuf>,
+    /// The running sidecar's configuration file (for its `[status] socket`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "policy",
+        env = "PRIVNET_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+    /// The network to ask about (a sidecar running several); default: the one where --from or
+    /// --to is the sidecar's own member.
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
     /// The initiator: a member name (see --members) or an IP address (a non-member).
     #[arg(long, value_name = "MEMBER|ADDRESS")]
     pub from: String,
@@ -299,7 +316,10 @@ fn end(
 }
 
 fn explain(a: &PolicyExplainArgs) -> Result<()> {
-    let policy = load(&a.policy)?;
+    let Some(policy_file) = &a.policy else {
+        return explain_running(a);
+    };
+    let policy = load(policy_file)?;
     let known = match &a.members {
         Some(d) => read_members(d)?,
         None => Vec::new(),
@@ -310,22 +330,163 @@ fn explain(a: &PolicyExplainArgs) -> Result<()> {
     if src.is_ipv6() != dst.is_ipv6() {
         bail!("{src} and {dst} are not of the same IP version");
     }
-    let flow = if t.proto.has_ports() {
-        let mut f = Flow::tcp(src, 40000, dst, t.port.unwrap_or(0), tcp_flags::SYN);
-        f.proto = t.proto;
-        f
-    } else if t.proto.is_icmp() {
-        let echo = if t.proto == Protocol::ICMP { 8 } else { 128 };
-        let (ty, code) = t.icmp.unwrap_or((echo, 0));
-        let mut f = Flow::icmp(src, dst, ty, code, Some(1));
-        f.proto = t.proto;
-        f
-    } else {
-        Flow::other(src, dst, t.proto)
-    };
+    let flow = flow_for(src, dst, t.proto, t.port, t.icmp);
     let path = policy.explain_path(&flow, from.as_ref(), to.as_ref());
     println!("{path}");
     Ok(())
+}
+
+/// An end of `--from`/`--to` in a running network's status: an address as given, this member's
+/// first address, or a peer's; and whether it is this member.
+fn resolve_end(name: &str, net: &serde_json::Value) -> Option<(IpAddr, bool)> {
+    let first = |v: &serde_json::Value| -> Option<IpAddr> {
+        let a = v.as_array()?.first()?.as_str()?;
+        a.parse::<ipnetwork::IpNetwork>().ok().map(|n| n.ip())
+    };
+    let own: Vec<IpAddr> = net["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.parse::<ipnetwork::IpNetwork>().ok())
+        .map(|n| n.ip())
+        .collect();
+    if let Ok(a) = name.parse::<IpAddr>() {
+        return Some((a, own.contains(&a)));
+    }
+    if net["member"].as_str() == Some(name) {
+        return first(&net["addresses"]).map(|a| (a, true));
+    }
+    net["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .and_then(|p| first(&p["addresses"]))
+        .map(|a| (a, false))
+}
+
+/// `explain` against a running sidecar.
+fn explain_running(a: &PolicyExplainArgs) -> Result<()> {
+    let socket = match (&a.socket, &a.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => status::socket_of_config(c)?,
+        (None, None) => bail!(
+            "pass --policy FILE (offline) or --socket PATH / --config FILE (a running sidecar)"
+        ),
+    };
+    let t = parse_target(&a.to)?;
+    let Protocol::Number(proto) = t.proto else {
+        bail!("`{}`: a protocol number", a.to);
+    };
+    let nets = status::query_status(&socket)?;
+    let mut found = None;
+    for n in &nets {
+        if a.network
+            .as_deref()
+            .is_some_and(|w| n["network"].as_str() != Some(w))
+        {
+            continue;
+        }
+        if let (Some(src), Some(dst)) = (resolve_end(&a.from, n), resolve_end(&t.host, n)) {
+            found = Some((n, src, dst));
+            break;
+        }
+    }
+    let Some((net, (src, src_own), (dst, dst_own))) = found else {
+        bail!(
+            "`{}` or `{}` is not this sidecar's member or one of its peers (in {}); give addresses or --network",
+            a.from,
+            t.host,
+            socket.display()
+        );
+    };
+    if !src_own && !dst_own {
+        bail!(
+            "neither `{}` nor `{}` is this sidecar's member ({}): ask the sidecar of one of them",
+            a.from,
+            t.host,
+            net["member"].as_str().unwrap_or("?")
+        );
+    }
+    let req = Request {
+        network: net["network"].as_str().map(str::to_owned),
+        src,
+        dst,
+        proto,
+        port: t.port,
+        icmp: t.icmp,
+        outbound: src_own,
+    };
+    let line = format!("{VERB}{}\n", serde_json::to_string(&req)?);
+    let answer: Answer = serde_json::from_str(&status::query_line(&socket, &line)?)
+        .context("the sidecar's answer")?;
+    print!("{}", format_answer(&answer, &a.from, &a.to, src_own));
+    if let Some(e) = &answer.error {
+        bail!("{e}");
+    }
+    Ok(())
+}
+
+/// A live answer in words.
+fn format_answer(x: &Answer, from: &str, to: &str, outbound: bool) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{from} -> {to}, network {}, at member {} ({}){}",
+        x.network,
+        x.member,
+        if outbound {
+            "the initiator: its check before encryption"
+        } else {
+            "the responder: its check after authentication"
+        },
+        x.policy_hash
+            .as_ref()
+            .map_or(String::new(), |h| format!(", policy {h}"))
+    );
+    if x.error.is_some() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "peer {}: {}",
+        x.peer.as_deref().unwrap_or("?"),
+        if x.session {
+            "session up"
+        } else {
+            "no session"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "tracked flow: {}",
+        x.tracked
+            .as_deref()
+            .unwrap_or("none (the next packet is a new flow for the policy)")
+    );
+    let rule = match (x.rule.as_deref(), &x.tier) {
+        (Some(r), Some(t)) => format!(
+            "rule `{r}` (tier {t}{})",
+            x.line.map_or(String::new(), |l| format!(", line {l}"))
+        ),
+        (Some(r), None) => format!("the {r}"),
+        (None, _) => "?".to_owned(),
+    };
+    let _ = writeln!(
+        o,
+        "verdict for a new flow: {} by {rule}",
+        x.verdict.as_deref().unwrap_or("?").to_uppercase()
+    );
+    if let Some(e) = &x.explanation {
+        for l in e.lines() {
+            let _ = writeln!(o, "  {l}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "(both ends enforce the policy: the other member's sidecar makes its own check)"
+    );
+    o
 }
 
 #[cfg(test)]
@@ -427,7 +588,10 @@ rule = "web-to-db"
         let file = m.path().join("policy.toml");
         std::fs::write(&file, POLICY).unwrap();
         let a = PolicyExplainArgs {
-            policy: file,
+            policy: Some(file),
+            socket: None,
+            config: None,
+            network: None,
             from: "db-1".into(),
             to: "web-1:5432/tcp".into(),
             members: Some(m.path().into()),

@@ -20,6 +20,7 @@ use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::explain_live;
 use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
 
 /// Largest request read from a status or metrics client.
@@ -97,6 +98,11 @@ impl Snapshots {
     /// The networks `served`.
     pub fn served(served: Vec<Served>) -> Self {
         Self(Arc::new(served))
+    }
+
+    /// The networks, in configuration order.
+    pub fn networks(&self) -> &[Served] {
+        &self.0
     }
 
     /// Every network's latest snapshot, whether its driver runs, and its keys waiting for a
@@ -289,6 +295,7 @@ pub fn serve_status(
                 return;
             }
         };
+        let nets = snapshots.clone();
         let body = Arc::new(Rendered::new(move || snapshot_json(&snapshots)));
         let mut gate = Gate::new("status socket");
         loop {
@@ -304,12 +311,20 @@ pub fn serve_status(
                 continue;
             };
             let body = body.clone();
+            let nets = nets.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut req = [0u8; MAX_REQUEST];
-                // The request is a single line ("status"); read what is there, bounded in time.
-                let _ = bounded(STATUS_READ_TIMEOUT, conn.read(&mut req)).await;
-                let doc = body.get();
+                // The request is a single line ("status", or "explain {...}"); read what is
+                // there, bounded in time.
+                let n = bounded(STATUS_READ_TIMEOUT, conn.read(&mut req))
+                    .await
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let doc = match explain_live::parse(&req[..n]) {
+                    None => body.get(),
+                    Some(r) => Arc::new(explain(&nets, r).await),
+                };
                 let _ = bounded(WRITE_TIMEOUT, async {
                     let _ = conn.write_all(doc.as_bytes()).await;
                     let _ = conn.shutdown().await;
@@ -319,6 +334,92 @@ pub fn serve_status(
         }
     });
     Ok(socket)
+}
+
+/// The answer to an `explain` request, as JSON (bounded in time: the driver answers between two
+/// batches).
+async fn explain(nets: &Snapshots, req: Result<explain_live::Request, String>) -> String {
+    let answer = match req {
+        Err(e) => explain_live::Answer {
+            error: Some(e),
+            ..Default::default()
+        },
+        Ok(req) => {
+            let own = |s: &NetworkSnapshot, a: std::net::IpAddr| {
+                s.addresses
+                    .iter()
+                    .filter_map(|x| x.parse::<ipnetwork::IpNetwork>().ok())
+                    .any(|n| n.ip() == a)
+            };
+            let chosen = nets.networks().iter().find(|n| {
+                let s = n.handle.snapshot();
+                match &req.network {
+                    Some(name) => &s.network == name,
+                    None => own(&s, if req.outbound { req.src } else { req.dst }),
+                }
+            });
+            match chosen {
+                Some(n) => {
+                    let s = n.handle.snapshot();
+                    let work = explain_live::answer(&n.handle, &s.network, &s.member, &req);
+                    bounded(Duration::from_secs(2), work)
+                        .await
+                        .unwrap_or_else(|| explain_live::Answer {
+                            error: Some("the network's driver did not answer within 2 s".into()),
+                            ..Default::default()
+                        })
+                }
+                None => explain_live::Answer {
+                    error: Some(match &req.network {
+                        Some(name) => format!("this sidecar runs no network {name:?}"),
+                        None => "no network of this sidecar has that address as its own".into(),
+                    }),
+                    ..Default::default()
+                },
+            }
+        }
+    };
+    serde_json::to_string(&answer).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Send one request line to a running sidecar's status socket and return its answer.
+///
+/// # Errors
+/// The socket does not answer (in 3 s) or answers too much.
+pub fn query_line(socket: &Path, line: &str) -> anyhow::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to the status socket {} (is `privnet up` running?)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(line.as_bytes())?;
+    let mut body = String::new();
+    s.take(16 << 20).read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// The status socket a configuration file names (`[status] socket`, relative to the file).
+///
+/// # Errors
+/// The file cannot be read or parsed, or sets no status socket.
+pub fn socket_of_config(path: &Path) -> anyhow::Result<PathBuf> {
+    let text = crate::files::read_text(path)?;
+    let (file, problems) = crate::config::parse_str(&text, path);
+    if let Some(p) = problems.first() {
+        bail!("{p}");
+    }
+    let socket = file.status.and_then(|s| s.socket).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: [status] socket is not set, so the sidecar has no status socket",
+            path.display()
+        )
+    })?;
+    Ok(match path.parent() {
+        Some(dir) if socket.is_relative() => dir.join(socket),
+        _ => socket,
+    })
 }
 
 /// Ask a running sidecar for its status.

@@ -357,12 +357,70 @@ async fn status_and_metrics_show_the_policy_and_privnet_up_follows_its_file() {
             assert!(metrics.contains(&want), "{want}\n{metrics}");
         }
 
-        // `privnet up` (its run loop) applies a changed file by itself within a few seconds.
+        // `privnet up` (its run loop) answers `privnet policy explain` on its status socket.
         let run = tokio::spawn(up::run(sup, vec![path_a.clone()]));
+        let sock = socket.clone();
+        let explain = move |from: &str, to: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_privnet"))
+                .args(["policy", "explain", "--socket"])
+                .arg(&sock)
+                .args(["--from", from, "--to", to])
+                .env_remove("PRIVNET_CONFIG")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        let asked = tokio::task::spawn_blocking(move || {
+            // The socket is bound once the run loop started.
+            for _ in 0..100 {
+                if explain("b", "a:7/udp").0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            [
+                explain("b", "a:7/udp"),
+                explain("b", "a:9/udp"),
+                explain("a", "b:7/udp"),
+                explain("10.77.0.3", "10.77.0.2:7/udp"),
+                explain("nobody", "a:7/udp"),
+            ]
+        })
+        .await
+        .unwrap();
+        let line = ECHO_ONLY.lines().position(|l| l == "[[application]]").unwrap() + 1;
+        let (ok, out) = &asked[0];
+        assert!(*ok, "{out}");
+        for want in [
+            "b -> a:7/udp, network obspol, at member a (the responder: its check after authentication), policy ",
+            "peer b: session up",
+            "tracked flow: udp, no reply yet, expires in ",
+            &format!("verdict for a new flow: ALLOW by rule `echo` (tier application, line {line})"),
+        ] {
+            assert!(out.contains(want), "{want}\n{out}");
+        }
+        let (ok, out) = &asked[1];
+        assert!(*ok, "{out}");
+        assert!(out.contains("tracked flow: none"), "{out}");
+        assert!(out.contains("verdict for a new flow: DENY by the default"), "{out}");
+        let (ok, out) = &asked[2];
+        assert!(*ok && out.contains("(the initiator: its check before encryption)"), "{out}");
+        assert!(out.contains("ALLOW by rule `echo`"), "{out}");
+        assert_eq!(asked[3].1.lines().nth(2), asked[0].1.lines().nth(2), "by address: the same flow");
+        let (ok, out) = &asked[4];
+        assert!(!*ok && out.contains("`nobody`"), "{out}");
+
+        // `privnet up` (its run loop) applies a changed file by itself within a few seconds.
         std::fs::write(&file, only(8)).unwrap();
         let new_hash = config_hash(&path_a);
         assert_ne!(new_hash, hash);
+        let socket2 = socket.clone();
         let seen = tokio::task::spawn_blocking(move || {
+            let socket = socket2;
             for _ in 0..200 {
                 if let Ok(v) = query_status(&socket) {
                     if v[0]["policy"]["hash"] == new_hash.as_str() {
