@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "tools"
-# Debian packages of the namespace tests (tests/netns/e2e.sh): ip, ping, iperf3, python3 (stdlib only).
+# Debian packages of the namespace tests (tests/netns/e2e.sh, tests/netns/policy.sh): ip, ping, iperf3, python3 (stdlib only).
 apt_missing=()
 for tool in ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3; do
     command -v "${tool%%:*}" >/dev/null || apt_missing+=("${tool#*:}")
@@ -69,6 +69,9 @@ PRIVNET_REQUIRE_PRIVILEGED_TESTS=1 cargo test --workspace --all-features
 step "end-to-end tests: sidecars in network namespaces (tests/netns/e2e.sh)"
 cargo build --release -p privnet-sidecar -p privnet-testapp
 tests/netns/e2e.sh # uses target/release/privnet and target/release/privnet-testapp
+
+step "end-to-end tests of the access policy: sidecars in network namespaces (tests/netns/policy.sh)"
+tests/netns/policy.sh # the same binaries
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"
