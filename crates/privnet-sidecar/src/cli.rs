@@ -17,6 +17,7 @@ use privnet_core::identity::{
 use ring::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
+pub mod member;
 mod show;
 
 pub(crate) use show::{cert_show, describe_ca, describe_member};
@@ -66,7 +67,7 @@ pub enum Command {
     /// Add a member: key pair, certificate and a configuration that lists every member added
     /// before as a peer (and is added as a peer to theirs).
     #[command(subcommand)]
-    Member(crate::member::MemberCommand),
+    Member(member::MemberCommand),
     /// Print a shell completion script (generated from this command line).
     Completions(CompletionsArgs),
     /// Print the man page privnet(1), or write it and one page per subcommand into a directory.
@@ -303,7 +304,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up(&a),
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
-        Command::Member(c) => crate::member::run(&c),
+        Command::Member(c) => member::run(&c),
         Command::Completions(a) => completions(&a),
         Command::Man(a) => man(&a),
         Command::Policy(c) => return crate::policy_cli::run(&c),

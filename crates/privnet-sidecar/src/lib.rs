@@ -4,7 +4,7 @@
 //! [`config`] into library drivers (`privnet_core::io`) and handles signals; [`status`] and
 //! [`metrics`] serve the drivers' snapshots; [`userspace`] serves a network in
 //! `tun.mode = "userspace"` (embedded stack: forwards, published services, SOCKS5); [`demo`] is
-//! `privnet demo`; [`member`] is `privnet member add`.
+//! `privnet demo`; [`cli::member`] is `privnet member add`.
 // An I/O program, not sans-IO code: it reads clocks and opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 // `unsafe_code` is denied by the workspace lints; the OS interfaces live in `privnet_core::io`,
@@ -18,7 +18,6 @@ pub mod demo;
 pub mod explain_live;
 pub mod files;
 pub mod logging;
-pub mod member;
 pub mod metrics;
 pub mod policy_cli;
 pub mod policy_watch;

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use ipnetwork::IpNetwork;
 use privnet_core::identity::{CaCertificate, NoiseKeyPair};
 
-use crate::cli::{describe_member, issue_member, random, with_suffix, MemberSpec};
+use super::{describe_member, issue_member, random, with_suffix, MemberSpec};
 use crate::files;
 
 /// Directory inside the CA directory where `member add` records the members.
