@@ -71,8 +71,8 @@ fn policy(text: &str) -> Arc<CompiledPolicy> {
 
 const GROUPS: [&str; 3] = ["web", "db", "ops"];
 
-/// Three members with groups; `with_policy[i]`: member i enforces `POLICY`.
-fn setup(tag: u8, with_policy: [bool; 3]) -> (TestNetwork, Sim) {
+/// Members `web`, `db` and `ops`, each in the group of its name (verified identities).
+fn grouped_network(tag: u8) -> TestNetwork {
     let mut net = TestNetwork::new(3, tag);
     let mut v = StaticKeyVerifier::new();
     for (i, group) in GROUPS.iter().enumerate() {
@@ -88,6 +88,12 @@ fn setup(tag: u8, with_policy: [bool; 3]) -> (TestNetwork, Sim) {
         );
     }
     net.verifier = Arc::new(v);
+    net
+}
+
+/// Three members with groups; `with_policy[i]`: member i enforces `POLICY`.
+fn setup(tag: u8, with_policy: [bool; 3]) -> (TestNetwork, Sim) {
+    let net = grouped_network(tag);
     let mut sim = Sim::new(u64::from(tag), LinkConfig::default());
     for (i, enforce) in with_policy.iter().enumerate() {
         let mut cfg = net.config(i, u64::from(tag));
@@ -351,21 +357,7 @@ fn a_log_rule_reports_the_flows_it_lets_through_once() {
 fn the_first_packet_to_a_peer_not_met_yet_starts_the_handshake_and_is_judged_by_the_receiver() {
     // No eager handshakes: web's first SYN to db is what starts the handshake. Before it, web
     // does not know db's identity, so the sender cannot judge the SYN; db does.
-    let mut net = TestNetwork::new(3, 96);
-    let mut v = StaticKeyVerifier::new();
-    for (i, group) in GROUPS.iter().enumerate() {
-        v.allow(
-            net.public(i),
-            PeerIdentity {
-                name: (*group).to_owned(),
-                addresses: vec![IpNetwork::new(net.overlay[i], 32).unwrap()],
-                groups: vec![(*group).to_owned()],
-                not_after: u64::MAX,
-                fingerprint: [i as u8; 32],
-            },
-        );
-    }
-    net.verifier = Arc::new(v);
+    let net = grouped_network(96);
     let mut sim = Sim::new(96, LinkConfig::default());
     for i in 0..3 {
         let mut cfg = net.config(i, 96);
