@@ -170,9 +170,39 @@ async fn scenario() {
         verifier,
         certificate: cert,
     };
-    let (handle, task) = userspace::start(node, dcfg, identity, &settings)
+    let (handle, task, dialer) = userspace::start(node, dcfg, identity, &settings)
         .await
         .unwrap();
+
+    // 0. An exposure (`[[expose]]`) of this userspace member: outside TCP on a local port, dialled
+    // through the embedded stack to db:5432.
+    let expose_port = free_port();
+    let spec = privnet_core::io::expose::ExposeSpec {
+        name: "db".into(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, expose_port)),
+        tcp: true,
+        udp: false,
+        targets: vec!["10.77.0.2:5432".parse().unwrap()],
+        proxy_v2: false,
+        admission: privnet_core::expose::AdmissionConfig::default(),
+        block_lists: Vec::new(),
+        udp_idle: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+    };
+    let exposure = privnet_core::io::expose::Exposure::start(spec, dialer, Some(handle.clone()))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", expose_port))
+        .await
+        .unwrap();
+    s.write_all(b"through the exposure").await.unwrap();
+    let mut b = [0u8; 20];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"through the exposure");
+    drop(s);
+    let snap = exposure.snapshot();
+    assert_eq!(snap.admitted, 1);
+    assert!(snap.targets[0].healthy, "db has a session: {snap:?}");
 
     // 1. Local TCP forward 127.0.0.1:fwd_tcp -> db:5432.
     let mut s = TcpStream::connect(("127.0.0.1", fwd_tcp)).await.unwrap();

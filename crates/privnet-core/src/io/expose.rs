@@ -20,7 +20,7 @@ mod state;
 mod tcp;
 mod udp;
 
-pub use start::Exposure;
+pub use start::{Exposure, ExposureView};
 pub use state::{
     Dialer, ExposeSpec, ExposureSnapshot, TargetSnapshot, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_UDP_IDLE, MAX_UDP_FLOWS,

@@ -79,6 +79,12 @@ impl Exposure {
         self.shared.snapshot()
     }
 
+    /// A view for other threads (status, metrics): snapshots only; the listeners stay with the
+    /// [`Exposure`].
+    pub fn view(&self) -> ExposureView {
+        ExposureView(self.shared.clone())
+    }
+
     /// Replace the block-lists (a reload): new connections and UDP datagrams are checked against
     /// them at once; open TCP connections are left alone.
     pub fn set_block_lists(&self, lists: Vec<(String, Arc<PrefixSet>)>) {
@@ -88,5 +94,24 @@ impl Exposure {
     /// Stop the listeners (connections already open run to their end).
     pub fn stop(mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// A read-only view of a running [`Exposure`] (cheap to clone, usable from any thread).
+#[derive(Clone)]
+pub struct ExposureView(Arc<Shared>);
+
+impl ExposureView {
+    /// The exposure's counters, targets and lists now.
+    pub fn snapshot(&self) -> ExposureSnapshot {
+        self.0.snapshot()
+    }
+}
+
+impl std::fmt::Debug for ExposureView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ExposureView")
+            .field(&self.0.spec.name)
+            .finish()
     }
 }
