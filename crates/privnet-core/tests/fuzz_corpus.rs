@@ -1540,11 +1540,22 @@ fn list_seeds(s: &mut Seeds) {
         s,
         T,
         "spamhaus-dropv6.txt",
-        b"; Spamhaus DROPv6\n2001:db8::/32 ; SBL1\n2a0d:8480::/32 ; SBL2\n::ffff:192.0.2.1\n".to_vec(),
+        b"; Spamhaus DROPv6\n2001:db8::/32 ; SBL1\n2a0d:8480::/32 ; SBL2\n::ffff:192.0.2.1\n"
+            .to_vec(),
     );
-    add(s, T, "bad-length", b"# ok\n10.0.0.0/8\n10.0.0.0/33\n".to_vec());
+    add(
+        s,
+        T,
+        "bad-length",
+        b"# ok\n10.0.0.0/8\n10.0.0.0/33\n".to_vec(),
+    );
     add(s, T, "bad-words", b"10.0.0.0/8 10.1.0.0/16\n".to_vec());
-    add(s, T, "bom-and-edges", b"\xEF\xBB\xBF0.0.0.0/0\n::/0\n255.255.255.255/32\n".to_vec());
+    add(
+        s,
+        T,
+        "bom-and-edges",
+        b"\xEF\xBB\xBF0.0.0.0/0\n::/0\n255.255.255.255/32\n".to_vec(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ fn malformed_exposures_name_the_key_and_a_bad_list_its_file_and_line() {
          [[expose]]\nname = \"x\"\nlisten = \"127.0.0.1:9000\"\nto = []\nsurplus = 1\n\n\
          [[expose]]\nlisten = \"127.0.0.1:9000\"\nto = \"b:1\"\n",
     );
-    let problems = config::load(&[path.clone()], now()).unwrap_err();
+    let problems = config::load(std::slice::from_ref(&path), now()).unwrap_err();
     let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let has = |key: &str, needle: &str| {
         assert!(

@@ -1,4 +1,5 @@
 //! Admission with a fake clock: the order of the checks, caps, rates and bounded tables.
+#![allow(clippy::disallowed_methods)] // tests take the origin of their clock from the real one
 
 use std::net::IpAddr;
 use std::sync::Arc;
