@@ -200,9 +200,17 @@ async fn scenario() {
     s.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"through the exposure");
     drop(s);
-    let snap = exposure.snapshot();
-    assert_eq!(snap.admitted, 1);
-    assert!(snap.targets[0].healthy, "db has a session: {snap:?}");
+    assert_eq!(exposure.snapshot().admitted, 1);
+    // The driver publishes its peer states at most once a second: db's session shows within 3 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !exposure.snapshot().targets[0].healthy {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "db has a session: {:?}",
+            exposure.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // 1. Local TCP forward 127.0.0.1:fwd_tcp -> db:5432.
     let mut s = TcpStream::connect(("127.0.0.1", fwd_tcp)).await.unwrap();
