@@ -38,7 +38,8 @@
 //! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`
 //! pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
 //! `handle.rs`, `snapshot.rs`, `counters.rs` what goes in and out; `embedded.rs` (+ `embedded/`,
-//! feature `stack`) the userspace stack's inner side and the overlay sockets built on it.
+//! feature `stack`) the userspace stack's inner side and the overlay sockets built on it; `expose.rs`
+//! (+ `expose/`) the listeners of exposures to the outside (`crate::expose` decides).
 // The I/O shell: the one place of privnet-core that reads clocks, draws OS randomness and opens sockets (clippy.toml's sans-IO lints are off here, and tests/sans_io.rs skips it).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -51,6 +52,7 @@ mod driver;
 #[cfg(feature = "stack")]
 pub mod embedded;
 mod error;
+pub mod expose;
 mod handle;
 mod hold;
 mod inner;

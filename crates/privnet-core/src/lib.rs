@@ -48,6 +48,7 @@ pub mod config;
 pub mod credential;
 pub mod crypto;
 pub mod error;
+pub mod expose;
 pub mod identity;
 #[cfg(all(feature = "driver", target_os = "linux"))]
 pub mod io;

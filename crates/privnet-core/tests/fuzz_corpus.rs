@@ -1520,6 +1520,44 @@ fn config_seeds(s: &mut Seeds) {
     add(s, T, "endpoint-name", b"member-b.example:51820".to_vec());
 }
 
+fn list_seeds(s: &mut Seeds) {
+    const T: &str = "list_parse";
+    add(
+        s,
+        T,
+        "firehol.netset",
+        b"#\n# firehol_level1\n# Maintainer: FireHOL\n#\n0.0.0.0/8\n1.10.16.0/20\n5.6.7.8\n223.254.0.0/16\n"
+            .to_vec(),
+    );
+    add(
+        s,
+        T,
+        "spamhaus-drop.txt",
+        b"; Spamhaus DROP List 2026/12/01 - (c) 2026 The Spamhaus Project\r\n; Expires: Wed, 02 Dec 2026\r\n1.10.16.0/20 ; SBL256894\r\n2.56.192.0/22 ; SBL459831\r\n"
+            .to_vec(),
+    );
+    add(
+        s,
+        T,
+        "spamhaus-dropv6.txt",
+        b"; Spamhaus DROPv6\n2001:db8::/32 ; SBL1\n2a0d:8480::/32 ; SBL2\n::ffff:192.0.2.1\n"
+            .to_vec(),
+    );
+    add(
+        s,
+        T,
+        "bad-length",
+        b"# ok\n10.0.0.0/8\n10.0.0.0/33\n".to_vec(),
+    );
+    add(s, T, "bad-words", b"10.0.0.0/8 10.1.0.0/16\n".to_vec());
+    add(
+        s,
+        T,
+        "bom-and-edges",
+        b"\xEF\xBB\xBF0.0.0.0/0\n::/0\n255.255.255.255/32\n".to_vec(),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn all() -> Seeds {
@@ -1535,6 +1573,7 @@ fn all() -> Seeds {
     offload_seeds(&mut s);
     cert_seeds(&mut s);
     config_seeds(&mut s);
+    list_seeds(&mut s);
     s
 }
 

@@ -713,6 +713,9 @@ fn check(a: &CheckArgs) -> ExitCode {
                     Some(p) => println!("    policy {}", p.describe()),
                     None => println!("    no policy: members of the network talk freely"),
                 }
+                for e in &n.exposures {
+                    println!("    {}", e.describe());
+                }
             }
             ExitCode::SUCCESS
         }

@@ -28,9 +28,12 @@
 //! - `types`: the validated configuration ([`Config`], [`NetworkConfig`], [`TunSettings`], ...) and
 //!   [`Problem`].
 //! - `schema`: the serde structs of the file ([`FileConfig`] and its sections) and their defaults.
+//! - `expose`: `[[expose]]` (public addresses forwarded into the network), raw and validated;
+//!   its checks are `validate/expose.rs`.
 //! - `userspace`: `[userspace]` (forwards, published services, SOCKS proxy of a member in
 //!   `tun.mode = "userspace"`), raw and validated; its checks are `validate/userspace.rs`.
 
+mod expose;
 mod load;
 mod schema;
 mod spans;
@@ -38,7 +41,11 @@ mod types;
 mod userspace;
 mod validate;
 
-pub use load::{load, load_policy};
+pub use expose::{
+    BlockList, ExposeEntry, ExposeProtocol, ExposeSettings, ProxyProtocol, Targets,
+    DEFAULT_UDP_IDLE_SECS, MAX_UDP_IDLE_SECS,
+};
+pub use load::{load, load_block_list, load_policy};
 pub use schema::{
     CipherName, FileConfig, LogFormat, LogLevel, LogSection, MetricsSection, NodeSection,
     PeerSection, StatusSection, TunMode, TunSection, DEFAULT_BATCH_HOLD_US, DEFAULT_BUSY_POLL_US,

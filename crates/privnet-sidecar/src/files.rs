@@ -29,6 +29,8 @@ use zeroize::Zeroizing;
 pub const MAX_FILE_LEN: u64 = 1024 * 1024;
 /// Largest policy file read (the policy language's limit: 8 MiB of text).
 pub const MAX_POLICY_LEN: u64 = 8 * 1024 * 1024;
+/// Largest address list (`[[expose]] block_lists`): a few hundred thousand entries.
+pub const MAX_LIST_LEN: u64 = 64 * 1024 * 1024;
 
 /// Why a file could not be read.
 #[derive(Debug)]
@@ -213,6 +215,16 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
 /// [`FileError`] naming the file.
 pub fn read_policy(path: &Path) -> Result<String, FileError> {
     read_text_up_to(path, MAX_POLICY_LEN)
+}
+
+/// Read an address list (`[[expose]] block_lists`), up to [`MAX_LIST_LEN`] bytes; its text is
+/// checked line by line by the list parser (which names the line that is not UTF-8).
+///
+/// # Errors
+/// [`FileError`] naming the file.
+pub fn read_list(path: &Path) -> Result<Vec<u8>, FileError> {
+    let file = open_checked(path, false, MAX_LIST_LEN)?;
+    read_limited(path, file, MAX_LIST_LEN)
 }
 
 fn read_text_up_to(path: &Path, max: u64) -> Result<String, FileError> {

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod explain_live;
+pub mod exposures;
 pub mod files;
 pub mod logging;
 pub mod metrics;

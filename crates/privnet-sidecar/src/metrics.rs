@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
-use crate::status::{NetworkStatus, Snapshots, MAX_REQUEST};
+use crate::status::{ExposureStatus, NetworkStatus, Snapshots, MAX_REQUEST};
 
 /// How long the metrics endpoint waits for the request line.
 pub const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -131,7 +131,125 @@ pub fn render_status(nets: &[NetworkStatus]) -> String {
             n.policy_refused.len()
         );
     }
+    render_exposures(&mut o, nets);
     o
+}
+
+/// The exposure families (`[[expose]]`), labelled by network and exposure name.
+fn render_exposures(o: &mut String, nets: &[NetworkStatus]) {
+    let all: Vec<(String, &ExposureStatus)> = nets
+        .iter()
+        .flat_map(|n| n.exposures.iter().map(|e| (label(&n.snapshot.network), e)))
+        .collect();
+    if all.is_empty() {
+        return;
+    }
+    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        o,
+        "privnet_expose_admitted_total",
+        "counter",
+        "Outside connections (TCP) and flows (UDP) admitted by an exposure.",
+    );
+    for (net, e) in &all {
+        let _ = writeln!(
+            o,
+            "privnet_expose_admitted_total{{network=\"{net}\",exposure=\"{}\"}} {}",
+            label(&e.snapshot.name),
+            e.snapshot.admitted
+        );
+    }
+    head(
+        o,
+        "privnet_expose_active",
+        "gauge",
+        "Connections and flows of an exposure open now.",
+    );
+    for (net, e) in &all {
+        let _ = writeln!(
+            o,
+            "privnet_expose_active{{network=\"{net}\",exposure=\"{}\"}} {}",
+            label(&e.snapshot.name),
+            e.snapshot.active
+        );
+    }
+    head(
+        o,
+        "privnet_expose_refused_total",
+        "counter",
+        "Connections, flows and datagrams an exposure refused, by reason.",
+    );
+    for (net, e) in &all {
+        for (reason, n) in &e.snapshot.refused {
+            let _ = writeln!(o, "privnet_expose_refused_total{{network=\"{net}\",exposure=\"{}\",reason=\"{reason}\"}} {n}", label(&e.snapshot.name));
+        }
+    }
+    head(
+        o,
+        "privnet_expose_bytes_total",
+        "counter",
+        "Bytes relayed by an exposure (in: from clients; out: to clients).",
+    );
+    for (net, e) in &all {
+        let x = label(&e.snapshot.name);
+        let _ = writeln!(
+            o,
+            "privnet_expose_bytes_total{{network=\"{net}\",exposure=\"{x}\",direction=\"in\"}} {}",
+            e.snapshot.bytes_in
+        );
+        let _ = writeln!(
+            o,
+            "privnet_expose_bytes_total{{network=\"{net}\",exposure=\"{x}\",direction=\"out\"}} {}",
+            e.snapshot.bytes_out
+        );
+    }
+    head(
+        o,
+        "privnet_expose_throttled_total",
+        "counter",
+        "Times a TCP flow of an exposure waited for its source's byte budget.",
+    );
+    for (net, e) in &all {
+        let _ = writeln!(
+            o,
+            "privnet_expose_throttled_total{{network=\"{net}\",exposure=\"{}\"}} {}",
+            label(&e.snapshot.name),
+            e.snapshot.throttled
+        );
+    }
+    head(
+        o,
+        "privnet_expose_target_healthy",
+        "gauge",
+        "1 when the member behind a target of an exposure has an established session.",
+    );
+    for (net, e) in &all {
+        for t in &e.snapshot.targets {
+            let _ = writeln!(o, "privnet_expose_target_healthy{{network=\"{net}\",exposure=\"{}\",target=\"{}\"}} {}", label(&e.snapshot.name), label(&t.address), u8::from(t.healthy));
+        }
+    }
+    head(
+        o,
+        "privnet_expose_block_list_entries",
+        "gauge",
+        "Entries of a block-list in force.",
+    );
+    for (net, e) in &all {
+        for (file, entries, _) in &e.snapshot.block_lists {
+            let _ = writeln!(o, "privnet_expose_block_list_entries{{network=\"{net}\",exposure=\"{}\",list=\"{}\"}} {entries}", label(&e.snapshot.name), label(file));
+        }
+    }
+    head(o, "privnet_expose_block_list_refused", "gauge", "Problems of the last new version of a block-list that was refused (0 once a version is applied).");
+    for (net, e) in &all {
+        let _ = writeln!(
+            o,
+            "privnet_expose_block_list_refused{{network=\"{net}\",exposure=\"{}\"}} {}",
+            label(&e.snapshot.name),
+            e.lists_refused.len()
+        );
+    }
 }
 
 /// The fields of a plain counter struct (`Totals`, `ConntrackStats`) as (name, value).

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use privnet_core::io::expose::{ExposureSnapshot, ExposureView};
 use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -45,6 +46,19 @@ pub struct PolicyShown {
 /// [`PolicyShown`], shared by `privnet up`'s reloads and the status socket.
 pub type SharedPolicy = Arc<Mutex<PolicyShown>>;
 
+/// A network's running exposures (`[[expose]]`), and the last block-list refused for each, shared
+/// with the status socket and the metrics endpoint.
+pub type SharedExposures = Arc<Mutex<Vec<ExposureShown>>>;
+
+/// One exposure as the status shows it: its view and why its last new block-list was refused.
+#[derive(Clone, Debug)]
+pub struct ExposureShown {
+    /// The running exposure.
+    pub view: ExposureView,
+    /// The problem of the last block-list version refused (empty once a version is applied).
+    pub refused: Vec<String>,
+}
+
 /// One network as `privnet up` serves it: its driver's handle and its keys waiting for a restart.
 #[derive(Clone, Debug)]
 pub struct Served {
@@ -54,6 +68,8 @@ pub struct Served {
     pub restart_needed: RestartNeeded,
     /// The policy file and the last refused policy.
     pub policy: SharedPolicy,
+    /// Its exposures.
+    pub exposures: SharedExposures,
 }
 
 /// One network in the status document and the metrics.
@@ -72,6 +88,18 @@ pub struct NetworkStatus {
     /// Why the last new version of the policy was refused; the running policy stayed (empty when
     /// the last version was applied).
     pub policy_refused: Vec<String>,
+    /// The exposures of this member (`[[expose]]`) and their counters.
+    pub exposures: Vec<ExposureStatus>,
+}
+
+/// One exposure in the status document.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExposureStatus {
+    /// Counters, targets and lists.
+    #[serde(flatten)]
+    pub snapshot: ExposureSnapshot,
+    /// Why the last new version of a block-list was refused (the running list stayed).
+    pub lists_refused: Vec<String>,
 }
 
 /// The snapshots of every running network, in configuration order, shared by the status socket
@@ -94,6 +122,7 @@ impl Snapshots {
                     handle,
                     restart_needed: RestartNeeded::default(),
                     policy: SharedPolicy::default(),
+                    exposures: SharedExposures::default(),
                 })
                 .collect(),
         )
@@ -126,6 +155,18 @@ impl Snapshots {
                         .unwrap_or_default(),
                     policy_file: policy.file.map(|f| f.display().to_string()),
                     policy_refused: policy.refused,
+                    exposures: s
+                        .exposures
+                        .lock()
+                        .map(|e| {
+                            e.iter()
+                                .map(|x| ExposureStatus {
+                                    snapshot: x.view.snapshot(),
+                                    lists_refused: x.refused.clone(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect()

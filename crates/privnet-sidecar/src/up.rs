@@ -43,6 +43,7 @@ use anyhow::{anyhow, Context};
 use ipnetwork::IpNetwork;
 use privnet_core::crypto::StaticSecret;
 use privnet_core::identity::CertVerifier;
+use privnet_core::io::expose::Dialer;
 use privnet_core::io::{
     ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity, InnerSide, Psks,
     Reload, TunOptions,
@@ -55,6 +56,7 @@ use crate::config::{
     self, Config, LogSection, MetricsSection, NetworkConfig, PeerConfig, PolicySettings, Problem,
     StatusSection, TunMode,
 };
+use crate::exposures::Exposures;
 use crate::logging::LogControl;
 use crate::policy_watch::{Found, Watch, POLL_EVERY};
 use crate::server::ServerThread;
@@ -244,6 +246,7 @@ struct Fixed {
     underlay_mtu: u16,
     offload: bool,
     overlay: Vec<IpNetwork>,
+    expose: String,
 }
 
 impl Fixed {
@@ -262,6 +265,7 @@ impl Fixed {
             underlay_mtu: net.tun.underlay_mtu,
             offload: net.tun.offload,
             overlay,
+            expose: crate::exposures::fixed(&net.exposures),
         }
     }
 
@@ -311,6 +315,7 @@ impl Fixed {
             self.offload.to_string(),
             new.offload.to_string(),
         );
+        cmp("expose", self.expose.clone(), new.expose.clone());
         out
     }
 }
@@ -348,6 +353,8 @@ struct Network {
     policy: Watch,
     /// The policy file and the last refused policy, shown on the status socket.
     policy_shown: SharedPolicy,
+    /// Its exposures (`[[expose]]`).
+    exposures: Exposures,
 }
 
 /// How a reload went, per network: what was applied and what waits for a restart.
@@ -493,7 +500,15 @@ impl Supervisor {
     pub async fn start_tun(&mut self, net: NetworkConfig) -> anyhow::Result<()> {
         let (node, driver_cfg, identity) = prepare(&net).await?;
         let driver = Driver::tun(node, driver_cfg, Some(identity)).await?;
-        self.spawn(net, driver);
+        // TUN mode: targets are dialled with kernel sockets, routed into the TUN device.
+        let exposures = Exposures::start(
+            &net.network,
+            &net.exposures,
+            &Dialer::Kernel,
+            Some(&driver.handle()),
+        )
+        .await?;
+        self.spawn(net, driver, exposures);
         Ok(())
     }
 
@@ -508,7 +523,14 @@ impl Supervisor {
     ) -> anyhow::Result<()> {
         let (node, driver_cfg, identity) = prepare(&net).await?;
         let driver = Driver::new(node, driver_cfg, Some(identity), inner).await?;
-        self.spawn(net, driver);
+        let exposures = Exposures::start(
+            &net.network,
+            &net.exposures,
+            &Dialer::Kernel,
+            Some(&driver.handle()),
+        )
+        .await?;
+        self.spawn(net, driver, exposures);
         Ok(())
     }
 
@@ -519,9 +541,12 @@ impl Supervisor {
     /// The node, the socket or a local listener could not be set up.
     pub async fn start_userspace(&mut self, net: NetworkConfig) -> anyhow::Result<()> {
         let (node, driver_cfg, identity) = prepare(&net).await?;
-        let (handle, task) =
+        let (handle, task, dialer) =
             crate::userspace::start(node, driver_cfg, identity, &net.userspace).await?;
-        self.watch(net, handle, async move {
+        // Userspace mode: targets are dialled through the embedded stack.
+        let exposures =
+            Exposures::start(&net.network, &net.exposures, &dialer, Some(&handle)).await?;
+        self.watch(net, handle, exposures, async move {
             task.await.unwrap_or_else(|e| {
                 Err(std::io::Error::other(format!(
                     "the embedded network's task ended: {e}"
@@ -531,9 +556,14 @@ impl Supervisor {
         Ok(())
     }
 
-    fn spawn<I: InnerSide + Send + 'static>(&mut self, net: NetworkConfig, driver: Driver<I>) {
+    fn spawn<I: InnerSide + Send + 'static>(
+        &mut self,
+        net: NetworkConfig,
+        driver: Driver<I>,
+        exposures: Exposures,
+    ) {
         let handle = driver.handle();
-        self.watch(net, handle, driver.run());
+        self.watch(net, handle, exposures, driver.run());
     }
 
     /// Run `task` (a network's driver) in the supervised set.
@@ -541,6 +571,7 @@ impl Supervisor {
         &mut self,
         net: NetworkConfig,
         handle: DriverHandle,
+        exposures: Exposures,
         task: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
     ) {
         let index = self.networks.len();
@@ -558,6 +589,7 @@ impl Supervisor {
             })),
             peers: net.peers,
             restart_needed: RestartNeeded::default(),
+            exposures,
         });
     }
 
@@ -575,6 +607,7 @@ impl Supervisor {
                     handle: n.handle.clone(),
                     restart_needed: n.restart_needed.clone(),
                     policy: n.policy_shown.clone(),
+                    exposures: n.exposures.shown(),
                 })
                 .collect(),
         )
@@ -716,6 +749,7 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
             _ = policy_poll.tick() => {
                 // Logged where it happens (applied at info, refused at error).
                 let _ = sup.poll_policies().await;
+                sup.poll_block_lists().await;
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break Ok(()); }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break Ok(()); }
@@ -758,40 +792,4 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_dns_names_are_re_resolved() {
-        assert!(is_dns_name("member-b.example"));
-        assert!(is_dns_name("localhost"));
-        assert!(!is_dns_name("192.0.2.7"));
-        assert!(!is_dns_name("fd00::7"));
-    }
-
-    #[test]
-    fn a_re_resolved_peer_is_reconfigured_only_when_its_address_changed() {
-        let peer = |key: u8, ep: Option<&str>| {
-            let mut pc = privnet_core::PeerConfig::new([key; 32]);
-            pc.endpoint = ep.map(|e| e.parse().unwrap());
-            (pc, format!("p{key}"))
-        };
-        let changed = changed_endpoints(
-            vec![
-                peer(1, Some("192.0.2.1:51820")),
-                peer(2, Some("192.0.2.9:51820")),
-                peer(3, None),
-                peer(4, Some("192.0.2.4:51820")),
-            ],
-            vec![
-                Some("192.0.2.1:51820".into()),
-                Some("192.0.2.2:51820".into()),
-                Some("192.0.2.3:51820".into()),
-                None,
-            ],
-        );
-        let names: Vec<&str> = changed.iter().map(|(_, n)| n.as_str()).collect();
-        // Same address: kept; moved: reconfigured; no longer resolves: kept; first address: used.
-        assert_eq!(names, ["p2", "p4"]);
-    }
-}
+mod tests;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use privnet_core::io::embedded::{EmbeddedNode, StackConfig, UdpSocket as OverlayUdp};
+use privnet_core::io::expose::Dialer;
 use privnet_core::io::{DriverConfig, DriverHandle, Identity};
 use privnet_core::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +37,9 @@ const UDP_FLOWS: usize = 1024;
 /// Largest datagram relayed.
 const UDP_MAX: usize = 65_535;
 
-/// Start the embedded node of one network and its servers; returns the driver's handle and the
-/// supervising task (done when the driver stops).
+/// Start the embedded node of one network and its servers; returns the driver's handle, the
+/// supervising task (done when the driver stops) and a dialer into the network through the
+/// embedded stack (for `[[expose]]`).
 ///
 /// # Errors
 /// The node does not start, or a local address cannot be bound.
@@ -46,7 +48,7 @@ pub async fn start(
     driver: DriverConfig,
     identity: Identity,
     settings: &UserspaceSettings,
-) -> anyhow::Result<(DriverHandle, JoinHandle<io::Result<()>>)> {
+) -> anyhow::Result<(DriverHandle, JoinHandle<io::Result<()>>, Dialer)> {
     let network = driver.network.clone();
     let embedded =
         EmbeddedNode::from_node(node, driver, Some(identity), StackConfig::default()).await?;
@@ -100,6 +102,7 @@ pub async fn start(
         tracing::info!(network = %network, listen = %addr, "SOCKS5 proxy (CONNECT, UDP ASSOCIATE)");
     }
     let handle = node.handle().clone();
+    let dialer = Dialer::Embedded(node.clone());
     let mut watch = handle.clone();
     let task = tokio::spawn(async move {
         // Until the driver stops (its snapshots end).
@@ -108,7 +111,7 @@ pub async fn start(
         drop(node);
         Ok(())
     });
-    Ok((handle, task))
+    Ok((handle, task, dialer))
 }
 
 async fn forward_tcp(node: Arc<EmbeddedNode>, listener: TcpListener, f: Forward) {

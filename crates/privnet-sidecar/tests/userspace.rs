@@ -170,9 +170,47 @@ async fn scenario() {
         verifier,
         certificate: cert,
     };
-    let (handle, task) = userspace::start(node, dcfg, identity, &settings)
+    let (handle, task, dialer) = userspace::start(node, dcfg, identity, &settings)
         .await
         .unwrap();
+
+    // 0. An exposure (`[[expose]]`) of this userspace member: outside TCP on a local port, dialled
+    // through the embedded stack to db:5432.
+    let expose_port = free_port();
+    let spec = privnet_core::io::expose::ExposeSpec {
+        name: "db".into(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, expose_port)),
+        tcp: true,
+        udp: false,
+        targets: vec!["10.77.0.2:5432".parse().unwrap()],
+        proxy_v2: false,
+        admission: privnet_core::expose::AdmissionConfig::default(),
+        block_lists: Vec::new(),
+        udp_idle: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+    };
+    let exposure = privnet_core::io::expose::Exposure::start(spec, dialer, Some(handle.clone()))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", expose_port))
+        .await
+        .unwrap();
+    s.write_all(b"through the exposure").await.unwrap();
+    let mut b = [0u8; 20];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"through the exposure");
+    drop(s);
+    assert_eq!(exposure.snapshot().admitted, 1);
+    // The driver publishes its peer states at most once a second: db's session shows within 3 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !exposure.snapshot().targets[0].healthy {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "db has a session: {:?}",
+            exposure.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // 1. Local TCP forward 127.0.0.1:fwd_tcp -> db:5432.
     let mut s = TcpStream::connect(("127.0.0.1", fwd_tcp)).await.unwrap();

@@ -7,12 +7,16 @@
 //! the key that names it; the other files are still read, so one run reports them all.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use privnet_core::identity::{CaCertificate, MemberCertificate, NoiseKeyPair, RevocationList};
 use zeroize::Zeroizing;
 
+use privnet_core::expose::parse_list;
+
+use super::expose::{BlockList, ExposeEntry};
 use super::schema::NodeSection;
 use super::spans::{parse_str, Problems};
 use super::types::{Config, IdentityPaths, NetworkConfig, PolicySettings, Problem};
@@ -76,13 +80,76 @@ fn load_file(
         let net = validate::network(&mut p, node, raw.tun.as_ref(), &raw.peers, files, now);
         let mode = raw.tun.as_ref().map(|t| t.mode).unwrap_or_default();
         let userspace = validate::userspace_settings(&mut p, raw.userspace.as_ref(), mode);
+        let lists = read_block_lists(&mut p, &raw.expose);
         if let Some(mut net) = net {
             net.userspace = userspace;
+            net.exposures = validate::exposures(&mut p, &raw.expose, lists, &net.peers, net.listen);
             validate::cross_check(&mut p, networks, &net);
             networks.push(net);
         }
     }
     p.into_sorted()
+}
+
+/// Read and parse the block-lists of every `[[expose]]` (`lists[i][j]` is
+/// `expose[i].block_lists[j]`, `None` when it could not be used: a file problem at that key, or the
+/// list's own problem at its file and line).
+fn read_block_lists(
+    p: &mut Problems<'_>,
+    raw: &[Option<ExposeEntry>],
+) -> Vec<Vec<Option<BlockList>>> {
+    let file = p.file().to_owned();
+    raw.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let Some(e) = e else { return Vec::new() };
+            e.block_lists
+                .iter()
+                .enumerate()
+                .map(|(j, path)| {
+                    let path = resolve(&file, path);
+                    match load_block_list(&path) {
+                        Ok(b) => Some(b),
+                        Err(problem) if problem.line.is_some() => {
+                            p.extend_elsewhere(vec![problem]);
+                            None
+                        }
+                        Err(problem) => {
+                            p.report(format!("expose[{i}].block_lists[{j}]"), problem.expected);
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Read and parse one block-list (at start, on SIGHUP and when the file changes).
+///
+/// # Errors
+/// A [`Problem`] at the list file: with its line for a bad entry, without for a file that cannot be
+/// read (then `expected` says why, naming the file).
+pub fn load_block_list(path: &Path) -> Result<BlockList, Problem> {
+    let bytes = files::read_list(path).map_err(|e| Problem {
+        file: path.to_owned(),
+        key: String::new(),
+        line: None,
+        expected: file_problem(&e),
+    })?;
+    let name = path.display().to_string();
+    match parse_list(&name, &bytes) {
+        Ok(set) => Ok(BlockList {
+            path: path.to_owned(),
+            set: Arc::new(set),
+        }),
+        Err(e) => Err(Problem {
+            file: path.to_owned(),
+            key: String::new(),
+            line: Some(e.line),
+            expected: e.expected,
+        }),
+    }
 }
 
 /// Read every file `[node]` names, relative to the configuration file.

@@ -14,6 +14,7 @@ use privnet_core::crypto::CipherSuite;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::expose::ExposeEntry;
 use super::userspace::UserspaceSection;
 
 /// Default UDP listen address.
@@ -324,6 +325,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "status",
     "log",
     "userspace",
+    "expose",
 ];
 
 /// One configuration file as parsed, before any file it names is read.
@@ -344,6 +346,28 @@ pub struct FileConfig {
     pub log: Option<LogSection>,
     /// `[userspace]` (with `tun.mode = "userspace"`).
     pub userspace: Option<UserspaceSection>,
+    /// `[[expose]]` entries in file order (`None`: an entry that could not be read, reported).
+    pub expose: Vec<Option<ExposeEntry>>,
+}
+
+impl Section for ExposeEntry {
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "listen",
+        "protocol",
+        "to",
+        "proxy_protocol",
+        "allow",
+        "block_lists",
+        "connections_per_second",
+        "connections_burst",
+        "bytes_per_second",
+        "bytes_burst",
+        "max_connections_per_source",
+        "max_connections",
+        "udp_idle_secs",
+    ];
+    const REQUIRED: &'static [&'static str] = &["listen", "to"];
 }
 
 impl Section for UserspaceSection {
@@ -414,6 +438,7 @@ mod tests {
         check::<StatusSection>(&[]);
         check::<LogSection>(&[]);
         check::<UserspaceSection>(&[]);
+        check::<ExposeEntry>(&[("listen", "\"0.0.0.0:443\""), ("to", "\"b:80\"")]);
     }
 
     #[test]

@@ -124,6 +124,20 @@ pub fn parse_str(text: &str, file: &Path) -> (FileConfig, Vec<Problem>) {
             "status" => cfg.status = section(&mut p, "status", v),
             "log" => cfg.log = section(&mut p, "log", v),
             "userspace" => cfg.userspace = section(&mut p, "userspace", v),
+            "expose" => match v.get_ref() {
+                DeValue::Array(items) => {
+                    cfg.expose = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| section(&mut p, &format!("expose[{i}]"), item))
+                        .collect();
+                }
+                _ => p.at(
+                    "expose",
+                    key_line,
+                    "an array of tables: one `[[expose]]` header per exposure",
+                ),
+            },
             "peer" => match v.get_ref() {
                 DeValue::Array(items) => {
                     cfg.peers = items

@@ -18,6 +18,7 @@ use privnet_core::identity::{MemberCertificate, NetworkId, NoiseKeyPair, TrustSt
 use privnet_core::policy::{CompiledPolicy, Tier};
 use zeroize::Zeroizing;
 
+use super::expose::ExposeSettings;
 use super::schema::{LogSection, MetricsSection, StatusSection, TunMode};
 use super::userspace::UserspaceSettings;
 
@@ -182,6 +183,8 @@ pub struct NetworkConfig {
     pub policy: Option<PolicySettings>,
     /// `[userspace]`: forwards, published services, SOCKS proxy (`tun.mode = "userspace"`).
     pub userspace: UserspaceSettings,
+    /// `[[expose]]`: public addresses forwarded into the network, with their lists read.
+    pub exposures: Vec<ExposeSettings>,
 }
 
 /// `node.policy`: the file and the policy compiled from it (docs/POLICY.md).

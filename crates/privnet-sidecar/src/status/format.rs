@@ -143,6 +143,7 @@ pub fn format_status_with_rates(
             }
         }
         format_policy(&mut o, n);
+        format_exposures(&mut o, n);
         for p in n
             .get("peers")
             .and_then(|p| p.as_array())
@@ -285,6 +286,102 @@ pub(super) fn format_policy(o: &mut String, n: &serde_json::Value) {
                 "  POLICY REFUSED (the running policy stays): {}",
                 joined_with(refused, "; ")
             );
+        }
+    }
+}
+
+/// The exposures of a network: listen address, targets with health, admitted / active, refusals
+/// by reason (only those seen), block-lists and a refused list version.
+pub(super) fn format_exposures(o: &mut String, n: &serde_json::Value) {
+    let Some(list) = n.get("exposures").and_then(|e| e.as_array()) else {
+        return;
+    };
+    for e in list {
+        let s = |k: &str| e.get(k).and_then(serde_json::Value::as_str).unwrap_or("?");
+        let u = |k: &str| e.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let targets: Vec<String> = e
+            .get("targets")
+            .and_then(|t| t.as_array())
+            .map(|t| {
+                t.iter()
+                    .map(|x| {
+                        format!(
+                            "{} ({}, {} open)",
+                            x.get("address").and_then(|a| a.as_str()).unwrap_or("?"),
+                            if x.get("healthy").and_then(serde_json::Value::as_bool) == Some(true) {
+                                "up"
+                            } else {
+                                "no session"
+                            },
+                            x.get("active")
+                                .and_then(serde_json::Value::as_u64)
+                                .unwrap_or(0)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  expose {}: {} {}{} -> {}",
+            s("name"),
+            s("protocols"),
+            s("listen"),
+            if e.get("proxy_v2").and_then(serde_json::Value::as_bool) == Some(true) {
+                " (PROXY v2)"
+            } else {
+                ""
+            },
+            targets.join(", ")
+        );
+        let refused: Vec<String> = e
+            .get("refused")
+            .and_then(|r| r.as_array())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| {
+                        let pair = x.as_array()?;
+                        let n = pair.get(1)?.as_u64()?;
+                        let reason = pair.first()?.as_str()?;
+                        (n > 0).then(|| format!("{reason} {n}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "    admitted {}, open {}, in {} bytes, out {} bytes, throttled {}; refused: {}",
+            u("admitted"),
+            u("active"),
+            u("bytes_in"),
+            u("bytes_out"),
+            u("throttled"),
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            }
+        );
+        if let Some(lists) = e.get("block_lists").and_then(|l| l.as_array()) {
+            for l in lists {
+                let Some(l) = l.as_array() else { continue };
+                let _ = writeln!(
+                    o,
+                    "    block-list {}: {} entries, {} refused",
+                    l.first().and_then(|x| x.as_str()).unwrap_or("?"),
+                    l.get(1).and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    l.get(2).and_then(serde_json::Value::as_u64).unwrap_or(0)
+                );
+            }
+        }
+        if let Some(r) = e.get("lists_refused").and_then(|r| r.as_array()) {
+            if !r.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "    BLOCK-LIST REFUSED (the running list stays): {}",
+                    joined_with(r, "; ")
+                );
+            }
         }
     }
 }

@@ -101,6 +101,14 @@ impl Supervisor {
         report
     }
 
+    /// Look at the block-list files of every exposure and install new versions that settled
+    /// (see [`crate::exposures`]).
+    pub async fn poll_block_lists(&mut self) {
+        for n in &mut self.networks {
+            n.exposures.poll(&n.name).await;
+        }
+    }
+
     /// Install `policy` (or none) in network `i` if it differs from the one in force (by hash):
     /// log and audit it with the number of flows cut, and say so in `report`.
     pub(super) async fn install_policy(
@@ -380,6 +388,7 @@ impl Supervisor {
             }
         }
         n.peers.clone_from(&net.peers);
+        n.exposures.reloaded(&name, &net.exposures);
         n.psks = Zeroizing::new(new_psks);
         tracing::info!(network = %name, "reload applied: {}", applied.join("; "));
         report.applied.entry(name).or_default().extend(applied);
