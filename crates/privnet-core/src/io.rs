@@ -35,8 +35,8 @@
 //!
 //! Layout: `driver.rs` the loop; `underlay.rs` the socket and the GSO send stage; `seal.rs` the
 //! sink that seals inner packets and answers refused ones with ICMP; `inner.rs` the inner-side
-//! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`
-//! pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
+//! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`,
+//! `fair.rs` pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
 //! `handle.rs`, `snapshot.rs`, `counters.rs` what goes in and out; `embedded.rs` (+ `embedded/`,
 //! feature `stack`) the userspace stack's inner side and the overlay sockets built on it.
 // The I/O shell: the one place of privnet-core that reads clocks, draws OS randomness and opens sockets (clippy.toml's sans-IO lints are off here, and tests/sans_io.rs skips it).
@@ -51,6 +51,7 @@ mod driver;
 #[cfg(feature = "stack")]
 pub mod embedded;
 mod error;
+pub mod fair;
 mod handle;
 mod hold;
 mod inner;

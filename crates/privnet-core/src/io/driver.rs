@@ -28,6 +28,7 @@ use super::clock::Clock;
 use super::config::{unix_now, DriverConfig, Identity};
 use super::counters::{Counters, DriverEvent};
 use super::error::{ControlError, DriverError};
+use super::fair::FairGate;
 use super::handle::{Control, DriverEnds, DriverHandle, FlowExplanation, Reload};
 use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
@@ -112,6 +113,8 @@ pub struct Driver<I: InnerSide> {
     repeats: Repeats<PeerId>,
     /// Peers with a session (so that a rekey does not log "session established" again).
     up: HashSet<PeerId>,
+    /// Per-peer fairness before decryption (`fair.rs`).
+    fair: FairGate<PeerId>,
 }
 
 impl Driver<TunInner> {
@@ -217,6 +220,7 @@ impl<I: InnerSide> Driver<I> {
             drops: DropSummary::new(Instant::now()),
             repeats: Repeats::default(),
             up: HashSet::new(),
+            fair: FairGate::new(config.fairness),
         };
         d.publish();
         d
@@ -385,6 +389,15 @@ impl<I: InnerSide> Driver<I> {
             }
             for dgram in in_buf[..n].chunks(seg.max(1)) {
                 read += 1;
+                // The fairness stage: a data message of a peer over its share while this member
+                // is overloaded is dropped before it costs a decryption.
+                if self.fair.enabled() {
+                    if let Some(peer) = self.node.peer_of_datagram(dgram) {
+                        if !self.fair.admit(peer, dgram.len()) {
+                            continue;
+                        }
+                    }
+                }
                 match self.node.decapsulate(from, dgram, out_buf, now) {
                     Ok(Decapsulated::Packet { len, peer }) => {
                         self.inner.deliver_from(&out_buf[..len], peer, &self.node);
@@ -399,6 +412,7 @@ impl<I: InnerSide> Driver<I> {
             // say "nothing more" would add latency and nothing else.
             self.inner.flush();
         }
+        self.fair.end_batch(full);
         (read, full)
     }
 
@@ -771,9 +785,28 @@ impl<I: InnerSide> Driver<I> {
                 add(k, v);
             }
         }
+        let fair_total = self.fair.total_drops();
+        for (k, v) in [
+            ("fair_dropped", fair_total.packets),
+            ("fair_dropped_bytes", fair_total.bytes),
+            ("fair_policed_batches", self.fair.policed_batches()),
+        ] {
+            if v > 0 {
+                events.insert(k.to_owned(), v);
+            }
+        }
+        let fair = self
+            .fair
+            .all_drops()
+            .filter_map(|(id, d)| {
+                let (key, _) = self.node.peer_label(id?)?;
+                Some((key, (d.packets, d.bytes)))
+            })
+            .collect();
         let figures = DriverFigures {
             events,
             busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
+            fair,
         };
         let snap = self
             .publisher

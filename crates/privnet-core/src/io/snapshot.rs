@@ -187,6 +187,11 @@ pub struct PeerSnapshot {
     pub handshakes: u64,
     /// Packets from it dropped for a spoofed inner source.
     pub spoofed: u64,
+    /// Datagrams from it the fairness stage dropped before decryption (its excess over a fair
+    /// share while this member was overloaded).
+    pub fair_dropped: u64,
+    /// Their bytes.
+    pub fair_dropped_bytes: u64,
 }
 
 /// Standard base64 of `k` (keys in logs and snapshots).
@@ -215,6 +220,8 @@ pub(crate) struct DriverFigures {
     pub(crate) events: HashMap<String, u64>,
     /// Microseconds spent busy polling.
     pub(crate) busy_poll_us: u64,
+    /// Fairness drops by peer key: (datagrams, bytes).
+    pub(crate) fair: HashMap<[u8; 32], (u64, u64)>,
 }
 
 impl Publisher {
@@ -334,6 +341,8 @@ impl Publisher {
                 tx_packets: p.counters.tx_packets,
                 handshakes: p.counters.handshakes,
                 spoofed: p.counters.spoofed,
+                fair_dropped: figures.fair.get(&p.static_public).map_or(0, |f| f.0),
+                fair_dropped_bytes: figures.fair.get(&p.static_public).map_or(0, |f| f.1),
             })
             .collect();
         NetworkSnapshot {

@@ -1,0 +1,301 @@
+//! Per-peer fairness at the receive stage: the decision logic, pure (no clock, no I/O, no
+//! allocation per packet once a peer has a slot).
+//!
+//! ## Where the shared queue is
+//! The driver runs to completion: a datagram read from the underlay socket is decrypted, checked
+//! and written to the inner side before the next is read, so the decrypt, inner-write and (for
+//! answers) send stages hold no queue of their own. The one queue every sender shares is the
+//! kernel's receive buffer of the underlay socket. When one member sends faster than this member
+//! can decrypt, that buffer stays full: every other member's packets wait behind the flood (their
+//! latency becomes the buffer's drain time) and are tail-dropped by the kernel in proportion to
+//! arrivals, the flood's included. The only way to shorten that queue is to drain it faster than
+//! it fills, and the cheap way is to drop the heaviest senders' excess **before** decryption: the
+//! peer of a data message is known from its receiver index (a hash lookup), while opening it costs
+//! an AEAD pass and an inner write, one to two orders of magnitude more.
+//!
+//! ## The rule: water-level shares of an adaptive per-batch budget
+//! The driver reads in batches (at most `BATCH` receive calls). A batch that ends with the socket
+//! still readable is *full*: the member is behind. While batches are full and at least two peers
+//! send, the gate polices:
+//!
+//! * Each batch may admit about `budget` bytes. The budget adapts like AIMD: the first full batch
+//!   sets it to half of what that batch read, every further full batch takes a quarter off (never
+//!   below `min_share` per active peer), every batch that runs dry adds an eighth back (up to
+//!   [`MAX_BUDGET`]). So the admitted work settles just below what this member can process, and the
+//!   socket runs dry again, which is what bounds the other members' latency.
+//! * The budget is split max-min fairly over the peers' demands of the previous batch (water
+//!   filling): `level` solves Σ min(demandᵢ, level) = budget. Every peer may then take up to
+//!   `max(level, min_share)` bytes in the batch, a peer seen for the first time too. A light peer
+//!   (a ping, an interactive session, a TCP flow that is growing) is below the level and loses
+//!   nothing; the heaviest lose what is above it.
+//! * Within a batch a datagram passes while its peer's deficit covers it (DRR's test): two
+//!   backlogged peers' admitted bytes differ by less than one datagram, every peer gets at least
+//!   `min(demand, min_share − datagram)` per batch (no starvation), whatever the others send.
+//!
+//! With one sender only, or with the gate off, or when batches run dry, everything passes: the
+//! gate is work-conserving and costs one hash lookup per datagram. Datagrams that are not data
+//! messages of a known peer (handshakes, cookies, junk) bypass it: handshakes have their own
+//! limiter, junk is cheap to refuse. The table holds at most [`MAX_SLOTS`] peers (then the rest
+//! share one overflow slot), and idle peers leave it.
+//!
+//! This is deficit round robin without its per-peer queues: the driver has no queue to reorder
+//! (the kernel's FIFO is the queue), so a round is a batch and the quantum is the water level.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Most peers with a slot of their own; more share [`Key::Overflow`].
+pub const MAX_SLOTS: usize = 1024;
+/// Highest per-batch budget (bytes).
+pub const MAX_BUDGET: u64 = 64 << 20;
+/// Default least share of a batch every peer gets while policing (bytes).
+pub const MIN_SHARE: u64 = 64 * 1024;
+/// Batches without a datagram after which a peer's slot is freed.
+const IDLE_BATCHES: u32 = 256;
+
+/// The slot key: a peer, or the shared overflow slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Key<K> {
+    /// A peer with its own slot.
+    Peer(K),
+    /// Every peer beyond [`MAX_SLOTS`].
+    Overflow,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// Bytes that arrived in this batch (admitted or not).
+    demand: u64,
+    /// ... in the previous batch.
+    last_demand: u64,
+    /// Bytes it may still take in this batch (while policing).
+    deficit: u64,
+    /// Datagrams and bytes dropped, ever.
+    dropped: u64,
+    dropped_bytes: u64,
+    /// Consecutive batches without a datagram.
+    idle: u32,
+}
+
+/// Per-peer drop counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FairDrops {
+    /// Datagrams dropped before decryption.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// The gate. `K` identifies a peer.
+#[derive(Debug)]
+pub struct FairGate<K> {
+    enabled: bool,
+    min_share: u64,
+    budget: u64,
+    /// Policing in this batch (the previous one was full with two or more peers).
+    policing: bool,
+    /// The level of this batch.
+    level: u64,
+    slots: HashMap<Key<K>, Slot>,
+    /// Scratch for the water filling (capacity `MAX_SLOTS + 1`, never grows).
+    scratch: Vec<u64>,
+    /// Bytes that arrived in this batch.
+    batch_bytes: u64,
+    /// Drops of slots that were freed.
+    freed: FairDrops,
+    /// Batches that were policed.
+    policed_batches: u64,
+}
+
+impl<K: Copy + Eq + Hash> FairGate<K> {
+    /// A gate (`enabled: false` admits everything and keeps no state), with the default least
+    /// share.
+    pub fn new(enabled: bool) -> Self {
+        Self::with_min_share(enabled, MIN_SHARE)
+    }
+
+    /// A gate with another least share per peer and batch.
+    pub fn with_min_share(enabled: bool, min_share: u64) -> Self {
+        Self {
+            enabled,
+            min_share: min_share.max(1),
+            budget: MAX_BUDGET,
+            policing: false,
+            level: u64::MAX,
+            slots: HashMap::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
+            scratch: Vec::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
+            batch_bytes: 0,
+            freed: FairDrops::default(),
+            policed_batches: 0,
+        }
+    }
+
+    /// Whether the gate is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether the current batch is policed.
+    pub fn policing(&self) -> bool {
+        self.policing
+    }
+
+    /// Bytes each peer may take in the current batch while policing.
+    pub fn level(&self) -> u64 {
+        self.level
+    }
+
+    /// The current budget (bytes per policed batch).
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Peers with a slot.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Batches policed so far.
+    pub fn policed_batches(&self) -> u64 {
+        self.policed_batches
+    }
+
+    /// Whether a datagram of `len` bytes for `peer` is decrypted (`true`) or dropped now
+    /// (`false`, counted for the peer).
+    #[inline]
+    pub fn admit(&mut self, peer: K, len: usize) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let len = len as u64;
+        self.batch_bytes = self.batch_bytes.saturating_add(len);
+        let key = if self.slots.contains_key(&Key::Peer(peer)) || self.slots.len() < MAX_SLOTS {
+            Key::Peer(peer)
+        } else {
+            Key::Overflow
+        };
+        let fresh = self.level.max(self.min_share);
+        let slot = self.slots.entry(key).or_insert(Slot {
+            deficit: fresh,
+            ..Slot::default()
+        });
+        slot.demand = slot.demand.saturating_add(len);
+        if !self.policing || slot.deficit >= len {
+            slot.deficit = slot.deficit.saturating_sub(len);
+            return true;
+        }
+        slot.dropped += 1;
+        slot.dropped_bytes += len;
+        false
+    }
+
+    /// End a batch: `full` when the socket was still readable after it. Sets up the next batch.
+    pub fn end_batch(&mut self, full: bool) {
+        if !self.enabled {
+            return;
+        }
+        let active = self.slots.values().filter(|s| s.demand > 0).count() as u64;
+        let floor = self.min_share.saturating_mul(active.max(1));
+        if full && active >= 2 {
+            self.budget = if self.policing {
+                self.budget - self.budget / 4
+            } else {
+                (self.batch_bytes / 2).min(self.budget)
+            }
+            .clamp(floor.min(MAX_BUDGET), MAX_BUDGET);
+            self.policing = true;
+            self.policed_batches += 1;
+        } else {
+            self.policing = false;
+            self.budget = self
+                .budget
+                .saturating_add(self.budget / 8 + self.min_share)
+                .min(MAX_BUDGET);
+        }
+        // Roll the demands, free idle slots.
+        let freed = &mut self.freed;
+        self.slots.retain(|_, s| {
+            s.last_demand = s.demand;
+            s.idle = if s.demand == 0 { s.idle + 1 } else { 0 };
+            s.demand = 0;
+            let keep = s.idle < IDLE_BATCHES;
+            if !keep {
+                freed.packets += s.dropped;
+                freed.bytes += s.dropped_bytes;
+            }
+            keep
+        });
+        self.level = if self.policing {
+            self.scratch.clear();
+            self.scratch
+                .extend(self.slots.values().map(|s| s.last_demand));
+            water_level(&mut self.scratch, self.budget)
+        } else {
+            u64::MAX
+        };
+        let quantum = self.level.max(self.min_share);
+        for s in self.slots.values_mut() {
+            s.deficit = quantum;
+        }
+        self.batch_bytes = 0;
+    }
+
+    /// What was dropped for `peer` (its slot's counters; the overflow slot's for peers beyond
+    /// [`MAX_SLOTS`]).
+    pub fn drops(&self, peer: K) -> FairDrops {
+        self.slots
+            .get(&Key::Peer(peer))
+            .map_or_else(FairDrops::default, |s| FairDrops {
+                packets: s.dropped,
+                bytes: s.dropped_bytes,
+            })
+    }
+
+    /// Every slot's drops (peers with their own slot, then the overflow slot as `None`).
+    pub fn all_drops(&self) -> impl Iterator<Item = (Option<K>, FairDrops)> + '_ {
+        self.slots.iter().filter(|(_, s)| s.dropped > 0).map(|(k, s)| {
+            let k = match k {
+                Key::Peer(p) => Some(*p),
+                Key::Overflow => None,
+            };
+            (
+                k,
+                FairDrops {
+                    packets: s.dropped,
+                    bytes: s.dropped_bytes,
+                },
+            )
+        })
+    }
+
+    /// Drops over all peers, ever (freed slots included).
+    pub fn total_drops(&self) -> FairDrops {
+        let mut t = self.freed;
+        for s in self.slots.values() {
+            t.packets += s.dropped;
+            t.bytes += s.dropped_bytes;
+        }
+        t
+    }
+}
+
+/// The max-min fair level: the `level` with Σ min(dᵢ, level) = `budget` (`u64::MAX` if the
+/// demands fit the budget). Sorts `demands`.
+pub fn water_level(demands: &mut [u64], budget: u64) -> u64 {
+    demands.sort_unstable();
+    let mut left = budget;
+    let mut n = demands.len() as u64;
+    for &d in demands.iter() {
+        if d.saturating_mul(n) <= left {
+            left -= d;
+            n -= 1;
+        } else {
+            return left / n;
+        }
+    }
+    u64::MAX
+}
+
+#[cfg(test)]
+#[path = "fair/tests.rs"]
+mod tests;
