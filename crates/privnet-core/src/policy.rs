@@ -48,12 +48,12 @@ pub use compile::{compile, CompiledPolicy, Mismatch, RuleIdx, RuleInfo};
 pub use conntrack::ConntrackConfig;
 pub use counters::CountersSnapshot;
 pub use error::{Location, PolicyError, PolicyProblem};
-pub use limits::{LimitCount, LimitInfo, Limiter, TokenBucket};
 pub use eval::{Decider, End, IdentityClass, PartyBits, Verdict};
 pub use filter::{Cut, Decision, Disposition, Filter, LiveExplanation, Reason};
 pub use flow::{
     tcp_flags, Direction, EndKind, Flow, FlowPath, Fragment, Icmp, MemberRef, Protocol, QuotedFlow,
 };
+pub use limits::{LimitCount, LimitInfo, Limiter, TokenBucket};
 #[cfg(feature = "policy-toml")]
 pub use parse::parse_policy;
 pub use spec::{

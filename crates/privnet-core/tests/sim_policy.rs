@@ -425,30 +425,50 @@ fn a_rate_limit_holds_a_member_to_its_rate_at_both_ends() {
     assert_eq!(sim.nodes[DB].inbox.len(), 10);
     let ops_limits = sim.nodes[OPS].node.limit_counters();
     assert_eq!(
-        (ops_limits[0].id.as_str(), ops_limits[0].passed, ops_limits[0].dropped),
+        (
+            ops_limits[0].id.as_str(),
+            ops_limits[0].passed,
+            ops_limits[0].dropped
+        ),
         ("chatty", 10, 20)
     );
-    assert_eq!(drops(&sim.nodes[OPS].node, DropReason::MemberRateLimited), 20);
+    assert_eq!(
+        drops(&sim.nodes[OPS].node, DropReason::MemberRateLimited),
+        20
+    );
     // At the receiver: web sends all of it, db (the authoritative end) takes 10.
     sim.nodes[DB].inbox.clear();
     for i in 0..30u16 {
-        sim.send_packet(WEB, &tcp(web, 40000 + i, db, 5432, SYN)).unwrap();
+        sim.send_packet(WEB, &tcp(web, 40000 + i, db, 5432, SYN))
+            .unwrap();
     }
     sim.run_for(Duration::from_millis(20));
     assert_eq!(sim.nodes[DB].inbox.len(), 10);
-    assert_eq!(drops(&sim.nodes[DB].node, DropReason::MemberRateLimited), 20);
+    assert_eq!(
+        drops(&sim.nodes[DB].node, DropReason::MemberRateLimited),
+        20
+    );
     let db_limits = sim.nodes[DB].node.limit_counters();
-    assert_eq!((db_limits[0].passed, db_limits[0].dropped), (20, 20), "ops' 10 and web's 10 passed");
-    assert!(established(&sim, &net, DB, WEB), "a limit never touches the session");
+    assert_eq!(
+        (db_limits[0].passed, db_limits[0].dropped),
+        (20, 20),
+        "ops' 10 and web's 10 passed"
+    );
+    assert!(
+        established(&sim, &net, DB, WEB),
+        "a limit never touches the session"
+    );
     // The buckets refill on the fake clock; db's replies to web are not limited (db is not
     // selected, and web's receiving is not counted by an `out` limit).
     sim.run_for(Duration::from_secs(1));
     sim.nodes[DB].inbox.clear();
     for i in 0..5u16 {
-        sim.send_packet(WEB, &tcp(web, 41000 + i, db, 5432, SYN)).unwrap();
+        sim.send_packet(WEB, &tcp(web, 41000 + i, db, 5432, SYN))
+            .unwrap();
     }
     for i in 0..30u16 {
-        sim.send_packet(DB, &tcp(db, 5432, web, 40000 + i, SYN | ACK)).unwrap();
+        sim.send_packet(DB, &tcp(db, 5432, web, 40000 + i, SYN | ACK))
+            .unwrap();
     }
     sim.run_for(Duration::from_millis(20));
     assert_eq!(sim.nodes[DB].inbox.len(), 5);
@@ -464,7 +484,8 @@ fn a_reload_keeps_the_state_of_an_unchanged_limit() {
         .count();
     assert_eq!(sent, 10);
     // The same limit under another policy (one more rule): the bucket stays empty.
-    let more = format!("{LIMITED}\n[[baseline]]\naction = \"deny\"\nfrom = \"any\"\nto = \"any\"\n");
+    let more =
+        format!("{LIMITED}\n[[baseline]]\naction = \"deny\"\nfrom = \"any\"\nto = \"any\"\n");
     let now = sim.now;
     sim.nodes[OPS].node.set_policy(Some(policy(&more)), now);
     assert_eq!(

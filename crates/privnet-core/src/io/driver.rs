@@ -151,6 +151,7 @@ impl Driver<TunInner> {
             tun_uso = d.inner.uso(),
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
+            fairness = config.fairness,
             "privnet up"
         );
         Ok(d)
@@ -182,6 +183,7 @@ impl<I: InnerSide> Driver<I> {
             path_mtu = config.path_mtu(),
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
+            fairness = config.fairness,
             "privnet up"
         );
         Ok(d)

@@ -253,19 +253,22 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
 
     /// Every slot's drops (peers with their own slot, then the overflow slot as `None`).
     pub fn all_drops(&self) -> impl Iterator<Item = (Option<K>, FairDrops)> + '_ {
-        self.slots.iter().filter(|(_, s)| s.dropped > 0).map(|(k, s)| {
-            let k = match k {
-                Key::Peer(p) => Some(*p),
-                Key::Overflow => None,
-            };
-            (
-                k,
-                FairDrops {
-                    packets: s.dropped,
-                    bytes: s.dropped_bytes,
-                },
-            )
-        })
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.dropped > 0)
+            .map(|(k, s)| {
+                let k = match k {
+                    Key::Peer(p) => Some(*p),
+                    Key::Overflow => None,
+                };
+                (
+                    k,
+                    FairDrops {
+                        packets: s.dropped,
+                        bytes: s.dropped_bytes,
+                    },
+                )
+            })
     }
 
     /// Drops over all peers, ever (freed slots included).

@@ -10,7 +10,7 @@ use crate::identity::{expiry_report, ExpirySubject};
 use crate::node::{HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
 use crate::policy::conntrack::ConntrackStats;
 use crate::policy::counters::Totals;
-use crate::policy::Tier;
+use crate::policy::{LimitCount, Tier};
 
 use super::config::Identity;
 
@@ -88,6 +88,8 @@ pub struct PolicySnapshot {
     pub conntrack_bytes: u64,
     /// Most flows the tracker holds (`max_flows`).
     pub conntrack_capacity: u64,
+    /// Per rate limit (`[[limits]]`), in policy order: packets passed and dropped.
+    pub limits: Vec<LimitCount>,
 }
 
 /// One rule's counter.
@@ -150,6 +152,7 @@ fn policy_snapshot(node: &Node) -> Option<PolicySnapshot> {
         conntrack: c.conntrack,
         conntrack_bytes: node.conntrack_bytes() as u64,
         conntrack_capacity: node.conntrack_capacity() as u64,
+        limits: node.limit_counters(),
     })
 }
 

@@ -1,4 +1,4 @@
-//! Per-member rate limits (`[[limits]]`, docs/POLICY.md §16): the compiled form of a limit, the
+//! Per-member rate limits (`[[limits]]`, docs/POLICY.md §17): the compiled form of a limit, the
 //! token bucket, and the [`Limiter`] that holds the buckets of one enforcing member. Pure: time is
 //! an argument, nothing allocates per packet once a peer's buckets exist.
 //!
@@ -63,7 +63,8 @@ impl LimitInfo {
             Atom::Local => local,
             Atom::Match(x) => {
                 (x.members.is_empty() || x.members.contains(&m.name))
-                    && (x.groups_any.is_empty() || x.groups_any.iter().any(|g| m.groups.contains(g)))
+                    && (x.groups_any.is_empty()
+                        || x.groups_any.iter().any(|g| m.groups.contains(g)))
                     && x.groups_all.iter().all(|g| m.groups.contains(g))
             }
         })
@@ -103,7 +104,10 @@ pub(crate) fn compile_limits(specs: &[LimitSpec], p: &mut Problems) -> Vec<Limit
         p.push(
             None,
             "limits",
-            format!("at most {MAX_LIMITS} limits (this policy has {})", specs.len()),
+            format!(
+                "at most {MAX_LIMITS} limits (this policy has {})",
+                specs.len()
+            ),
         );
     }
     let mut ids: HashMap<&str, Option<Location>> = HashMap::new();
@@ -373,7 +377,10 @@ impl<P: Copy + Eq + Hash> Limiter<P> {
             .collect();
         self.counts = same
             .iter()
-            .map(|o| o.and_then(|i| old_counts.get(i).copied()).unwrap_or_default())
+            .map(|o| {
+                o.and_then(|i| old_counts.get(i).copied())
+                    .unwrap_or_default()
+            })
             .collect();
         self.shared = limits
             .iter()

@@ -105,7 +105,7 @@ pub struct PolicySpec {
     pub tiers: [Vec<RuleSpec>; 3],
     /// Embedded tests (`[[test]]`): not enforced, run by `privnet policy check`.
     pub tests: Vec<TestSpec>,
-    /// Per-member rate limits (`[[limits]]`), enforced on both ends (docs/POLICY.md §16).
+    /// Per-member rate limits (`[[limits]]`), enforced on both ends (docs/POLICY.md §17).
     pub limits: Vec<LimitSpec>,
 }
 

@@ -74,7 +74,10 @@ fn the_flood_loses_its_excess_and_the_light_peer_nothing() {
         assert_eq!(got[&2], 20 * 100, "the light peer keeps all of its traffic");
         assert!(got[&1] < 5_000 * MTU as u64, "the flood is cut");
     }
-    assert!(g.budget() < first_budget, "the budget shrank while batches stayed full");
+    assert!(
+        g.budget() < first_budget,
+        "the budget shrank while batches stayed full"
+    );
     let d = g.drops(1);
     assert!(d.packets > 0 && d.bytes == d.packets * MTU as u64);
     assert_eq!(g.drops(2), FairDrops::default());
@@ -156,7 +159,7 @@ proptest! {
             for (p, &(n, size)) in peers.iter().enumerate() {
                 let demand = u64::from(n) * u64::from(size);
                 let admitted = got.get(&(p as u32)).copied().unwrap_or(0);
-                prop_assert!(admitted <= quantum.max(0).min(demand));
+                prop_assert!(admitted <= quantum.min(demand));
                 if demand > quantum {
                     prop_assert!(admitted + u64::from(size) > quantum);
                     capped.push(admitted);

@@ -81,7 +81,10 @@ fn out_limits_the_selected_members_sending_at_both_ends() {
     let inbound_from_flood = (0..100)
         .filter(|_| target.check(&1, Direction::Inbound, 100, t0).is_ok())
         .count();
-    assert_eq!(inbound_from_flood, 1, "a burst of 100 ms at 10/s: one packet");
+    assert_eq!(
+        inbound_from_flood, 1,
+        "a burst of 100 ms at 10/s: one packet"
+    );
     assert!((0..100).all(|_| target.check(&1, Direction::Outbound, 100, t0).is_ok()));
     assert!((0..100).all(|_| target.check(&2, Direction::Inbound, 100, t0).is_ok()));
     // At the sender (flood itself): its own sending is counted, per peer.
@@ -91,7 +94,10 @@ fn out_limits_the_selected_members_sending_at_both_ends() {
     flood.set_peer(8, member("victim", &["web"]), t0);
     assert!(flood.check(&7, Direction::Outbound, 100, t0).is_ok());
     assert_eq!(flood.check(&7, Direction::Outbound, 100, t0), Err(0));
-    assert!(flood.check(&8, Direction::Outbound, 100, t0).is_ok(), "its own bucket");
+    assert!(
+        flood.check(&8, Direction::Outbound, 100, t0).is_ok(),
+        "its own bucket"
+    );
     assert!(flood.check(&7, Direction::Inbound, 100, t0).is_ok());
     let c = &flood.counters()[0];
     assert_eq!((c.id.as_str(), c.passed, c.dropped), ("batch-out", 2, 1));
@@ -109,7 +115,10 @@ fn shared_limits_share_one_bucket() {
     m.set_peer(1, member("a", &[]), t0);
     m.set_peer(2, member("b", &[]), t0);
     assert!(m.check(&1, Direction::Inbound, 1, t0).is_ok());
-    assert!(m.check(&2, Direction::Inbound, 1, t0).is_err(), "one bucket for both");
+    assert!(
+        m.check(&2, Direction::Inbound, 1, t0).is_err(),
+        "one bucket for both"
+    );
 }
 
 #[test]
@@ -122,22 +131,31 @@ fn a_reload_keeps_the_buckets_of_unchanged_limits() {
         .id("other");
     let t0 = Instant::now();
     let mut m: Limiter<u32> = Limiter::new(member("m", &[]));
-    m.set_limits(&compiled(&[keep.clone()]), t0);
+    m.set_limits(&compiled(std::slice::from_ref(&keep)), t0);
     m.set_peer(1, member("a", &[]), t0);
     assert!(m.check(&1, Direction::Inbound, 1, t0).is_ok());
     assert!(m.check(&1, Direction::Inbound, 1, t0).is_err());
     m.set_limits(&compiled(&[other, keep.clone()]), t0);
-    assert!(m.check(&1, Direction::Inbound, 1, t0).is_err(), "still empty");
+    assert!(
+        m.check(&1, Direction::Inbound, 1, t0).is_err(),
+        "still empty"
+    );
     assert_eq!(m.counters()[1].dropped, 2, "counters kept");
     let faster = keep.packets(20);
     m.set_limits(&compiled(&[faster]), t0);
-    assert!(m.check(&1, Direction::Inbound, 1, t0).is_ok(), "a changed limit starts full");
+    assert!(
+        m.check(&1, Direction::Inbound, 1, t0).is_ok(),
+        "a changed limit starts full"
+    );
     // Re-registering the same identity keeps the buckets, a new identity gets fresh ones.
     m.set_peer(1, member("a", &[]), t0);
     assert!(m.check(&1, Direction::Inbound, 1, t0).is_ok());
     assert!(m.check(&1, Direction::Inbound, 1, t0).is_err());
     m.remove_peer(&1);
-    assert!(m.check(&1, Direction::Inbound, 1, t0).is_ok(), "unknown peers are not limited");
+    assert!(
+        m.check(&1, Direction::Inbound, 1, t0).is_ok(),
+        "unknown peers are not limited"
+    );
 }
 
 proptest! {

@@ -1,4 +1,4 @@
-//! The `[[limits]]` tables of the TOML front end (docs/POLICY.md §16).
+//! The `[[limits]]` tables of the TOML front end (docs/POLICY.md §17).
 
 use std::ops::Range;
 
