@@ -6,7 +6,13 @@
 #
 #   sudo PRIVNET_BIN=/tmp/privnet benches/lab/noisy.sh            # 2 repetitions x (on, off)
 #   sudo PRIVNET_BIN=/tmp/privnet REPS=3 FAIRNESS="true false" FLOOD=tcp benches/lab/noisy.sh
+#   sudo PRIVNET_BIN=/tmp/privnet PIN=1 benches/lab/noisy.sh   # the target is the bottleneck
 #
+# PIN=1 (needs 2+ CPUs) pins the target's daemon and its two iperf3 servers to CPU 1 and the flood
+# source's daemon and iperf3 client to CPU 0 (the victim is not pinned): the target's daemon then has
+# about half a core against a flood source with a whole one, so the shared stage, the target's
+# receive path, is the bottleneck (the case fairness is for: a receiver or a gateway that several
+# members send to). Unpinned, on a small machine, the cores themselves are the shared resource.
 # Underlay: namespace nn-t holds bridge br0 (10.198.0.3/24) with one veth to nn-f (10.198.0.1) and
 # one to nn-v (10.198.0.2), MTU 1500. Overlay 100.71.0.1 (F), .2 (V), .3 (T), TUN MTU 1440. Every
 # namespace is made fresh per run and deleted afterwards (also on error, by the exit trap).
@@ -81,6 +87,12 @@ netns_up() {
   say "underlay does not answer"; return 1
 }
 
+# The taskset prefix of member INDEX's processes under PIN=1 (flood source: CPU 0, target: CPU 1).
+pin_of() {
+  [[ ${PIN:-0} == 1 ]] || return 0
+  case $1 in 0) echo "taskset -c 0" ;; 2) echo "taskset -c 1" ;; esac
+}
+
 member_toml() {  # member_toml INDEX FAIRNESS
   local i=$1 j
   cat <<TOML
@@ -131,13 +143,14 @@ prepare() {
 }
 
 start_members() {  # start_members FAIRNESS
-  local i
+  local i pin
   PIDS=()
   for i in 0 1 2; do
+    pin=$(pin_of "$i")
     member_toml "$i" "$1" >"$WORK/${NAMES[$i]}/member.toml"
     "$PRIVNET_BIN" check --config "$WORK/${NAMES[$i]}/member.toml" >/dev/null
     # `ip netns exec` itself in the background (it execs the daemon), so that `$!` is the daemon.
-    ip netns exec "${NS[$i]}" "$PRIVNET_BIN" up --config "$WORK/${NAMES[$i]}/member.toml" \
+    ip netns exec "${NS[$i]}" $pin "$PRIVNET_BIN" up --config "$WORK/${NAMES[$i]}/member.toml" \
       >"$WORK/daemon-${NAMES[$i]}.log" 2>&1 &
     PIDS+=($!)
   done
@@ -173,18 +186,18 @@ victim_tcp() {  # victim_tcp LABEL
 # The target's fairness drops of the flood source (datagrams), from its status.
 target_fair_drops() {
   "$PRIVNET_BIN" status --socket "$WORK/t/status.sock" --json 2>/dev/null \
-    | jq -r '[.. | objects | select(.name? == "f") | .fair_dropped? // 0] | add // 0' 2>/dev/null || echo "?"
+    | jq -r '[.. | objects | select(.name? == "f" and has("fair_dropped")) | .fair_dropped] | add // 0' 2>/dev/null || echo "?"
 }
 
 one_run() {  # one_run FAIRNESS REP
   local fair=$1 rep=$2 srv1 srv2 flood
-  RUN="$OUT/raw/fair-$fair/rep$rep"
+  RUN="$OUT/raw/$FLOOD$([[ ${PIN:-0} == 1 ]] && echo -pin)-fair-$fair/rep$rep"
   mkdir -p "$RUN"
   netns_up
   start_members "$fair"
-  ip netns exec nn-t iperf3 -s -p 5201 >"$RUN/server-flood.log" 2>&1 &
+  ip netns exec nn-t $(pin_of 2) iperf3 -s -p 5201 >"$RUN/server-flood.log" 2>&1 &
   srv1=$!
-  ip netns exec nn-t iperf3 -s -p 5202 >"$RUN/server-victim.log" 2>&1 &
+  ip netns exec nn-t $(pin_of 2) iperf3 -s -p 5202 >"$RUN/server-victim.log" 2>&1 &
   srv2=$!
   PIDS+=("$srv1" "$srv2")
   sleep 1
@@ -197,9 +210,9 @@ one_run() {  # one_run FAIRNESS REP
   pd=$(awk -v n="$PING_COUNT" -v i="$PING_INTERVAL" 'BEGIN {print int(n * i * 1.2 + 1)}')
   secs=$((2 + pd + TCP_SECS + 3))
   if [[ $FLOOD == tcp ]]; then
-    ip netns exec nn-f iperf3 -c "${OV[2]}" -p 5201 -P 4 -t "$secs" -J >"$RUN/flood.json" 2>"$RUN/flood.err" &
+    ip netns exec nn-f $(pin_of 0) iperf3 -c "${OV[2]}" -p 5201 -P 4 -t "$secs" -J >"$RUN/flood.json" 2>"$RUN/flood.err" &
   else
-    ip netns exec nn-f iperf3 -c "${OV[2]}" -p 5201 -u -b 0 -l 1400 -t "$secs" -J >"$RUN/flood.json" 2>"$RUN/flood.err" &
+    ip netns exec nn-f $(pin_of 0) iperf3 -c "${OV[2]}" -p 5201 -u -b 0 -l 1400 -t "$secs" -J >"$RUN/flood.json" 2>"$RUN/flood.err" &
   fi
   flood=$!
   sleep 2
@@ -220,7 +233,7 @@ one_run() {  # one_run FAIRNESS REP
   frate=$(jq -r '(.end.sum.bits_per_second // 0) / 1e6 | round' "$RUN/flood.json" 2>/dev/null || echo 0)
   pr=$(awk -v a="$fp" -v b="$sp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
   tr=$(awk -v a="$flood_tcp" -v b="$solo_tcp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fair" "$rep" "$FLOOD" "$sp" "$fp" "$pr" \
+  printf '%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fair" "$rep" "$FLOOD" "$([[ ${PIN:-0} == 1 ]] && echo +pin)" "$sp" "$fp" "$pr" \
     "$fl" "$solo_tcp" "$flood_tcp" "$tr" "$frate" "$drops" "$(date -u +%FT%TZ)" | tee -a "$OUT/results.tsv"
 }
 

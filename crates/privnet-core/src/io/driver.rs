@@ -718,6 +718,7 @@ impl<I: InnerSide> Driver<I> {
             if let Some(id) = self.node.peer_by_key(key) {
                 let name = self.publisher.name_for(key, None);
                 self.node.remove_peer(id);
+                self.fair.forget(id);
                 self.up.remove(&id);
                 self.repeats.forget(&id);
                 if replaced.contains(key) {

@@ -20,9 +20,12 @@
 //!
 //! * Each batch may admit about `budget` bytes. The budget adapts like AIMD: the first full batch
 //!   sets it to half of what that batch read, every further full batch takes a quarter off (never
-//!   below `min_share` per active peer), every batch that runs dry adds an eighth back (up to
-//!   [`MAX_BUDGET`]). So the admitted work settles just below what this member can process, and the
-//!   socket runs dry again, which is what bounds the other members' latency.
+//!   below `min_share` per active peer), every batch that runs dry but still had to drop adds an
+//!   eighth back (up to [`MAX_BUDGET`]); policing ends with the first batch that runs dry without
+//!   a drop (the budget no longer binds), or when fewer than two peers send. So the admitted work
+//!   settles just below what this member can process and the socket keeps running dry, which is
+//!   what bounds the other members' latency; the hysteresis keeps a flood from refilling the
+//!   socket every other batch.
 //! * The budget is split max-min fairly over the peers' demands of the previous batch (water
 //!   filling): `level` solves Σ min(demandᵢ, level) = budget. Every peer may then take up to
 //!   `max(level, min_share)` bytes in the batch, a peer seen for the first time too. A light peer
@@ -70,9 +73,6 @@ struct Slot {
     last_demand: u64,
     /// Bytes it may still take in this batch (while policing).
     deficit: u64,
-    /// Datagrams and bytes dropped, ever.
-    dropped: u64,
-    dropped_bytes: u64,
     /// Consecutive batches without a datagram.
     idle: u32,
 }
@@ -101,8 +101,13 @@ pub struct FairGate<K> {
     scratch: Vec<u64>,
     /// Bytes that arrived in this batch.
     batch_bytes: u64,
-    /// Drops of slots that were freed.
-    freed: FairDrops,
+    /// Whether this batch dropped anything.
+    batch_dropped: bool,
+    /// Drops per peer, kept when its slot is freed (at most `MAX_SLOTS` peers, then
+    /// [`Key::Overflow`]); [`FairGate::forget`] removes a peer's.
+    dropped: HashMap<Key<K>, FairDrops>,
+    /// Drops of peers forgotten.
+    forgotten: FairDrops,
     /// Batches that were policed.
     policed_batches: u64,
 }
@@ -125,7 +130,9 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
             slots: HashMap::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
             scratch: Vec::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
             batch_bytes: 0,
-            freed: FairDrops::default(),
+            batch_dropped: false,
+            dropped: HashMap::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
+            forgotten: FairDrops::default(),
             policed_batches: 0,
         }
     }
@@ -184,8 +191,15 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
             slot.deficit = slot.deficit.saturating_sub(len);
             return true;
         }
-        slot.dropped += 1;
-        slot.dropped_bytes += len;
+        let key = if self.dropped.contains_key(&key) || self.dropped.len() < MAX_SLOTS {
+            key
+        } else {
+            Key::Overflow
+        };
+        self.batch_dropped = true;
+        let d = self.dropped.entry(key).or_default();
+        d.packets += 1;
+        d.bytes += len;
         false
     }
 
@@ -194,36 +208,38 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         if !self.enabled {
             return;
         }
+        // The batch that ends was policed.
+        self.policed_batches += u64::from(self.policing);
         let active = self.slots.values().filter(|s| s.demand > 0).count() as u64;
-        let floor = self.min_share.saturating_mul(active.max(1));
-        if full && active >= 2 {
+        let floor = self.min_share.saturating_mul(active.max(1)).min(MAX_BUDGET);
+        if active < 2 {
+            // One sender (or none): nobody to be fair to.
+            self.policing = false;
+        } else if full {
             self.budget = if self.policing {
                 self.budget - self.budget / 4
             } else {
                 (self.batch_bytes / 2).min(self.budget)
             }
-            .clamp(floor.min(MAX_BUDGET), MAX_BUDGET);
+            .clamp(floor, MAX_BUDGET);
             self.policing = true;
-            self.policed_batches += 1;
-        } else {
-            self.policing = false;
+        } else if self.policing && self.batch_dropped {
+            // Caught up, but only by dropping: stay, with a larger budget (the additive increase).
             self.budget = self
                 .budget
                 .saturating_add(self.budget / 8 + self.min_share)
                 .min(MAX_BUDGET);
+        } else {
+            // Caught up without dropping anything: the budget no longer binds.
+            self.policing = false;
         }
+        self.batch_dropped = false;
         // Roll the demands, free idle slots.
-        let freed = &mut self.freed;
         self.slots.retain(|_, s| {
             s.last_demand = s.demand;
             s.idle = if s.demand == 0 { s.idle + 1 } else { 0 };
             s.demand = 0;
-            let keep = s.idle < IDLE_BATCHES;
-            if !keep {
-                freed.packets += s.dropped;
-                freed.bytes += s.dropped_bytes;
-            }
-            keep
+            s.idle < IDLE_BATCHES
         });
         self.level = if self.policing {
             self.scratch.clear();
@@ -240,43 +256,40 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         self.batch_bytes = 0;
     }
 
-    /// What was dropped for `peer` (its slot's counters; the overflow slot's for peers beyond
-    /// [`MAX_SLOTS`]).
+    /// What was dropped for `peer` (the overflow slot's drops are not included).
     pub fn drops(&self, peer: K) -> FairDrops {
-        self.slots
+        self.dropped
             .get(&Key::Peer(peer))
-            .map_or_else(FairDrops::default, |s| FairDrops {
-                packets: s.dropped,
-                bytes: s.dropped_bytes,
-            })
+            .copied()
+            .unwrap_or_default()
     }
 
-    /// Every slot's drops (peers with their own slot, then the overflow slot as `None`).
+    /// Every peer's drops (`None`: the peers beyond [`MAX_SLOTS`], together).
     pub fn all_drops(&self) -> impl Iterator<Item = (Option<K>, FairDrops)> + '_ {
-        self.slots
-            .iter()
-            .filter(|(_, s)| s.dropped > 0)
-            .map(|(k, s)| {
-                let k = match k {
-                    Key::Peer(p) => Some(*p),
-                    Key::Overflow => None,
-                };
-                (
-                    k,
-                    FairDrops {
-                        packets: s.dropped,
-                        bytes: s.dropped_bytes,
-                    },
-                )
-            })
+        self.dropped.iter().map(|(k, d)| {
+            let k = match k {
+                Key::Peer(p) => Some(*p),
+                Key::Overflow => None,
+            };
+            (k, *d)
+        })
     }
 
-    /// Drops over all peers, ever (freed slots included).
+    /// Forget a removed peer's slot and drop counters (its drops stay in [`Self::total_drops`]).
+    pub fn forget(&mut self, peer: K) {
+        self.slots.remove(&Key::Peer(peer));
+        if let Some(d) = self.dropped.remove(&Key::Peer(peer)) {
+            self.forgotten.packets += d.packets;
+            self.forgotten.bytes += d.bytes;
+        }
+    }
+
+    /// Drops over all peers, ever.
     pub fn total_drops(&self) -> FairDrops {
-        let mut t = self.freed;
-        for s in self.slots.values() {
-            t.packets += s.dropped;
-            t.bytes += s.dropped_bytes;
+        let mut t = self.forgotten;
+        for d in self.dropped.values() {
+            t.packets += d.packets;
+            t.bytes += d.bytes;
         }
         t
     }

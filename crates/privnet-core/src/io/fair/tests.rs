@@ -49,6 +49,7 @@ fn off_or_calm_admits_everything() {
         assert_eq!(got[&1], 2_000 * MTU as u64);
         assert!(!calm.policing());
     }
+    assert_eq!(calm.policed_batches(), 0);
 }
 
 #[test]
@@ -81,11 +82,23 @@ fn the_flood_loses_its_excess_and_the_light_peer_nothing() {
     let d = g.drops(1);
     assert!(d.packets > 0 && d.bytes == d.packets * MTU as u64);
     assert_eq!(g.drops(2), FairDrops::default());
-    // The socket runs dry: no more policing, the budget grows back.
+    // The socket runs dry: policing stays while it still drops, with a growing budget, and ends
+    // with the first batch that needed no drop.
     let b = g.budget();
-    let got = batch(&mut g, &arrivals, false);
-    assert!(got[&1] <= 5_000 * MTU as u64);
-    assert!(!g.policing() && g.budget() > b);
+    batch(&mut g, &arrivals, false);
+    assert!(g.policing() && g.budget() > b, "additive increase");
+    let mut calm_after = None;
+    for i in 0..200 {
+        batch(&mut g, &arrivals, false);
+        if !g.policing() {
+            calm_after = Some(i);
+            break;
+        }
+    }
+    assert!(
+        calm_after.is_some(),
+        "policing ends once the budget covers the demand"
+    );
     let got = batch(&mut g, &arrivals, false);
     assert_eq!(got[&1], 5_000 * MTU as u64, "calm again: everything passes");
 }
@@ -100,6 +113,26 @@ fn the_table_is_bounded_and_idle_slots_leave() {
         batch(&mut g, &[(1, 100), (2, 100)], false);
     }
     assert_eq!(g.slots(), 2);
+}
+
+#[test]
+fn drop_counters_outlive_the_slot_and_a_removed_peer_is_forgotten() {
+    let mut g: FairGate<u32> = FairGate::new(true);
+    let arrivals = flood_batch(5_000, 20);
+    for _ in 0..5 {
+        batch(&mut g, &arrivals, true);
+    }
+    let d = g.drops(1);
+    assert!(d.packets > 0);
+    for _ in 0..IDLE_BATCHES {
+        batch(&mut g, &[(2, 100)], false);
+    }
+    assert_eq!(g.slots(), 1, "the flood's slot is freed");
+    assert_eq!(g.drops(1), d, "its counters are not");
+    assert_eq!(g.all_drops().collect::<Vec<_>>(), vec![(Some(1), d)]);
+    g.forget(1);
+    assert_eq!(g.drops(1), FairDrops::default());
+    assert_eq!(g.total_drops(), d, "the total keeps them");
 }
 
 /// Arrivals of one batch: per peer a number of datagrams and their size, interleaved round-robin
