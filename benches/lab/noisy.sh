@@ -23,7 +23,7 @@ set -euo pipefail
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a private copy of the privnet binary}"
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${RESULTS:=$LAB_DIR/results}" "${REPS:=2}" "${FAIRNESS:=true false}" "${FLOOD:=udp}"
-: "${PING_COUNT:=300}" "${PING_INTERVAL:=0.01}" "${TCP_SECS:=8}" "${OV_MTU:=1440}"
+: "${PING_COUNT:=500}" "${PING_INTERVAL:=0.01}" "${TCP_SECS:=8}" "${OV_MTU:=1440}"
 OUT="$RESULTS/noisy"
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/privnet-noisy.XXXXXX)
@@ -32,6 +32,8 @@ UL=(10.198.0.1 10.198.0.2 10.198.0.3)
 OV=(100.71.0.1 100.71.0.2 100.71.0.3)
 NAMES=(f v t)
 PIDS=()
+PIN_TAG=""
+if [[ ${PIN:-0} == 1 ]]; then PIN_TAG="+pin"; fi
 
 say() { printf '[%s] noisy: %s\n' "$(date +%T)" "$*" >&2; }
 in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -164,15 +166,16 @@ start_members() {  # start_members FAIRNESS
   done
 }
 
-# ping p99 (nearest rank) and average, in ms, of the victim to the target.
+# The victim's ping to the target: p99, average, loss %, p50, p90 (ms; nearest rank).
 victim_ping() {  # victim_ping LABEL
   in_ns nn-v ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "${OV[2]}" >"$RUN/$1.ping" 2>&1 || true
   awk -F'time=' '/time=/ {split($2, a, " "); print a[1]}' "$RUN/$1.ping" | sort -n | awk -v n="$PING_COUNT" '
     {v[NR] = $1; s += $1}
     END {
-      if (NR == 0) { print "nan nan 100"; exit }
+      if (NR == 0) { print "nan nan 100 nan nan"; exit }
       r = int(0.99 * NR + 0.999999); if (r < 1) r = 1
-      printf "%.3f %.3f %.1f\n", v[r], s / NR, 100 * (n - NR) / n
+      m = int(0.5 * NR + 0.999999); q = int(0.9 * NR + 0.999999)
+      printf "%.3f %.3f %.1f %.3f %.3f\n", v[r], s / NR, 100 * (n - NR) / n, v[m], v[q]
     }'
 }
 
@@ -191,7 +194,7 @@ target_fair_drops() {
 
 one_run() {  # one_run FAIRNESS REP
   local fair=$1 rep=$2 srv1 srv2 flood
-  RUN="$OUT/raw/$FLOOD$([[ ${PIN:-0} == 1 ]] && echo -pin)-fair-$fair/rep$rep"
+  RUN="$OUT/raw/$FLOOD${PIN_TAG/+/-}-fair-$fair/rep$rep"
   mkdir -p "$RUN"
   netns_up
   start_members "$fair"
@@ -227,19 +230,19 @@ one_run() {  # one_run FAIRNESS REP
   cp "$WORK"/daemon-*.log "$RUN/" 2>/dev/null || true
   sleep 0.5
   netns_down
-  read -r sp sa sl <<<"$solo_ping"
-  read -r fp fa fl <<<"$flood_ping"
+  read -r sp sa sl s50 s90 <<<"$solo_ping"
+  read -r fp fa fl f50 f90 <<<"$flood_ping"
   local pr tr frate
   frate=$(jq -r '(.end.sum.bits_per_second // 0) / 1e6 | round' "$RUN/flood.json" 2>/dev/null || echo 0)
   pr=$(awk -v a="$fp" -v b="$sp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
   tr=$(awk -v a="$flood_tcp" -v b="$solo_tcp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  printf '%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fair" "$rep" "$FLOOD" "$([[ ${PIN:-0} == 1 ]] && echo +pin)" "$sp" "$fp" "$pr" \
-    "$fl" "$solo_tcp" "$flood_tcp" "$tr" "$frate" "$drops" "$(date -u +%FT%TZ)" | tee -a "$OUT/results.tsv"
+  printf '%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fair" "$rep" "$FLOOD" "$PIN_TAG" "$sp" "$fp" "$pr" \
+    "$fl" "$solo_tcp" "$flood_tcp" "$tr" "$frate" "$drops" "$s50/$s90" "$f50/$f90" "$(date -u +%FT%TZ)" | tee -a "$OUT/results.tsv"
 }
 
 command -v iperf3 >/dev/null && command -v jq >/dev/null || { say "needs iperf3 and jq"; exit 1; }
 prepare
-[[ -s $OUT/results.tsv ]] || printf 'fairness\trep\tflood\tsolo_p99_ms\tflood_p99_ms\tp99_ratio\tflood_ping_loss_pct\tsolo_tcp_mbps\tflood_tcp_mbps\ttcp_ratio\tflood_mbps\ttarget_fair_drops\tat\n' >"$OUT/results.tsv"
+[[ -s $OUT/results.tsv ]] || printf 'fairness\trep\tflood\tsolo_p99_ms\tflood_p99_ms\tp99_ratio\tflood_ping_loss_pct\tsolo_tcp_mbps\tflood_tcp_mbps\ttcp_ratio\tflood_mbps\ttarget_fair_drops\tsolo_p50/p90_ms\tflood_p50/p90_ms\tat\n' >"$OUT/results.tsv"
 say "$("$PRIVNET_BIN" --version), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
   for fair in $FAIRNESS; do

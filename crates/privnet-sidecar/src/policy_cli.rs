@@ -169,6 +169,18 @@ fn check(a: &PolicyCheckArgs) -> Result<bool> {
         spec.default.action().name(),
         policy.hash_hex()
     );
+    for l in policy.limits() {
+        let rate = |v: Option<u64>, unit: &str| v.map(|v| format!(" {v} {unit}/s"));
+        println!(
+            "limit {}: direction {},{}{} burst {} ms{}",
+            l.id,
+            l.direction.name(),
+            rate(l.packets_per_sec, "packets").unwrap_or_default(),
+            rate(l.bytes_per_sec, "bytes").unwrap_or_default(),
+            l.burst_ms,
+            if l.shared { ", shared" } else { "" }
+        );
+    }
     let mut ok = true;
     let outcomes = run_tests(&policy, &known);
     for o in &outcomes {

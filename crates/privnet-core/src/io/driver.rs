@@ -414,7 +414,7 @@ impl<I: InnerSide> Driver<I> {
             // say "nothing more" would add latency and nothing else.
             self.inner.flush();
         }
-        self.fair.end_batch(full);
+        self.fair.end_batch(full || read >= super::fair::BACKLOG);
         (read, full)
     }
 

@@ -14,9 +14,13 @@
 //! an AEAD pass and an inner write, one to two orders of magnitude more.
 //!
 //! ## The rule: water-level shares of an adaptive per-batch budget
-//! The driver reads in batches (at most `BATCH` receive calls). A batch that ends with the socket
-//! still readable is *full*: the member is behind. While batches are full and at least two peers
-//! send, the gate polices:
+//! The driver reads in batches (at most `BATCH` receive calls, each up to a GRO train). A batch is
+//! *overloaded* when it ends with the socket still readable, or when it found at least
+//! [`BACKLOG`] datagrams waiting: that many had queued in front of the socket while the driver was
+//! busy with the previous batch (a standing queue of about 360 KB of full-size datagrams, 1.5 ms at
+//! 2 Gbit/s, which every other member's packets wait behind). With GRO one receive call can bring 64
+//! datagrams, so the first condition alone would see overload only after thousands of them. While
+//! batches are overloaded and at least two peers send, the gate polices:
 //!
 //! * Each batch may admit about `budget` bytes. The budget adapts like AIMD: the first full batch
 //!   sets it to half of what that batch read, every further full batch takes a quarter off (never
@@ -53,6 +57,8 @@ pub const MAX_SLOTS: usize = 1024;
 pub const MAX_BUDGET: u64 = 64 << 20;
 /// Default least share of a batch every peer gets while policing (bytes).
 pub const MIN_SHARE: u64 = 64 * 1024;
+/// A batch that found this many datagrams waiting is overloaded (see the module docs).
+pub const BACKLOG: usize = 256;
 /// Batches without a datagram after which a peer's slot is freed.
 const IDLE_BATCHES: u32 = 256;
 
@@ -203,8 +209,10 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         false
     }
 
-    /// End a batch: `full` when the socket was still readable after it. Sets up the next batch.
-    pub fn end_batch(&mut self, full: bool) {
+    /// End a batch: `overloaded` when the socket was still readable after it or it read at least
+    /// [`BACKLOG`] datagrams. Sets up the next batch.
+    pub fn end_batch(&mut self, overloaded: bool) {
+        let full = overloaded;
         if !self.enabled {
             return;
         }
