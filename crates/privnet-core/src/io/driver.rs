@@ -16,7 +16,7 @@
 //! flushed) before the next receive; decrypted packets go from the decrypt buffer straight to the
 //! inner side.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
 use super::report::{DropSummary, Repeats, REPEAT_EVERY};
 use super::seal::{IcmpAnswers, Sealer};
-use super::snapshot::{b64, DriverFigures, NetworkSnapshot, Publisher};
+use super::snapshot::{b64, NetworkSnapshot, Publisher};
 use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
@@ -763,60 +763,9 @@ impl<I: InnerSide> Driver<I> {
         self.node.set_wall_clock(now, Clock::unix());
         self.node.handle_timeout(now);
     }
-
-    /// Build a snapshot and publish it to the handles.
-    fn publish(&mut self) {
-        let now = self.clock.now();
-        let mut events: HashMap<String, u64> = HashMap::new();
-        let mut add = |k: &'static str, v: u64| {
-            events.insert(k.to_owned(), v);
-        };
-        self.counters.report(&mut add);
-        self.inner.report(&mut add);
-        let busy = self.busy.stats();
-        let hold = self.hold.stats();
-        for (k, v) in [
-            ("busy_poll_windows", busy.windows),
-            ("busy_poll_hits", busy.hits),
-            ("busy_poll_over_budget", busy.over_budget),
-            ("batch_holds", hold.holds),
-            ("batch_hold_hits", hold.hits),
-            ("batch_hold_misses", hold.misses),
-            ("batch_hold_socket", hold.socket),
-        ] {
-            if v > 0 {
-                add(k, v);
-            }
-        }
-        let fair_total = self.fair.total_drops();
-        for (k, v) in [
-            ("fair_dropped", fair_total.packets),
-            ("fair_dropped_bytes", fair_total.bytes),
-            ("fair_policed_batches", self.fair.policed_batches()),
-        ] {
-            if v > 0 {
-                events.insert(k.to_owned(), v);
-            }
-        }
-        let fair = self
-            .fair
-            .all_drops()
-            .filter_map(|(id, d)| {
-                let (key, _) = self.node.peer_label(id?)?;
-                Some((key, (d.packets, d.bytes)))
-            })
-            .collect();
-        let figures = DriverFigures {
-            events,
-            busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
-            fair,
-        };
-        let snap = self
-            .publisher
-            .snapshot(&self.node, now, unix_now().as_secs(), figures);
-        self.ends.snapshots.send_replace(Arc::new(snap));
-    }
 }
+
+mod publish;
 
 #[cfg(test)]
 mod tests {
