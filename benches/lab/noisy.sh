@@ -20,9 +20,12 @@
 # Only ratios within one run mean anything: the daemons, iperf3 and the kernel share the cores.
 set -euo pipefail
 
-: "${PRIVNET_BIN:?set PRIVNET_BIN to a private copy of the privnet binary}"
+[[ ${SYSTEM:-privnet} != privnet ]] || : "${PRIVNET_BIN:?set PRIVNET_BIN to a private copy of the privnet binary}"
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${RESULTS:=$LAB_DIR/results}" "${REPS:=2}" "${FAIRNESS:=true false}" "${FLOOD:=udp}"
+# SYSTEM=wireguard-go: the same three members as Debian's `wireguard-go -f` (configured with `wg
+# set`), the anchor overlay; FAIRNESS is then ignored (one setting, shown as `-`).
+: "${SYSTEM:=privnet}"
 : "${PING_COUNT:=500}" "${PING_INTERVAL:=0.01}" "${TCP_SECS:=8}" "${OV_MTU:=1440}"
 OUT="$RESULTS/noisy"
 mkdir -p "$OUT"
@@ -134,6 +137,16 @@ TOML
 }
 
 prepare() {
+  if [[ $SYSTEM == wireguard-go ]]; then
+    local i
+    umask 077
+    for i in 0 1 2; do
+      mkdir -p "$WORK/${NAMES[$i]}"
+      wg genkey >"$WORK/${NAMES[$i]}/wg.key"
+      wg pubkey <"$WORK/${NAMES[$i]}/wg.key" >"$WORK/${NAMES[$i]}/wg.pub"
+    done
+    return 0
+  fi
   "$PRIVNET_BIN" ca init --name noisy --prefix 100.71.0.0/24 --out-dir "$WORK/ca" >/dev/null
   local i
   for i in 0 1 2; do
@@ -144,7 +157,37 @@ prepare() {
   done
 }
 
+# wireguard-go members: UAPI sockets live in the host's /var/run/wireguard, so each device has its
+# own name (nnwg-f, nnwg-v, nnwg-t).
+start_wg_members() {
+  local i j dev
+  PIDS=()
+  for i in 0 1 2; do
+    dev="nnwg-${NAMES[$i]}"
+    ip netns exec "${NS[$i]}" $(pin_of "$i") env WG_PROCESS_FOREGROUND=1 wireguard-go -f "$dev" >"$WORK/daemon-${NAMES[$i]}.log" 2>&1 &
+    PIDS+=($!)
+    local k
+    for k in $(seq 300); do [[ -e /var/run/wireguard/$dev.sock ]] && break; sleep 0.01; done
+    ip netns exec "${NS[$i]}" wg set "$dev" private-key "$WORK/${NAMES[$i]}/wg.key" listen-port 51820
+    for j in 0 1 2; do
+      ((j == i)) && continue
+      ip netns exec "${NS[$i]}" wg set "$dev" peer "$(cat "$WORK/${NAMES[$j]}/wg.pub")" \
+        endpoint "${UL[$j]}:51820" allowed-ips "${OV[$j]}/32"
+    done
+    ip -n "${NS[$i]}" addr add "${OV[$i]}/24" dev "$dev"
+    ip -n "${NS[$i]}" link set "$dev" mtu "$OV_MTU" up
+  done
+  local until=$((SECONDS + 30))
+  for i in 0 1; do
+    until in_ns "${NS[$i]}" ping -n -q -c1 -W 0.2 "${OV[2]}" >/dev/null 2>&1; do
+      ((SECONDS < until)) || { say "no overlay ping ${NAMES[$i]} -> t"; return 1; }
+      sleep 0.05
+    done
+  done
+}
+
 start_members() {  # start_members FAIRNESS
+  if [[ $SYSTEM == wireguard-go ]]; then start_wg_members; return; fi
   local i pin
   PIDS=()
   for i in 0 1 2; do
@@ -188,13 +231,14 @@ victim_tcp() {  # victim_tcp LABEL
 
 # The target's fairness drops of the flood source (datagrams), from its status.
 target_fair_drops() {
+  [[ $SYSTEM == privnet ]] || { echo "-"; return; }
   "$PRIVNET_BIN" status --socket "$WORK/t/status.sock" --json 2>/dev/null \
     | jq -r '[.. | objects | select(.name? == "f" and has("fair_dropped")) | .fair_dropped] | add // 0' 2>/dev/null || echo "?"
 }
 
 one_run() {  # one_run FAIRNESS REP
   local fair=$1 rep=$2 srv1 srv2 flood
-  RUN="$OUT/raw/$FLOOD${PIN_TAG/+/-}-fair-$fair/rep$rep"
+  RUN="$OUT/raw/$SYSTEM-$FLOOD${PIN_TAG/+/-}-fair-$fair/rep$rep"
   mkdir -p "$RUN"
   netns_up
   start_members "$fair"
@@ -224,9 +268,10 @@ one_run() {  # one_run FAIRNESS REP
   local drops
   drops=$(target_fair_drops)
   wait "$flood" 2>/dev/null || true
-  "$PRIVNET_BIN" status --socket "$WORK/t/status.sock" --json >"$RUN/status-t.json" 2>/dev/null || true
+  [[ $SYSTEM != privnet ]] || "$PRIVNET_BIN" status --socket "$WORK/t/status.sock" --json >"$RUN/status-t.json" 2>/dev/null || true
   kill_ours "${PIDS[@]}"
   PIDS=()
+  rm -f /var/run/wireguard/nnwg-*.sock
   cp "$WORK"/daemon-*.log "$RUN/" 2>/dev/null || true
   sleep 0.5
   netns_down
@@ -236,14 +281,15 @@ one_run() {  # one_run FAIRNESS REP
   frate=$(jq -r '(.end.sum.bits_per_second // 0) / 1e6 | round' "$RUN/flood.json" 2>/dev/null || echo 0)
   pr=$(awk -v a="$fp" -v b="$sp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
   tr=$(awk -v a="$flood_tcp" -v b="$solo_tcp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  printf '%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fair" "$rep" "$FLOOD" "$PIN_TAG" "$sp" "$fp" "$pr" \
+  printf '%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$([[ $SYSTEM == privnet ]] && echo "$fair" || echo "$SYSTEM")" "$rep" "$FLOOD" "$PIN_TAG" "$sp" "$fp" "$pr" \
     "$fl" "$solo_tcp" "$flood_tcp" "$tr" "$frate" "$drops" "$s50/$s90" "$f50/$f90" "$(date -u +%FT%TZ)" | tee -a "$OUT/results.tsv"
 }
 
 command -v iperf3 >/dev/null && command -v jq >/dev/null || { say "needs iperf3 and jq"; exit 1; }
 prepare
 [[ -s $OUT/results.tsv ]] || printf 'fairness\trep\tflood\tsolo_p99_ms\tflood_p99_ms\tp99_ratio\tflood_ping_loss_pct\tsolo_tcp_mbps\tflood_tcp_mbps\ttcp_ratio\tflood_mbps\ttarget_fair_drops\tsolo_p50/p90_ms\tflood_p50/p90_ms\tat\n' >"$OUT/results.tsv"
-say "$("$PRIVNET_BIN" --version), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ $SYSTEM == privnet ]] || FAIRNESS="-"
+say "$SYSTEM $([[ $SYSTEM == privnet ]] && "$PRIVNET_BIN" --version), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
   for fair in $FAIRNESS; do
     one_run "$fair" "$rep"
