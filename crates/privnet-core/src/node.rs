@@ -740,6 +740,14 @@ impl Node {
         })
     }
 
+    /// The peer that owns `dst` (the routing decision of [`Node::encapsulate`], without sealing):
+    /// what a driver's fairness stage groups inner packets by before it spends an encryption on
+    /// them.
+    #[inline]
+    pub fn peer_for_destination(&self, dst: std::net::IpAddr) -> Option<PeerId> {
+        self.router.lookup(dst).copied()
+    }
+
     /// The peer a data message is for, from its receiver index alone (nothing is authenticated
     /// or decrypted): what a driver's fairness stage groups received datagrams by before it spends
     /// a decryption on them. `None` for handshake messages, junk and unknown indices.

@@ -115,6 +115,8 @@ pub struct Driver<I: InnerSide> {
     up: HashSet<PeerId>,
     /// Per-peer fairness before decryption (`fair.rs`).
     fair: FairGate<PeerId>,
+    /// Per-peer fairness before encryption, by destination peer (`fair.rs`).
+    fair_tx: FairGate<PeerId>,
 }
 
 impl Driver<TunInner> {
@@ -223,6 +225,7 @@ impl<I: InnerSide> Driver<I> {
             repeats: Repeats::default(),
             up: HashSet::new(),
             fair: FairGate::new(config.fairness),
+            fair_tx: FairGate::new(config.fairness),
         };
         d.publish();
         d
@@ -465,10 +468,12 @@ impl<I: InnerSide> Driver<I> {
                 stage: &mut self.stage,
                 answers: &mut self.answers,
                 counters: &mut self.counters,
+                fair: &mut self.fair_tx,
                 now,
             };
             self.inner.seal_read(unit, &mut sealer);
         }
+        self.fair_tx.end_batch(full || read >= super::fair::BACKLOG);
         self.underlay
             .flush(&mut self.stage, &mut self.counters)
             .await;
@@ -719,6 +724,7 @@ impl<I: InnerSide> Driver<I> {
                 let name = self.publisher.name_for(key, None);
                 self.node.remove_peer(id);
                 self.fair.forget(id);
+                self.fair_tx.forget(id);
                 self.up.remove(&id);
                 self.repeats.forget(&id);
                 if replaced.contains(key) {

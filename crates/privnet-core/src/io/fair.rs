@@ -45,6 +45,16 @@
 //! limiter, junk is cheap to refuse. The table holds at most [`MAX_SLOTS`] peers (then the rest
 //! share one overflow slot), and idle peers leave it.
 //!
+//! ## The send stage
+//! The same gate, a second instance keyed by the destination peer, sits between the inner side's
+//! read and the encryption (`seal.rs`): at a gateway or any member that many local senders share,
+//! the shared queue is the TUN device's (or the channel's) read queue, and a batch of inner reads
+//! that did not run dry or found [`BACKLOG`] units waiting is overloaded. The heaviest destinations'
+//! excess is then dropped before it costs an encryption and a send, and the other destinations'
+//! packets stop waiting behind it. The inner write (after decryption) and the underlay send (after
+//! encryption) have no queue of their own in front of them: they run in the order the gates
+//! admitted.
+//!
 //! This is deficit round robin without its per-peer queues: the driver has no queue to reorder
 //! (the kernel's FIFO is the queue), so a round is a batch and the quantum is the water level.
 

@@ -195,6 +195,9 @@ pub struct PeerSnapshot {
     pub fair_dropped: u64,
     /// Their bytes.
     pub fair_dropped_bytes: u64,
+    /// Inner packets to it the fairness stage dropped before encryption (its excess over a fair
+    /// share while this member's inner side was backlogged).
+    pub fair_tx_dropped: u64,
 }
 
 /// Standard base64 of `k` (keys in logs and snapshots).
@@ -223,8 +226,9 @@ pub(crate) struct DriverFigures {
     pub(crate) events: HashMap<String, u64>,
     /// Microseconds spent busy polling.
     pub(crate) busy_poll_us: u64,
-    /// Fairness drops by peer key: (datagrams, bytes).
+    /// Fairness drops by peer key: (datagrams, bytes), received from it and sent to it.
     pub(crate) fair: HashMap<[u8; 32], (u64, u64)>,
+    pub(crate) fair_tx: HashMap<[u8; 32], (u64, u64)>,
 }
 
 impl Publisher {
@@ -346,6 +350,7 @@ impl Publisher {
                 spoofed: p.counters.spoofed,
                 fair_dropped: figures.fair.get(&p.static_public).map_or(0, |f| f.0),
                 fair_dropped_bytes: figures.fair.get(&p.static_public).map_or(0, |f| f.1),
+                fair_tx_dropped: figures.fair_tx.get(&p.static_public).map_or(0, |f| f.0),
             })
             .collect();
         NetworkSnapshot {

@@ -35,10 +35,14 @@ impl<I: InnerSide> Driver<I> {
             }
         }
         let fair_total = self.fair.total_drops();
+        let tx_total = self.fair_tx.total_drops();
         for (k, v) in [
             ("fair_dropped", fair_total.packets),
             ("fair_dropped_bytes", fair_total.bytes),
             ("fair_policed_batches", self.fair.policed_batches()),
+            ("fair_tx_dropped", tx_total.packets),
+            ("fair_tx_dropped_bytes", tx_total.bytes),
+            ("fair_tx_policed_batches", self.fair_tx.policed_batches()),
         ] {
             if v > 0 {
                 events.insert(k.to_owned(), v);
@@ -52,10 +56,19 @@ impl<I: InnerSide> Driver<I> {
                 Some((key, (d.packets, d.bytes)))
             })
             .collect();
+        let fair_tx = self
+            .fair_tx
+            .all_drops()
+            .filter_map(|(id, d)| {
+                let (key, _) = self.node.peer_label(id?)?;
+                Some((key, (d.packets, d.bytes)))
+            })
+            .collect();
         let figures = DriverFigures {
             events,
             busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
             fair,
+            fair_tx,
         };
         let snap = self
             .publisher
