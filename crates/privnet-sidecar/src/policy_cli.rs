@@ -170,13 +170,15 @@ fn check(a: &PolicyCheckArgs) -> Result<bool> {
         policy.hash_hex()
     );
     for l in policy.limits() {
-        let rate = |v: Option<u64>, unit: &str| v.map(|v| format!(" {v} {unit}/s"));
+        let rates: Vec<String> = [(l.packets_per_sec, "packets"), (l.bytes_per_sec, "bytes")]
+            .iter()
+            .filter_map(|(v, unit)| v.map(|v| format!("{v} {unit}/s")))
+            .collect();
         println!(
-            "limit {}: direction {},{}{} burst {} ms{}",
+            "limit {}: direction {}, {}, burst {} ms{}",
             l.id,
             l.direction.name(),
-            rate(l.packets_per_sec, "packets").unwrap_or_default(),
-            rate(l.bytes_per_sec, "bytes").unwrap_or_default(),
+            rates.join(", "),
             l.burst_ms,
             if l.shared { ", shared" } else { "" }
         );
