@@ -108,6 +108,9 @@ drop_reasons! {
     /// Inner packet the access policy rejects (answered with a TCP RST or an ICMP
     /// administratively-prohibited error, within the reply budget).
     PolicyRejected => "policy_rejected",
+    /// Inner packet over a per-member rate limit of the policy (`[[limits]]`), at the sender
+    /// before encryption or at the receiver after decryption.
+    MemberRateLimited => "member_rate_limited",
 }
 
 impl fmt::Display for DropReason {
@@ -231,6 +234,9 @@ pub enum EncapsulateError {
     /// builds the answer (TCP RST or ICMP administratively prohibited) for the local side.
     #[error("the access policy rejects this packet")]
     PolicyRejected,
+    /// A per-member rate limit of the policy (`[[limits]]`) has no room for the packet.
+    #[error("a rate limit of the policy has no room for this packet")]
+    RateLimited,
 }
 
 impl EncapsulateError {
@@ -245,6 +251,7 @@ impl EncapsulateError {
             Self::CounterLimit => DropReason::CounterLimit,
             Self::PolicyDenied => DropReason::PolicyDenied,
             Self::PolicyRejected => DropReason::PolicyRejected,
+            Self::RateLimited => DropReason::MemberRateLimited,
         }
     }
 }

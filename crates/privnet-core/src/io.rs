@@ -35,8 +35,8 @@
 //!
 //! Layout: `driver.rs` the loop; `underlay.rs` the socket and the GSO send stage; `seal.rs` the
 //! sink that seals inner packets and answers refused ones with ICMP; `inner.rs` the inner-side
-//! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`
-//! pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
+//! trait, `tun_side.rs` and `channel.rs` its implementations; `busypoll.rs`, `turns.rs`, `hold.rs`,
+//! `fair.rs` pure state machines of the loop's latency and fairness policies; `config.rs`, `error.rs`,
 //! `handle.rs`, `snapshot.rs`, `counters.rs` what goes in and out; `embedded.rs` (+ `embedded/`,
 //! feature `stack`) the userspace stack's inner side and the overlay sockets built on it; `expose.rs`
 //! (+ `expose/`) the listeners of exposures to the outside (`crate::expose` decides).
@@ -53,6 +53,7 @@ mod driver;
 pub mod embedded;
 mod error;
 pub mod expose;
+pub mod fair;
 mod handle;
 mod hold;
 mod inner;

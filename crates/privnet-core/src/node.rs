@@ -30,6 +30,7 @@ use crate::error::{DecapsulateError, DropReason, EncapsulateError, NodeError, St
 use crate::handshake::{self, LocalKeys, PskIndex};
 use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
+use crate::policy::Direction;
 use crate::router::Router;
 use crate::tai64n::Tai64N;
 use crate::timers::{WakeQueue, WallClock};
@@ -606,6 +607,11 @@ impl Node {
         let id = *self.router.lookup(dst).ok_or(EncapsulateError::NoRoute)?;
         if self.enforcer.active() {
             self.enforce_outbound(id, packet, now)?;
+            if self.enforcer.limited()
+                && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
+            {
+                return Err(EncapsulateError::RateLimited);
+            }
         }
         self.seal_for(id, packet, out, now)
     }
@@ -623,6 +629,14 @@ impl Node {
     ) -> Result<Encapsulated, EncapsulateError> {
         let r = if self.enforcer.active() {
             self.enforce_outbound(id, packet, now)
+                .and_then(|()| {
+                    if self.enforcer.limited()
+                        && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
+                    {
+                        return Err(EncapsulateError::RateLimited);
+                    }
+                    Ok(())
+                })
                 .and_then(|()| self.seal_for(id, packet, out, now))
         } else {
             self.seal_for(id, packet, out, now)
@@ -726,6 +740,29 @@ impl Node {
         })
     }
 
+    /// The peer that owns `dst` (the routing decision of [`Node::encapsulate`], without sealing):
+    /// what a driver's fairness stage groups inner packets by before it spends an encryption on
+    /// them.
+    #[inline]
+    pub fn peer_for_destination(&self, dst: std::net::IpAddr) -> Option<PeerId> {
+        self.router.lookup(dst).copied()
+    }
+
+    /// The peer a data message is for, from its receiver index alone (nothing is authenticated
+    /// or decrypted): what a driver's fairness stage groups received datagrams by before it spends
+    /// a decryption on them. `None` for handshake messages, junk and unknown indices.
+    #[inline]
+    pub fn peer_of_datagram(&self, datagram: &[u8]) -> Option<PeerId> {
+        if datagram.len() < wire::DATA_MIN_LEN || datagram.first() != Some(&wire::TYPE_DATA) {
+            return None;
+        }
+        let index: [u8; 4] = datagram
+            .get(wire::HEADER_LEN..wire::HEADER_LEN + 4)?
+            .try_into()
+            .ok()?;
+        self.indices.get(u32::from_le_bytes(index))
+    }
+
     #[inline]
     fn handle_data(
         &mut self,
@@ -744,6 +781,9 @@ impl Node {
         if n > 0 && self.enforcer.active() {
             let packet = out.get(..n).ok_or(DropReason::BufferTooSmall)?;
             self.enforce_inbound(id, packet, now)?;
+            if self.enforcer.limited() && !self.enforce_limits(id, Direction::Inbound, n, now) {
+                return Err(DropReason::MemberRateLimited);
+            }
         }
         Ok(if n == 0 {
             Decapsulated::Keepalive

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Module map (each imports only the ones above it in this list):
-//! `flow`, `error`, `cidr`, `bitset` (leaves) → `spec` → `interval` → `hash` → `compile` → `eval`
+//! `flow`, `error`, `cidr`, `bitset` (leaves) → `spec` → `interval` → `hash` → `limits` → `compile` → `eval`
 //! → `explain`, `lint`, `selftest`, `counters` → `conntrack` (depends on `flow` only) → `filter`.
 //! `parse` (feature `policy-toml`) depends on `spec` and `error`.
 
@@ -31,6 +31,7 @@ pub mod flow;
 pub mod fuzzing;
 mod hash;
 mod interval;
+pub mod limits;
 pub mod lint;
 #[cfg(feature = "policy-toml")]
 pub mod parse;
@@ -52,9 +53,10 @@ pub use filter::{Cut, Decision, Disposition, Filter, LiveExplanation, Reason};
 pub use flow::{
     tcp_flags, Direction, EndKind, Flow, FlowPath, Fragment, Icmp, MemberRef, Protocol, QuotedFlow,
 };
+pub use limits::{LimitCount, LimitInfo, Limiter, TokenBucket};
 #[cfg(feature = "policy-toml")]
 pub use parse::parse_policy;
 pub use spec::{
-    Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, ProtoSpec, RuleSpec,
-    Selector, TestEnd, TestSpec, Tier,
+    Action, Atom, DefaultAction, IcmpMatch, LimitDirection, LimitSpec, MatchAtom, PolicySpec,
+    PortRange, ProtoSpec, RuleSpec, Selector, TestEnd, TestSpec, Tier,
 };

@@ -93,12 +93,17 @@ fn grouped_network(tag: u8) -> TestNetwork {
 
 /// Three members with groups; `with_policy[i]`: member i enforces `POLICY`.
 fn setup(tag: u8, with_policy: [bool; 3]) -> (TestNetwork, Sim) {
+    setup_with(tag, with_policy, POLICY)
+}
+
+/// [`setup`] with another policy text.
+fn setup_with(tag: u8, with_policy: [bool; 3], text: &str) -> (TestNetwork, Sim) {
     let net = grouped_network(tag);
     let mut sim = Sim::new(u64::from(tag), LinkConfig::default());
     for (i, enforce) in with_policy.iter().enumerate() {
         let mut cfg = net.config(i, u64::from(tag));
         if *enforce {
-            cfg.policy = Some(policy(POLICY));
+            cfg.policy = Some(policy(text));
         }
         let now = sim.now;
         let node = net.node(i, cfg, now, net.unix_start);
@@ -384,4 +389,115 @@ fn the_first_packet_to_a_peer_not_met_yet_starts_the_handshake_and_is_judged_by_
     sim.run_for(Duration::from_secs(2));
     assert!(!received(&sim, OPS, &ssh));
     assert_eq!(drops(&sim.nodes[OPS].node, DropReason::PolicyDenied), 1);
+}
+
+/// Everything allowed inside the network; web and ops each held to 100 packets/s (a burst of
+/// 100 ms: 10 packets) towards any one other member.
+const LIMITED: &str = r#"
+[[application]]
+action = "allow"
+from = "network"
+to = "network"
+
+[[limits]]
+id = "chatty"
+members = [{ groups = { any = ["web"] } }, { groups = { any = ["ops"] } }]
+direction = "out"
+packets_per_sec = 100
+"#;
+
+#[test]
+fn a_rate_limit_holds_a_member_to_its_rate_at_both_ends() {
+    // web ignores the policy (a patched config); ops and db enforce it.
+    let (net, mut sim) = setup_with(93, [false, true, true], LIMITED);
+    let (web, db, ops) = (net.overlay[WEB], net.overlay[DB], net.overlay[OPS]);
+    // At the sender: ops' 11th packet within the burst is refused before encryption.
+    let mut refused = 0;
+    for i in 0..30u8 {
+        match sim.send_packet(OPS, &ipv4_udp(ops, db, &[i; 20])) {
+            Ok(_) => {}
+            Err(DropReason::MemberRateLimited) => refused += 1,
+            Err(e) => panic!("unexpected refusal {e}"),
+        }
+    }
+    assert_eq!(refused, 20);
+    sim.run_for(Duration::from_millis(20));
+    assert_eq!(sim.nodes[DB].inbox.len(), 10);
+    let ops_limits = sim.nodes[OPS].node.limit_counters();
+    assert_eq!(
+        (
+            ops_limits[0].id.as_str(),
+            ops_limits[0].passed,
+            ops_limits[0].dropped
+        ),
+        ("chatty", 10, 20)
+    );
+    assert_eq!(
+        drops(&sim.nodes[OPS].node, DropReason::MemberRateLimited),
+        20
+    );
+    // At the receiver: web sends all of it, db (the authoritative end) takes 10.
+    sim.nodes[DB].inbox.clear();
+    for i in 0..30u16 {
+        sim.send_packet(WEB, &tcp(web, 40000 + i, db, 5432, SYN))
+            .unwrap();
+    }
+    sim.run_for(Duration::from_millis(20));
+    assert_eq!(sim.nodes[DB].inbox.len(), 10);
+    assert_eq!(
+        drops(&sim.nodes[DB].node, DropReason::MemberRateLimited),
+        20
+    );
+    let db_limits = sim.nodes[DB].node.limit_counters();
+    assert_eq!(
+        (db_limits[0].passed, db_limits[0].dropped),
+        (20, 20),
+        "ops' 10 and web's 10 passed"
+    );
+    assert!(
+        established(&sim, &net, DB, WEB),
+        "a limit never touches the session"
+    );
+    // The buckets refill on the fake clock; db's replies to web are not limited (db is not
+    // selected, and web's receiving is not counted by an `out` limit).
+    sim.run_for(Duration::from_secs(1));
+    sim.nodes[DB].inbox.clear();
+    for i in 0..5u16 {
+        sim.send_packet(WEB, &tcp(web, 41000 + i, db, 5432, SYN))
+            .unwrap();
+    }
+    for i in 0..30u16 {
+        sim.send_packet(DB, &tcp(db, 5432, web, 40000 + i, SYN | ACK))
+            .unwrap();
+    }
+    sim.run_for(Duration::from_millis(20));
+    assert_eq!(sim.nodes[DB].inbox.len(), 5);
+    assert!(sim.nodes[WEB].inbox.len() >= 30);
+}
+
+#[test]
+fn a_reload_keeps_the_state_of_an_unchanged_limit() {
+    let (net, mut sim) = setup_with(94, [true; 3], LIMITED);
+    let (ops, db) = (net.overlay[OPS], net.overlay[DB]);
+    let sent = (0..30u8)
+        .filter(|i| sim.send_packet(OPS, &ipv4_udp(ops, db, &[*i; 20])).is_ok())
+        .count();
+    assert_eq!(sent, 10);
+    // The same limit under another policy (one more rule): the bucket stays empty.
+    let more =
+        format!("{LIMITED}\n[[baseline]]\naction = \"deny\"\nfrom = \"any\"\nto = \"any\"\n");
+    let now = sim.now;
+    sim.nodes[OPS].node.set_policy(Some(policy(&more)), now);
+    assert_eq!(
+        sim.send_packet(OPS, &ipv4_udp(ops, db, &[99; 20])),
+        Err(DropReason::MemberRateLimited)
+    );
+    assert_eq!(sim.nodes[OPS].node.limit_counters()[0].dropped, 21);
+    // A changed rate is a new limit: it starts full.
+    let faster = LIMITED.replace("packets_per_sec = 100", "packets_per_sec = 200");
+    sim.nodes[OPS].node.set_policy(Some(policy(&faster)), now);
+    assert!(sim.send_packet(OPS, &ipv4_udp(ops, db, &[98; 20])).is_ok());
+    // Without a policy nothing is limited.
+    sim.nodes[OPS].node.set_policy(None, now);
+    assert!((0..30u8).all(|i| sim.send_packet(OPS, &ipv4_udp(ops, db, &[i; 20])).is_ok()));
 }

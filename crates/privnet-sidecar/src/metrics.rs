@@ -320,6 +320,24 @@ fn render_policy(o: &mut String, snaps: &[NetworkSnapshot]) {
     }
     family(
         o,
+        "privnet_policy_limit_packets_total",
+        "counter",
+        "Inner packets counted by each rate limit of the policy ([[limits]]): passed, or dropped over the limit.",
+    );
+    for (net, p) in &policies {
+        for l in &p.limits {
+            for (verdict, n) in [("passed", l.passed), ("dropped", l.dropped)] {
+                let _ = writeln!(
+                    o,
+                    "privnet_policy_limit_packets_total{{network=\"{net}\",limit=\"{}\",direction=\"{}\",verdict=\"{verdict}\"}} {n}",
+                    label(&l.id),
+                    l.direction
+                );
+            }
+        }
+    }
+    family(
+        o,
         "privnet_policy_drops_total",
         "counter",
         "New flows denied or rejected, by the tier that decided (or the default).",
@@ -548,6 +566,8 @@ fn render(snaps: &[NetworkSnapshot], up: &[bool]) -> String {
                     "privnet_peer_drops_total" => {
                         let _ =
                             writeln!(o, "{name}{{{l},reason=\"spoofed_source\"}} {}", p.spoofed);
+                        let _ =
+                            writeln!(o, "{name}{{{l},reason=\"fair_share\"}} {}", p.fair_dropped);
                         None
                     }
                     "privnet_peer_established" => Some(u64::from(p.established)),
@@ -627,6 +647,7 @@ mod tests {
                 name: "b\"x".into(),
                 established: true,
                 rx_bytes: 10,
+                fair_dropped: 12,
                 ..Default::default()
             }],
             expiry: vec![("member a".into(), 100)],
@@ -654,6 +675,13 @@ mod tests {
                     ..Default::default()
                 },
                 conntrack_capacity: 262_144,
+                limits: vec![privnet_core::policy::LimitCount {
+                    id: "batch".into(),
+                    direction: "out",
+                    passed: 9,
+                    dropped: 6,
+                    dropped_bytes: 600,
+                }],
                 ..Default::default()
             }),
             ..Default::default()
@@ -670,6 +698,8 @@ mod tests {
             "privnet_conntrack_flows{network=\"demo\"} 3",
             "privnet_conntrack_capacity{network=\"demo\"} 262144",
             "privnet_conntrack_total{network=\"demo\",counter=\"refused_rate\"} 1",
+            "privnet_policy_limit_packets_total{network=\"demo\",limit=\"batch\",direction=\"out\",verdict=\"dropped\"} 6",
+            "privnet_policy_limit_packets_total{network=\"demo\",limit=\"batch\",direction=\"out\",verdict=\"passed\"} 9",
         ] {
             assert!(m.contains(want), "{want} missing");
         }
@@ -687,6 +717,9 @@ mod tests {
         assert!(m.contains("privnet_drops_total{network=\"demo\",reason=\"bad_mac1\"} 3"));
         assert!(m.contains("privnet_peer_rx_bytes_total{network=\"demo\",peer=\"b\\\"x\"} 10"));
         assert!(m.contains("privnet_peer_established{network=\"demo\",peer=\"b\\\"x\"} 1"));
+        assert!(m.contains(
+            "privnet_peer_drops_total{network=\"demo\",peer=\"b\\\"x\",reason=\"fair_share\"} 12"
+        ));
         assert!(m.contains(
             "privnet_certificate_expiry_seconds{network=\"demo\",subject=\"member a\"} 100"
         ));

@@ -169,6 +169,20 @@ fn check(a: &PolicyCheckArgs) -> Result<bool> {
         spec.default.action().name(),
         policy.hash_hex()
     );
+    for l in policy.limits() {
+        let rates: Vec<String> = [(l.packets_per_sec, "packets"), (l.bytes_per_sec, "bytes")]
+            .iter()
+            .filter_map(|(v, unit)| v.map(|v| format!("{v} {unit}/s")))
+            .collect();
+        println!(
+            "limit {}: direction {}, {}, burst {} ms{}",
+            l.id,
+            l.direction.name(),
+            rates.join(", "),
+            l.burst_ms,
+            if l.shared { ", shared" } else { "" }
+        );
+    }
     let mut ok = true;
     let outcomes = run_tests(&policy, &known);
     for o in &outcomes {

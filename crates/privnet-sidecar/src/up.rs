@@ -136,6 +136,7 @@ pub fn driver_config(net: &NetworkConfig) -> DriverConfig {
     let mut cfg = DriverConfig::new(net.network.clone(), net.listen);
     cfg.underlay_mtu = net.tun.underlay_mtu;
     cfg.busy_poll = net.tun.busy_poll;
+    cfg.fairness = net.tun.fairness;
     cfg.batch_hold = net.tun.batch_hold;
     cfg.addresses = addresses;
     cfg.peer_names = net

@@ -79,6 +79,10 @@ pub struct DriverConfig {
     pub peer_names: HashMap<[u8; 32], String>,
     /// The TUN device ([`super::Driver::tun`] only; other inner sides ignore it).
     pub tun: TunOptions,
+    /// Per-peer fairness at the receive stage (`fair.rs`): while this member cannot keep up with
+    /// what arrives and two or more peers send, the heaviest senders' excess over their max-min
+    /// fair share is dropped before decryption. On by default; off only to compare.
+    pub fairness: bool,
 }
 
 impl DriverConfig {
@@ -94,6 +98,7 @@ impl DriverConfig {
             addresses: Vec::new(),
             peer_names: HashMap::new(),
             tun: TunOptions::default(),
+            fairness: true,
         }
     }
 

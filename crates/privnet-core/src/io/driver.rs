@@ -16,7 +16,7 @@
 //! flushed) before the next receive; decrypted packets go from the decrypt buffer straight to the
 //! inner side.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +28,13 @@ use super::clock::Clock;
 use super::config::{unix_now, DriverConfig, Identity};
 use super::counters::{Counters, DriverEvent};
 use super::error::{ControlError, DriverError};
+use super::fair::FairGate;
 use super::handle::{Control, DriverEnds, DriverHandle, FlowExplanation, Reload};
 use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
 use super::report::{DropSummary, Repeats, REPEAT_EVERY};
 use super::seal::{IcmpAnswers, Sealer};
-use super::snapshot::{b64, DriverFigures, NetworkSnapshot, Publisher};
+use super::snapshot::{b64, NetworkSnapshot, Publisher};
 use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
@@ -112,6 +113,10 @@ pub struct Driver<I: InnerSide> {
     repeats: Repeats<PeerId>,
     /// Peers with a session (so that a rekey does not log "session established" again).
     up: HashSet<PeerId>,
+    /// Per-peer fairness before decryption (`fair.rs`).
+    fair: FairGate<PeerId>,
+    /// Per-peer fairness before encryption, by destination peer (`fair.rs`).
+    fair_tx: FairGate<PeerId>,
 }
 
 impl Driver<TunInner> {
@@ -148,6 +153,7 @@ impl Driver<TunInner> {
             tun_uso = d.inner.uso(),
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
+            fairness = config.fairness,
             "privnet up"
         );
         Ok(d)
@@ -179,6 +185,7 @@ impl<I: InnerSide> Driver<I> {
             path_mtu = config.path_mtu(),
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
+            fairness = config.fairness,
             "privnet up"
         );
         Ok(d)
@@ -217,6 +224,8 @@ impl<I: InnerSide> Driver<I> {
             drops: DropSummary::new(Instant::now()),
             repeats: Repeats::default(),
             up: HashSet::new(),
+            fair: FairGate::new(config.fairness),
+            fair_tx: FairGate::new(config.fairness),
         };
         d.publish();
         d
@@ -385,6 +394,15 @@ impl<I: InnerSide> Driver<I> {
             }
             for dgram in in_buf[..n].chunks(seg.max(1)) {
                 read += 1;
+                // The fairness stage: a data message of a peer over its share while this member
+                // is overloaded is dropped before it costs a decryption.
+                if self.fair.enabled() {
+                    if let Some(peer) = self.node.peer_of_datagram(dgram) {
+                        if !self.fair.admit(peer, dgram.len()) {
+                            continue;
+                        }
+                    }
+                }
                 match self.node.decapsulate(from, dgram, out_buf, now) {
                     Ok(Decapsulated::Packet { len, peer }) => {
                         self.inner.deliver_from(&out_buf[..len], peer, &self.node);
@@ -399,6 +417,7 @@ impl<I: InnerSide> Driver<I> {
             // say "nothing more" would add latency and nothing else.
             self.inner.flush();
         }
+        self.fair.end_batch(full || read >= super::fair::BACKLOG);
         (read, full)
     }
 
@@ -449,10 +468,12 @@ impl<I: InnerSide> Driver<I> {
                 stage: &mut self.stage,
                 answers: &mut self.answers,
                 counters: &mut self.counters,
+                fair: &mut self.fair_tx,
                 now,
             };
             self.inner.seal_read(unit, &mut sealer);
         }
+        self.fair_tx.end_batch(full || read >= super::fair::BACKLOG);
         self.underlay
             .flush(&mut self.stage, &mut self.counters)
             .await;
@@ -702,6 +723,8 @@ impl<I: InnerSide> Driver<I> {
             if let Some(id) = self.node.peer_by_key(key) {
                 let name = self.publisher.name_for(key, None);
                 self.node.remove_peer(id);
+                self.fair.forget(id);
+                self.fair_tx.forget(id);
                 self.up.remove(&id);
                 self.repeats.forget(&id);
                 if replaced.contains(key) {
@@ -746,41 +769,9 @@ impl<I: InnerSide> Driver<I> {
         self.node.set_wall_clock(now, Clock::unix());
         self.node.handle_timeout(now);
     }
-
-    /// Build a snapshot and publish it to the handles.
-    fn publish(&mut self) {
-        let now = self.clock.now();
-        let mut events: HashMap<String, u64> = HashMap::new();
-        let mut add = |k: &'static str, v: u64| {
-            events.insert(k.to_owned(), v);
-        };
-        self.counters.report(&mut add);
-        self.inner.report(&mut add);
-        let busy = self.busy.stats();
-        let hold = self.hold.stats();
-        for (k, v) in [
-            ("busy_poll_windows", busy.windows),
-            ("busy_poll_hits", busy.hits),
-            ("busy_poll_over_budget", busy.over_budget),
-            ("batch_holds", hold.holds),
-            ("batch_hold_hits", hold.hits),
-            ("batch_hold_misses", hold.misses),
-            ("batch_hold_socket", hold.socket),
-        ] {
-            if v > 0 {
-                add(k, v);
-            }
-        }
-        let figures = DriverFigures {
-            events,
-            busy_poll_us: u64::try_from(busy.spun.as_micros()).unwrap_or(u64::MAX),
-        };
-        let snap = self
-            .publisher
-            .snapshot(&self.node, now, unix_now().as_secs(), figures);
-        self.ends.snapshots.send_replace(Arc::new(snap));
-    }
 }
+
+mod publish;
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,13 @@ use std::time::Instant;
 use ipnetwork::IpNetwork;
 
 use super::counters::{Counters, DriverEvent};
+use super::fair::FairGate;
 use super::inner::{Refused, Seal};
 use super::underlay::Stage;
 use crate::error::EncapsulateError;
 use crate::icmp::{self, V4Error, V6Error};
 use crate::node::{Encapsulated, Node};
+use crate::PeerId;
 
 /// Largest ICMP error built (the builders quote as much of the original as fits).
 const ICMP_BUF: usize = 1400;
@@ -94,12 +96,25 @@ pub(crate) struct Sealer<'a> {
     pub(crate) stage: &'a mut Stage,
     pub(crate) answers: &'a mut IcmpAnswers,
     pub(crate) counters: &'a mut Counters,
+    /// The send stage's fairness gate (`fair.rs`), keyed by the destination peer.
+    pub(crate) fair: &'a mut FairGate<PeerId>,
     pub(crate) now: Instant,
 }
 
 impl Seal for Sealer<'_> {
     #[inline]
     fn seal(&mut self, packet: &[u8]) -> Result<(), Refused> {
+        if self.fair.enabled() {
+            let peer = crate::packet::addresses(packet)
+                .and_then(|(_, dst)| self.node.peer_for_destination(dst));
+            if let Some(peer) = peer {
+                if !self.fair.admit(peer, packet.len()) {
+                    // Over its share while the inner side is backlogged: dropped before it costs
+                    // an encryption (counted by the gate, per peer).
+                    return Ok(());
+                }
+            }
+        }
         let at = self.stage.used;
         match self
             .node

@@ -10,7 +10,7 @@ use crate::identity::{expiry_report, ExpirySubject};
 use crate::node::{HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
 use crate::policy::conntrack::ConntrackStats;
 use crate::policy::counters::Totals;
-use crate::policy::Tier;
+use crate::policy::{LimitCount, Tier};
 
 use super::config::Identity;
 
@@ -88,6 +88,8 @@ pub struct PolicySnapshot {
     pub conntrack_bytes: u64,
     /// Most flows the tracker holds (`max_flows`).
     pub conntrack_capacity: u64,
+    /// Per rate limit (`[[limits]]`), in policy order: packets passed and dropped.
+    pub limits: Vec<LimitCount>,
 }
 
 /// One rule's counter.
@@ -150,6 +152,7 @@ fn policy_snapshot(node: &Node) -> Option<PolicySnapshot> {
         conntrack: c.conntrack,
         conntrack_bytes: node.conntrack_bytes() as u64,
         conntrack_capacity: node.conntrack_capacity() as u64,
+        limits: node.limit_counters(),
     })
 }
 
@@ -187,6 +190,14 @@ pub struct PeerSnapshot {
     pub handshakes: u64,
     /// Packets from it dropped for a spoofed inner source.
     pub spoofed: u64,
+    /// Datagrams from it the fairness stage dropped before decryption (its excess over a fair
+    /// share while this member was overloaded).
+    pub fair_dropped: u64,
+    /// Their bytes.
+    pub fair_dropped_bytes: u64,
+    /// Inner packets to it the fairness stage dropped before encryption (its excess over a fair
+    /// share while this member's inner side was backlogged).
+    pub fair_tx_dropped: u64,
 }
 
 /// Standard base64 of `k` (keys in logs and snapshots).
@@ -215,6 +226,9 @@ pub(crate) struct DriverFigures {
     pub(crate) events: HashMap<String, u64>,
     /// Microseconds spent busy polling.
     pub(crate) busy_poll_us: u64,
+    /// Fairness drops by peer key: (datagrams, bytes), received from it and sent to it.
+    pub(crate) fair: HashMap<[u8; 32], (u64, u64)>,
+    pub(crate) fair_tx: HashMap<[u8; 32], (u64, u64)>,
 }
 
 impl Publisher {
@@ -334,6 +348,9 @@ impl Publisher {
                 tx_packets: p.counters.tx_packets,
                 handshakes: p.counters.handshakes,
                 spoofed: p.counters.spoofed,
+                fair_dropped: figures.fair.get(&p.static_public).map_or(0, |f| f.0),
+                fair_dropped_bytes: figures.fair.get(&p.static_public).map_or(0, |f| f.1),
+                fair_tx_dropped: figures.fair_tx.get(&p.static_public).map_or(0, |f| f.0),
             })
             .collect();
         NetworkSnapshot {

@@ -32,7 +32,7 @@ use crate::event::{Event, Pending};
 use crate::packet::IpPacket;
 use crate::policy::{
     CompiledPolicy, ConntrackConfig, CountersSnapshot, Decision, Direction, Disposition, EndKind,
-    Filter, Flow, FlowPath, LiveExplanation, MemberRef, Reason,
+    Filter, Flow, FlowPath, LimitCount, Limiter, LiveExplanation, MemberRef, Reason,
 };
 use crate::reject;
 
@@ -201,6 +201,8 @@ pub(super) struct Enforcer {
     fast: [Option<Fast>; 2],
     /// Packets the fast path passed (counted as established in the policy counters).
     fast_passed: u64,
+    /// The policy's rate limits and their buckets (`policy/limits.rs`).
+    limiter: Limiter<PeerId>,
 }
 
 impl Enforcer {
@@ -214,7 +216,7 @@ impl Enforcer {
         Self {
             filter: None,
             conntrack,
-            local,
+            local: local.clone(),
             own_hosts: hosts(local_addresses).collect(),
             seed,
             rejects: Budget::new(REJECT_REPLIES_PER_SEC, now),
@@ -222,6 +224,7 @@ impl Enforcer {
             suppressed: 0,
             fast: [None; 2],
             fast_passed: 0,
+            limiter: Limiter::new(local.clone()),
         }
     }
 
@@ -247,6 +250,12 @@ impl Enforcer {
     /// Forget the fast path (the filter's answers may have changed).
     fn clear_fast(&mut self) {
         self.fast = [None; 2];
+    }
+
+    /// Whether the policy in force has rate limits (the per-packet branch).
+    #[inline]
+    pub(super) fn limited(&self) -> bool {
+        self.limiter.active()
     }
 
     /// Whether a policy is in force (the per-packet branch).
@@ -296,11 +305,16 @@ impl Node {
             for (id, peer) in self.peers.iter() {
                 if let Some(identity) = peer.identity() {
                     filter.set_peer(id, MemberRef::from(identity), now);
+                    self.enforcer
+                        .limiter
+                        .set_peer(id, MemberRef::from(identity), now);
                 }
             }
             self.enforcer.filter = Some(filter);
         }
         self.enforcer.clear_fast();
+        let limits = policy.as_ref().map_or(&[][..], |p| p.limits());
+        self.enforcer.limiter.set_limits(limits, now);
         let Some(filter) = self.enforcer.filter.as_mut() else {
             return 0;
         };
@@ -318,6 +332,11 @@ impl Node {
         let mut c = self.enforcer.filter.as_ref().map(Filter::counters)?;
         c.totals.established += self.enforcer.fast_passed;
         Some(c)
+    }
+
+    /// The rate limits' counters (per limit, in policy order; empty without limits).
+    pub fn limit_counters(&self) -> Vec<LimitCount> {
+        self.enforcer.limiter.counters()
     }
 
     /// Flows the connection tracker holds (0 without a policy).
@@ -381,8 +400,14 @@ impl Node {
             Some(identity) => {
                 filter.set_peer(id, MemberRef::from(identity), now);
                 let _cut = filter.recheck_peer(&id, now).count();
+                self.enforcer
+                    .limiter
+                    .set_peer(id, MemberRef::from(identity), now);
             }
-            None => filter.remove_peer(&id),
+            None => {
+                filter.remove_peer(&id);
+                self.enforcer.limiter.remove_peer(&id);
+            }
         }
     }
 
@@ -391,6 +416,23 @@ impl Node {
         if let Some(filter) = self.enforcer.filter.as_mut() {
             filter.remove_peer(&id);
         }
+        self.enforcer.limiter.remove_peer(&id);
+    }
+
+    /// The rate limits' check of a packet of `len` inner bytes to or from `id` (after the access
+    /// policy passed it).
+    #[inline]
+    pub(super) fn enforce_limits(
+        &mut self,
+        id: PeerId,
+        direction: Direction,
+        len: usize,
+        now: Instant,
+    ) -> bool {
+        self.enforcer
+            .limiter
+            .check(&id, direction, len, now)
+            .is_ok()
     }
 
     /// Which ends of a packet are members themselves.

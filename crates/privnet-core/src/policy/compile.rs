@@ -27,6 +27,7 @@ use super::error::{Location, PolicyError, Problems};
 use super::flow::{Flow, Protocol};
 use super::hash::policy_hash;
 use super::interval::IntervalIndex;
+use super::limits::{compile_limits, LimitInfo};
 use super::spec::{
     Action, Atom, DefaultAction, MatchAtom, PolicySpec, ProtoSpec, RuleSpec, Selector, TestEnd,
     Tier,
@@ -257,6 +258,8 @@ pub struct CompiledPolicy {
     pub(crate) groups: HashMap<String, u32>,
     pub(crate) group_words: usize,
     pub(crate) sets: Vec<IpSet>,
+    /// The rate limits, in file order.
+    pub(crate) limits: Vec<LimitInfo>,
     /// Tests force one evaluation strategy: `Some(true)` sparse whenever a candidate list
     /// exists, `Some(false)` always dense; `None` picks the cheaper.
     pub(crate) force_sparse: Option<bool>,
@@ -301,6 +304,11 @@ impl CompiledPolicy {
             .position(|r| r.id == id)
             .and_then(|i| u32::try_from(i).ok())
             .map(RuleIdx)
+    }
+
+    /// The rate limits (`[[limits]]`), in file order.
+    pub fn limits(&self) -> &[LimitInfo] {
+        &self.limits
     }
 
     /// Number of entries (rules × selector variants) over all tiers.
@@ -441,6 +449,7 @@ pub(crate) fn compile_with_budget(
         );
     }
     check_tests(spec, &rules, &mut c.problems);
+    let limits = compile_limits(&spec.limits, &mut c.problems);
     if !c.problems.is_empty() {
         return Err(c.problems.into_error(file));
     }
@@ -458,6 +467,7 @@ pub(crate) fn compile_with_budget(
         groups: c.groups,
         group_words,
         sets: c.sets,
+        limits,
         force_sparse: None,
     })
 }

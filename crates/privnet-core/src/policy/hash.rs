@@ -11,7 +11,10 @@ use blake2::{Blake2s256, Digest};
 
 use super::cidr::IpSet;
 use super::flow::Protocol;
-use super::spec::{Action, Atom, DefaultAction, PolicySpec, ProtoSpec, RuleSpec, Selector};
+use super::spec::{
+    Action, Atom, DefaultAction, LimitDirection, LimitSpec, PolicySpec, ProtoSpec, RuleSpec,
+    Selector,
+};
 
 /// Encoding version: bump when the encoding changes.
 const VERSION: u8 = 1;
@@ -72,6 +75,34 @@ impl Enc {
                 }
             }
         }
+    }
+    fn opt(&mut self, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.u8(1);
+                self.0.update(v.to_le_bytes());
+            }
+            None => self.u8(0),
+        }
+    }
+    fn limit(&mut self, l: &LimitSpec) {
+        match &l.id {
+            Some(id) => {
+                self.u8(1);
+                self.str(id);
+            }
+            None => self.u8(0),
+        }
+        self.selector(&l.members);
+        self.u8(match l.direction {
+            LimitDirection::Out => 0,
+            LimitDirection::In => 1,
+            LimitDirection::Both => 2,
+        });
+        self.opt(l.packets_per_sec);
+        self.opt(l.bytes_per_sec);
+        self.opt(l.burst_ms);
+        self.u8(u8::from(l.shared));
     }
     fn rule(&mut self, r: &RuleSpec) {
         match &r.id {
@@ -140,6 +171,15 @@ pub(crate) fn policy_hash(spec: &PolicySpec) -> [u8; 32] {
         e.len(tier.len());
         for r in tier {
             e.rule(r);
+        }
+    }
+    // Only a policy with limits encodes them, so the hashes of policies without limits are those
+    // of encoding version 1 before limits existed.
+    if !spec.limits.is_empty() {
+        e.str("limits");
+        e.len(spec.limits.len());
+        for l in &spec.limits {
+            e.limit(l);
         }
     }
     e.0.finalize().into()

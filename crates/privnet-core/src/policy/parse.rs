@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "application",
     "baseline",
     "test",
+    "limits",
 ];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -125,6 +126,15 @@ impl Parser<'_> {
                 let key = format!("{}[{i}]", tier.name());
                 if let Some(r) = self.rule(t, span, &key) {
                     spec.tiers[tier.index()].push(r);
+                }
+            }
+        }
+        if let Some(v) = doc.get("limits") {
+            if let Some(items) = self.tables(v, "limits") {
+                for (i, (span, t)) in items.into_iter().enumerate() {
+                    if let Some(l) = self.limit(t, span, &format!("limits[{i}]")) {
+                        spec.limits.push(l);
+                    }
                 }
             }
         }
@@ -772,6 +782,7 @@ fn icmp_names(s: &str, protos: &[Protocol]) -> Vec<u8> {
     out
 }
 
+mod limits;
 mod reader;
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,8 @@ pub struct PolicySpec {
     pub tiers: [Vec<RuleSpec>; 3],
     /// Embedded tests (`[[test]]`): not enforced, run by `privnet policy check`.
     pub tests: Vec<TestSpec>,
+    /// Per-member rate limits (`[[limits]]`), enforced on both ends (docs/POLICY.md §17).
+    pub limits: Vec<LimitSpec>,
 }
 
 impl PolicySpec {
@@ -125,6 +127,12 @@ impl PolicySpec {
     /// Append a test.
     pub fn test(&mut self, test: TestSpec) -> &mut Self {
         self.tests.push(test);
+        self
+    }
+
+    /// Append a rate limit.
+    pub fn limit(&mut self, limit: LimitSpec) -> &mut Self {
+        self.limits.push(limit);
         self
     }
 
@@ -388,4 +396,91 @@ pub struct TestSpec {
     pub rule: Option<String>,
     /// Where the test starts in its file.
     pub location: Option<Location>,
+}
+
+/// Which traffic of the selected members a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum LimitDirection {
+    /// What a selected member sends to another member.
+    #[default]
+    Out,
+    /// What a selected member receives from another member.
+    In,
+    /// Both, each with its own bucket of the limit's rates.
+    Both,
+}
+
+impl LimitDirection {
+    /// The policy-language name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::In => "in",
+            Self::Both => "both",
+        }
+    }
+}
+
+/// A rate limit on the overlay traffic of some members (`[[limits]]`): packets and/or bytes per
+/// second, with a burst. The traffic between one selected member and one other member is limited
+/// (each pair its own token bucket), at both ends: the sender before encryption and the receiver
+/// after decryption and the source check. With `shared`, the pairs a limit covers at one
+/// enforcing member share one bucket there (a group cap). Packets over the limit are dropped
+/// and counted (`member_rate_limited`, and per limit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// Stable identifier (counters, logs); `limits/index` when absent.
+    pub id: Option<String>,
+    /// The members limited (identity atoms only: `members`, `groups`, `"network"`, `"self"`).
+    pub members: Selector,
+    /// Which of their traffic.
+    pub direction: LimitDirection,
+    /// Inner packets per second.
+    pub packets_per_sec: Option<u64>,
+    /// Inner bytes per second.
+    pub bytes_per_sec: Option<u64>,
+    /// How long a full bucket lasts at its rate, in milliseconds (the burst); default 100.
+    pub burst_ms: Option<u64>,
+    /// One bucket for all covered pairs at an enforcing member (a group cap) instead of one per
+    /// pair.
+    pub shared: bool,
+    /// Free text (not part of the hash).
+    pub description: Option<String>,
+    /// Where the limit starts in its file.
+    pub location: Option<Location>,
+}
+
+impl LimitSpec {
+    /// A limit on `members`' traffic in `direction`, with no rate yet.
+    pub fn new(members: Selector, direction: LimitDirection) -> Self {
+        Self {
+            id: None,
+            members,
+            direction,
+            packets_per_sec: None,
+            bytes_per_sec: None,
+            burst_ms: None,
+            shared: false,
+            description: None,
+            location: None,
+        }
+    }
+
+    /// Set the id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Set the packet rate.
+    pub fn packets(mut self, per_sec: u64) -> Self {
+        self.packets_per_sec = Some(per_sec);
+        self
+    }
+
+    /// Set the byte rate.
+    pub fn bytes(mut self, per_sec: u64) -> Self {
+        self.bytes_per_sec = Some(per_sec);
+        self
+    }
 }

@@ -188,6 +188,11 @@ pub struct TunSection {
     /// 0 disables (see `privnet_core::io`, `io/hold.rs`).
     #[serde(default = "default_batch_hold_us")]
     pub batch_hold_us: u32,
+    /// Per-peer fairness before decryption: while this member cannot keep up, the heaviest
+    /// senders' excess over a fair share is dropped first (see `privnet_core::io`, `io/fair.rs`).
+    /// On by default; `false` only to compare.
+    #[serde(default = "default_offload")]
+    pub fairness: bool,
 }
 
 impl Section for TunSection {
@@ -199,6 +204,7 @@ impl Section for TunSection {
         "offload",
         "busy_poll_us",
         "batch_hold_us",
+        "fairness",
     ];
     const REQUIRED: &'static [&'static str] = &[];
 }
@@ -235,6 +241,7 @@ impl Default for TunSection {
             offload: true,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             batch_hold_us: DEFAULT_BATCH_HOLD_US,
+            fairness: true,
         }
     }
 }

@@ -156,6 +156,8 @@ pub struct TunSettings {
     pub busy_poll: Duration,
     /// Longest wait for more packets when a dense send batch runs dry; zero disables the hold.
     pub batch_hold: Duration,
+    /// Per-peer fairness before decryption (`[tun] fairness`).
+    pub fairness: bool,
 }
 
 /// One network membership, validated.

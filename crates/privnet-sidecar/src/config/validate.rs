@@ -309,6 +309,7 @@ fn tun_settings(
         offload: tun.offload,
         busy_poll,
         batch_hold,
+        fairness: tun.fairness,
     }
 }
 
@@ -524,6 +525,7 @@ mod tests {
         assert_eq!(t.busy_poll, Duration::from_micros(150));
         assert!(t.batch_hold.is_zero());
         assert_eq!((t.mtu, t.underlay_mtu, t.offload), (1420, 1500, true));
+        assert!(t.fairness, "fairness is on by default");
 
         let raw = TunSection {
             name: "a/b".into(),
