@@ -47,6 +47,8 @@ mod channel;
 mod clock;
 mod config;
 mod counters;
+#[cfg(feature = "directory")]
+pub mod directory;
 mod driver;
 #[cfg(feature = "stack")]
 pub mod embedded;

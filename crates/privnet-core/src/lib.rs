@@ -47,6 +47,7 @@ macro_rules! internal_mod {
 pub mod config;
 pub mod credential;
 pub mod crypto;
+pub mod directory;
 pub mod error;
 pub mod identity;
 #[cfg(all(feature = "driver", target_os = "linux"))]
