@@ -22,7 +22,7 @@ pub use bundles::{refusal_label, BundleSlot};
 pub use layout::Layout;
 pub use peers::{DirectoryPeer, PeerChange, PeerSet, Skip};
 pub use record::{
-    MemberRecord, RecordError, MAX_CAPABILITIES, MAX_CAPABILITY_LEN, MAX_ENDPOINTS,
-    MAX_RECORD_LEN, RECORD_VERSION,
+    MemberRecord, RecordError, MAX_CAPABILITIES, MAX_CAPABILITY_LEN, MAX_ENDPOINTS, MAX_RECORD_LEN,
+    RECORD_VERSION,
 };
 pub use watch::{KeyChange, KeyValue, Revision, Step, WatchCounters, WatchEvent, WatchState};

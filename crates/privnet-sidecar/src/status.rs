@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use privnet_core::io::directory::DirectoryStatus;
 use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -54,6 +55,86 @@ pub struct Served {
     pub restart_needed: RestartNeeded,
     /// The policy file and the last refused policy.
     pub policy: SharedPolicy,
+    /// The directory client's status (`[directory]`).
+    pub directory: Option<tokio::sync::watch::Receiver<Arc<DirectoryStatus>>>,
+}
+
+/// The directory of a network as the status document shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DirectoryShown {
+    /// etcd endpoints.
+    pub endpoints: Vec<String>,
+    /// The network's key prefix.
+    pub prefix: String,
+    /// Connected to etcd and watching.
+    pub connected: bool,
+    /// This member's record is registered under a live lease.
+    pub registered: bool,
+    /// The etcd revision every change is applied up to.
+    pub revision: i64,
+    /// Seconds since the last change was applied (`None`: none yet).
+    pub last_update_age_s: Option<u64>,
+    /// Running from the on-disk cache, not yet resynced with etcd.
+    pub from_cache: bool,
+    /// Members known from the directory: name, addresses, endpoints.
+    pub members: Vec<serde_json::Value>,
+    /// Records skipped, by reason.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// Connections lost or failed.
+    pub reconnects: u64,
+    /// Full reads and compactions seen.
+    pub resyncs: u64,
+    /// Watches cancelled by a compaction.
+    pub compactions: u64,
+    /// Watch events dropped as duplicates.
+    pub duplicate_events: u64,
+    /// The last connection error (while not connected).
+    pub last_error: Option<String>,
+    /// Policy bundle version held.
+    pub policy_version: u64,
+    /// Revocation bundle version held.
+    pub revocations_version: u64,
+    /// Bundles refused, by `kind/reason`.
+    pub bundles_refused: std::collections::BTreeMap<String, u64>,
+}
+
+impl DirectoryShown {
+    fn of(d: &DirectoryStatus) -> Self {
+        Self {
+            endpoints: d.endpoints.clone(),
+            prefix: d.prefix.clone(),
+            connected: d.connected,
+            registered: d.registered,
+            revision: d.revision,
+            last_update_age_s: d.last_update.map(|t| t.elapsed().as_secs()),
+            from_cache: d.from_cache,
+            members: d
+                .members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.name,
+                        "addresses": m.addresses,
+                        "endpoints": m.endpoints,
+                        "capabilities": m.capabilities,
+                    })
+                })
+                .collect(),
+            skipped: d
+                .skipped
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            reconnects: d.reconnects,
+            resyncs: d.watch.resyncs,
+            compactions: d.watch.compactions,
+            duplicate_events: d.watch.duplicates,
+            last_error: d.last_error.clone(),
+            policy_version: d.policy_version,
+            revocations_version: d.revocations_version,
+            bundles_refused: d.bundles_refused.clone(),
+        }
+    }
 }
 
 /// One network in the status document and the metrics.
@@ -72,6 +153,8 @@ pub struct NetworkStatus {
     /// Why the last new version of the policy was refused; the running policy stayed (empty when
     /// the last version was applied).
     pub policy_refused: Vec<String>,
+    /// The directory (`None` without `[directory]`).
+    pub directory: Option<DirectoryShown>,
 }
 
 /// The snapshots of every running network, in configuration order, shared by the status socket
@@ -94,6 +177,7 @@ impl Snapshots {
                     handle,
                     restart_needed: RestartNeeded::default(),
                     policy: SharedPolicy::default(),
+                    directory: None,
                 })
                 .collect(),
         )
@@ -126,6 +210,10 @@ impl Snapshots {
                         .unwrap_or_default(),
                     policy_file: policy.file.map(|f| f.display().to_string()),
                     policy_refused: policy.refused,
+                    directory: s
+                        .directory
+                        .as_ref()
+                        .map(|d| DirectoryShown::of(&d.borrow())),
                 }
             })
             .collect()

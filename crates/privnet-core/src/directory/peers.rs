@@ -264,7 +264,10 @@ mod tests {
     fn record(name: &str, addr: &str, key: u8, port: u16) -> (TrustStore, Vec<u8>) {
         let (trust, cert) = member(name, addr, key);
         let ep = format!("192.0.2.1:{port}").parse().unwrap();
-        (trust, MemberRecord::new(&cert, vec![ep]).to_bytes().unwrap())
+        (
+            trust,
+            MemberRecord::new(&cert, vec![ep]).to_bytes().unwrap(),
+        )
     }
 
     fn set(name: &str, value: Vec<u8>) -> KeyChange {
@@ -291,7 +294,9 @@ mod tests {
         // A new endpoint: an update.
         let (_, a2) = record("a", "10.77.0.1", 1, 2000);
         let (c, _) = set_.apply(set("a", a2), &trust, NOW);
-        assert!(matches!(c.as_slice(), [PeerChange::Update(p)] if p.endpoint.unwrap().port() == 2000));
+        assert!(
+            matches!(c.as_slice(), [PeerChange::Update(p)] if p.endpoint.unwrap().port() == 2000)
+        );
         // Deleted: removed.
         let (c, _) = set_.apply(
             KeyChange::Removed {

@@ -130,8 +130,8 @@ impl MemberRecord {
         if again != body {
             return Err(RecordError::Body);
         }
-        let cert =
-            MemberCertificate::from_bytes(&record.certificate).map_err(|_| RecordError::Certificate)?;
+        let cert = MemberCertificate::from_bytes(&record.certificate)
+            .map_err(|_| RecordError::Certificate)?;
         Ok((record, cert))
     }
 
@@ -153,8 +153,8 @@ impl MemberRecord {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
     use super::super::test_support::member;
+    use super::*;
 
     #[test]
     fn a_record_round_trips_and_every_truncation_is_refused() {

@@ -124,6 +124,7 @@ pub fn parse_str(text: &str, file: &Path) -> (FileConfig, Vec<Problem>) {
             "status" => cfg.status = section(&mut p, "status", v),
             "log" => cfg.log = section(&mut p, "log", v),
             "userspace" => cfg.userspace = section(&mut p, "userspace", v),
+            "directory" => cfg.directory = section(&mut p, "directory", v),
             "peer" => match v.get_ref() {
                 DeValue::Array(items) => {
                     cfg.peers = items

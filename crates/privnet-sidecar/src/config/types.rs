@@ -182,6 +182,27 @@ pub struct NetworkConfig {
     pub policy: Option<PolicySettings>,
     /// `[userspace]`: forwards, published services, SOCKS proxy (`tun.mode = "userspace"`).
     pub userspace: UserspaceSettings,
+    /// `[directory]`, validated (`None`: static peers only).
+    pub directory: Option<DirectorySettings>,
+}
+
+/// The validated `[directory]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectorySettings {
+    /// etcd endpoints, each `http://HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// The network's key prefix (no trailing `/`).
+    pub prefix: String,
+    /// Lease TTL of this member's record.
+    pub lease_ttl: Duration,
+    /// Underlay endpoints published in this member's record.
+    pub advertise: Vec<SocketAddr>,
+    /// The on-disk cache file (resolved).
+    pub cache: Option<PathBuf>,
+    /// etcd user and password.
+    pub credentials: Option<(String, Zeroizing<String>)>,
+    /// Capabilities published in the record.
+    pub capabilities: Vec<String>,
 }
 
 /// `node.policy`: the file and the policy compiled from it (docs/POLICY.md).

@@ -7,6 +7,7 @@
 //! something to look at), but [`load`](crate::config::load) hands nothing out unless no problem was
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
+mod directory;
 mod peers;
 mod policy;
 mod userspace;
@@ -29,6 +30,8 @@ use super::schema::{
 use super::spans::Problems;
 use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, TunSettings};
 use super::userspace::UserspaceSettings;
+pub(super) use directory::{directory_settings, password_path};
+pub use directory::{MAX_LEASE_TTL_S, MIN_LEASE_TTL_S};
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
 pub(super) use policy::policy;
@@ -251,6 +254,7 @@ pub(super) fn network(
         tun,
         policy: files.policy,
         userspace: UserspaceSettings::default(),
+        directory: None,
     })
 }
 

@@ -125,8 +125,8 @@ impl DirectoryClient {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), &mut self.task)
-            .await;
+        let _ =
+            tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), &mut self.task).await;
         self.task.abort();
     }
 }
@@ -172,7 +172,10 @@ async fn timed<T>(
     match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+        Err(_) => Err(format!(
+            "{what}: no answer within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
     }
 }
 
@@ -228,8 +231,12 @@ impl Task {
                 let changes = self.state.restore(revision, kvs);
                 self.shown.from_cache = true;
                 self.apply(changes).await;
-                tracing::info!(revision, keys = n, members = self.peers.len(),
-                    "directory: started from the on-disk cache (until etcd answers)");
+                tracing::info!(
+                    revision,
+                    keys = n,
+                    members = self.peers.len(),
+                    "directory: started from the on-disk cache (until etcd answers)"
+                );
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(cache = ?self.cfg.cache,
@@ -382,8 +389,13 @@ impl Task {
         let changed = changes.len();
         self.shown.from_cache = false;
         self.apply(changes).await;
-        tracing::info!(revision, keys = n, changed, members = self.peers.len(),
-            "directory: full read of the network's prefix");
+        tracing::info!(
+            revision,
+            keys = n,
+            changed,
+            members = self.peers.len(),
+            "directory: full read of the network's prefix"
+        );
         Ok(())
     }
 
@@ -482,7 +494,9 @@ impl Task {
                 }
                 PeerChange::Remove(p) => {
                     tracing::info!(peer = %p.name, "directory: peer removed");
-                    reload.add_peers.retain(|(pc, _)| pc.static_public != p.public_key);
+                    reload
+                        .add_peers
+                        .retain(|(pc, _)| pc.static_public != p.public_key);
                     reload.remove_peers.push(p.public_key);
                 }
             }
@@ -548,8 +562,10 @@ impl Task {
                         for fp in list.iter() {
                             all.insert(*fp);
                         }
-                        tracing::info!(revoked = list.len(),
-                            "directory: revocation list applied to the trust store");
+                        tracing::info!(
+                            revoked = list.len(),
+                            "directory: revocation list applied to the trust store"
+                        );
                         Some(self.base_trust.clone().with_revocations(all))
                     }
                     Err(e) => {
@@ -569,7 +585,9 @@ impl Task {
         let kvs: Vec<KeyValue> = self.state.entries().collect();
         match tokio::task::spawn_blocking(move || cache::write(&path, revision, kvs)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(cache = ?self.cfg.cache, "directory cache not written: {e}"),
+            Ok(Err(e)) => {
+                tracing::warn!(cache = ?self.cfg.cache, "directory cache not written: {e}")
+            }
             Err(e) => tracing::warn!("directory cache not written: {e}"),
         }
     }
