@@ -77,6 +77,9 @@ tests/netns/e2e.sh # uses target/release/privnet and target/release/privnet-test
 step "end-to-end tests of the access policy: sidecars in network namespaces (tests/netns/policy.sh)"
 tests/netns/policy.sh # the same binaries
 
+step "end-to-end tests of the directory on etcd: sidecars and etcd in network namespaces (tests/netns/directory.sh)"
+tests/netns/directory.sh # the same privnet binary
+
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"
     (
