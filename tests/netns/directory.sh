@@ -8,6 +8,7 @@
 #   pnd-<pid>-mN   member mN (N = 1..4): underlay 10.232.0.1N, overlay 10.79.0.1N; no [[peer]] at all,
 #                  a [directory] section pointing at etcd (lease TTL 3 s, an on-disk cache)
 #
+# The `privnet directory` commands run inside m1's namespace (etcd is only reachable there).
 # Tests: 1 three members with no peers form the mesh through etcd (ping every pair); 2 a fourth joins
 # and is reachable by all within 2 s of its registration; 3 a member killed with SIGKILL disappears
 # from the others after its lease TTL; 4 a policy bundle published with `privnet directory
@@ -268,7 +269,7 @@ wait_for() {
 }
 pings() { nsx "$1" ping -n -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 knows() { [[ "$(dir_field "$1" "'$2' in [m['name'] for m in d.get('members', [])]")" == "$3" ]]; }
-members_of() { "$PRIVNET" directory members --config "$(cfg m1)" --json 2>/dev/null; }
+members_of() { nsx m1 "$PRIVNET" directory members --config "$(cfg m1)" --json 2>/dev/null; }
 registered() { members_of | python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in [m["name"] for m in json.load(sys.stdin)["members"]] else 1)' "$1"; }
 
 # --- tests -----------------------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ t_policy() {
     "$PRIVNET" policy check "$WORK/policy.toml" >"$WORK/policy-check.log" 2>&1 || fail "policy check: $(cat "$WORK/policy-check.log")"
     local t0 m took
     t0=$(now)
-    "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/ca" --policy "$WORK/policy.toml" | sed 's/^/    /'
+    nsx m1 "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/ca" --policy "$WORK/policy.toml" | sed 's/^/    /'
     for m in m1 m2 m4; do
         wait_for 3 "$m enforces policy v1" bash -c "[[ \"\$(timeout 5 '$PRIVNET' status --json --config '$(cfg "$m")' | python3 -c 'import json,sys; n=json.load(sys.stdin)[0]; print(n[\"directory\"][\"policy_version\"], bool(n.get(\"policy\")))')\" == '1 True' ]]"
     done
@@ -347,8 +348,8 @@ t_policy() {
 }
 
 t_bad_bundles() {
-    "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/rogue" --policy "$WORK/policy.toml" --version 9 >/dev/null
-    "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/ca" --policy "$WORK/policy.toml" --version 1 >/dev/null
+    nsx m1 "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/rogue" --policy "$WORK/policy.toml" --version 9 >/dev/null
+    nsx m1 "$PRIVNET" directory publish-policy --config "$(cfg m1)" --ca-dir "$WORK/ca" --policy "$WORK/policy.toml" --version 1 >/dev/null
     local m
     for m in m1 m2 m4; do
         wait_for 3 "$m counts the refusals" bash -c "[[ \"\$(timeout 5 '$PRIVNET' status --json --config '$(cfg "$m")' | python3 -c 'import json,sys; d=json.load(sys.stdin)[0][\"directory\"]; r=d[\"bundles_refused\"]; print(d[\"policy_version\"], sum(v for k, v in r.items() if k != \"policy/stale_version\") >= 1, r.get(\"policy/stale_version\", 0) >= 1)')\" == '1 True True' ]]"
@@ -363,7 +364,7 @@ curl_metrics() {
 }
 
 t_revoke() {
-    "$PRIVNET" directory revoke --config "$(cfg m1)" --ca-dir "$WORK/ca" --certificate "$WORK/m4/member.crt" | sed 's/^/    /'
+    nsx m1 "$PRIVNET" directory revoke --config "$(cfg m1)" --ca-dir "$WORK/ca" --certificate "$WORK/m4/member.crt" | sed 's/^/    /'
     wait_for 3 "m1 forgets m4" knows m1 m4 False
     wait_for 3 "m2 forgets m4" knows m2 m4 False
     ! pings m1 "${OV4[m4]}" || fail "m1 still reaches the revoked m4"
@@ -406,7 +407,7 @@ t_outage() {
 }
 
 t_show() {
-    "$PRIVNET" directory members --config "$(cfg m1)" | sed 's/^/    /'
+    nsx m1 "$PRIVNET" directory members --config "$(cfg m1)" | sed 's/^/    /'
     timeout 5 "$PRIVNET" status --config "$(cfg m1)" | grep -E '^  directory' | sed 's/^/    /'
     curl_metrics | grep -E '^privnet_directory_(connected|revision|last_update_age_seconds|members)' | sed 's/^/    /'
     curl_metrics | grep -q '^privnet_directory_connected{network="dirnet"} 1' || fail "metrics: not connected"

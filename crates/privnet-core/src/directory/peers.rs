@@ -166,7 +166,10 @@ impl PeerSet {
                 None
             }
             Err(skip) => {
-                *self.skipped.entry(skip.label()).or_default() += 1;
+                // Our own record is expected under the prefix: not a problem to count.
+                if skip != Skip::Own {
+                    *self.skipped.entry(skip.label()).or_default() += 1;
+                }
                 if let Some(old) = self.peers.remove(&key) {
                     out.push(PeerChange::Remove(old));
                 }
@@ -196,7 +199,7 @@ impl PeerSet {
             let (mut c, s) = self.apply(KeyChange::Set { key, value }, trust, now);
             changes.append(&mut c);
             // A record that was already skipped is not counted again.
-            if let Some(s) = s {
+            if let Some(s) = s.filter(|s| s.1 != Skip::Own) {
                 if was_skipped {
                     if let Some(n) = self.skipped.get_mut(s.1.label()) {
                         *n = n.saturating_sub(1);
@@ -324,6 +327,11 @@ mod tests {
         // Our own record, and a static peer's key.
         let (_, own) = record("me", "10.77.0.9", 9, 1);
         assert_eq!(s.apply(set("me", own), &trust, NOW).1.unwrap().1, Skip::Own);
+        assert_eq!(
+            s.skipped().get("own_record"),
+            None,
+            "our own record is not counted"
+        );
         let (_, st) = record("st", "10.77.0.5", 5, 1);
         assert_eq!(
             s.apply(set("st", st), &trust, NOW).1.unwrap().1,

@@ -214,6 +214,31 @@ async fn members(a: &MembersArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         Some(TrustStore::new(cas).context("the CA certificates")?)
     };
+    // The revocations published in the directory count too (if they verify).
+    let trust = match (
+        trust,
+        access.read(&layout.bundle(BundleKind::Revocations)).await,
+    ) {
+        (Some(t), Ok(Some(bytes))) => {
+            match t.verify_bundle(&bytes, BundleKind::Revocations, 0, unix_now()) {
+                Ok(v) => match RevocationList::parse(&String::from_utf8_lossy(&v.payload)) {
+                    Ok(list) => {
+                        let mut all = t.revocations().clone();
+                        for fp in list.iter() {
+                            all.insert(*fp);
+                        }
+                        Some(t.with_revocations(all))
+                    }
+                    Err(_) => Some(t),
+                },
+                Err(e) => {
+                    eprintln!("warning: the published revocation bundle is refused: {e}");
+                    Some(t)
+                }
+            }
+        }
+        (t, _) => t,
+    };
     let (revision, kvs) = access
         .read_prefix(&layout.members())
         .await

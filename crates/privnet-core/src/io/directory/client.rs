@@ -22,7 +22,8 @@ use zeroize::Zeroizing;
 use super::cache;
 use super::status::{DirectoryMember, DirectoryStatus};
 use crate::directory::{
-    BundleSlot, KeyChange, KeyValue, Layout, PeerChange, PeerSet, Step, WatchEvent, WatchState,
+    BundleSlot, KeyChange, KeyValue, Layout, PeerChange, PeerSet, Skip, Step, WatchEvent,
+    WatchState,
 };
 use crate::identity::{BundleKind, RevocationList, TrustStore, VerifiedBundle};
 use crate::io::clock::Clock;
@@ -471,9 +472,11 @@ impl Task {
         for change in records {
             let (mut c, skip) = self.peers.apply(change, &self.trust, now);
             peer_changes.append(&mut c);
-            if let Some((key, skip)) = skip {
-                tracing::warn!(key = %key, reason = skip.label(),
-                    "directory: record skipped");
+            match skip {
+                Some((_, Skip::Own)) | None => {}
+                Some((key, skip)) => {
+                    tracing::warn!(key = %key, reason = skip.label(), "directory: record skipped");
+                }
             }
         }
         let mut reload = Reload {
