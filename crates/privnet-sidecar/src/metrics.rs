@@ -148,7 +148,12 @@ fn render_directory(o: &mut String, nets: &[NetworkStatus]) {
     if with.is_empty() {
         return;
     }
-    let gauges: [(&str, &str, fn(&crate::status::DirectoryShown) -> f64); 7] = [
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::status::DirectoryShown) -> f64,
+    );
+    let gauges: [Gauge; 7] = [
         (
             "privnet_directory_connected",
             "1 while connected to etcd and watching.",

@@ -70,7 +70,7 @@ pub(in crate::config) fn directory_settings(
         match a.parse::<SocketAddr>() {
             Ok(addr) if addr.port() != 0 && !addr.ip().is_unspecified() => advertise.push(addr),
             _ => p.report(
-                &format!("directory.advertise[{i}]"),
+                format!("directory.advertise[{i}]"),
                 format!("an underlay address and port other members reach this one at, such as \"192.0.2.10:51820\"; found {a:?}"),
             ),
         }
