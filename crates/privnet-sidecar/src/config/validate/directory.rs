@@ -160,3 +160,89 @@ fn endpoint(p: &mut Problems<'_>, i: usize, e: &str) -> Option<String> {
     }
     Some(format!("http://{hostport}"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn raw(endpoints: &[&str], advertise: &[&str]) -> DirectorySection {
+        DirectorySection {
+            endpoints: endpoints.iter().map(|s| (*s).to_owned()).collect(),
+            prefix: None,
+            lease_ttl_s: 10,
+            advertise: advertise.iter().map(|s| (*s).to_owned()).collect(),
+            cache: Some("dir.cache".into()),
+            user: None,
+            password_file: None,
+            capabilities: vec![],
+        }
+    }
+
+    fn check(
+        r: &DirectorySection,
+        listen: &str,
+        password: Option<&str>,
+    ) -> (DirectorySettings, Vec<(String, String)>) {
+        let mut p = Problems::new(Path::new("/etc/privnet/a.toml"), "");
+        let d = directory_settings(
+            &mut p,
+            r,
+            "neta",
+            listen.parse().unwrap(),
+            password.map(|s| Zeroizing::new(s.to_owned())),
+        );
+        let problems = p
+            .into_sorted()
+            .into_iter()
+            .map(|p| (p.key, p.expected))
+            .collect();
+        (d, problems)
+    }
+
+    #[test]
+    fn a_valid_section_is_normalised() {
+        let (d, problems) = check(
+            &raw(&["10.0.0.1:2379", "http://etcd.example:2379"], &[]),
+            "192.0.2.10:51820",
+            None,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            d.endpoints,
+            ["http://10.0.0.1:2379", "http://etcd.example:2379"]
+        );
+        assert_eq!(d.prefix, "/privnet/neta");
+        assert_eq!(d.advertise, ["192.0.2.10:51820".parse().unwrap()]);
+        assert_eq!(d.cache.unwrap(), Path::new("/etc/privnet/dir.cache"));
+        assert_eq!(d.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let mut r = raw(&["https://10.0.0.1:2379", "nohost"], &["0.0.0.0:1"]);
+        r.lease_ttl_s = 1;
+        r.prefix = Some("privnet".into());
+        r.user = Some("u".into());
+        let (_, problems) = check(&r, "0.0.0.0:51820", None);
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        for k in [
+            "directory.endpoints[0]",
+            "directory.endpoints[1]",
+            "directory.lease_ttl_s",
+            "directory.prefix",
+            "directory.advertise[0]",
+            "directory.password_file",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {problems:?}");
+        }
+        assert!(problems.iter().any(|(_, e)| e.contains("no TLS for etcd")));
+        // A wildcard listen address needs `advertise`.
+        let (_, problems) = check(&raw(&["10.0.0.1:2379"], &[]), "0.0.0.0:51820", None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "directory.advertise");
+        // A password without a user.
+        let (_, problems) = check(&raw(&["10.0.0.1:2379"], &[]), "192.0.2.1:1", Some("pw"));
+        assert_eq!(problems[0].0, "directory.user");
+    }
+}
