@@ -163,6 +163,16 @@ async fn status_where(
     what: &str,
     pred: impl Fn(&DirectoryStatus) -> bool,
 ) -> Duration {
+    status_within(dir, what, STEP_TIMEOUT, pred).await
+}
+
+/// [`status_where`] with its own bound (a reconnection waits out the client's backoff, up to 10 s).
+async fn status_within(
+    dir: &DirectoryClient,
+    what: &str,
+    bound: Duration,
+    pred: impl Fn(&DirectoryStatus) -> bool,
+) -> Duration {
     let t0 = Instant::now();
     let mut rx = dir.status_receiver();
     let wait = async {
@@ -173,8 +183,8 @@ async fn status_where(
             rx.changed().await.unwrap();
         }
     };
-    if tokio::time::timeout(STEP_TIMEOUT, wait).await.is_err() {
-        panic!("{what}: not within {STEP_TIMEOUT:?}: {:?}", dir.status());
+    if tokio::time::timeout(bound, wait).await.is_err() {
+        panic!("{what}: not within {bound:?}: {:?}", dir.status());
     }
     t0.elapsed()
 }
@@ -388,11 +398,15 @@ async fn scenario(etcd: &mut Etcd) {
     ra2.handle.shutdown().await.unwrap();
     let _ = ra2.task.await;
     etcd.run();
-    status_where(&dir_a, "a reconnects", |s| {
+    let backoff = Duration::from_secs(25);
+    status_within(&dir_a, "a reconnects", backoff, |s| {
         s.connected && s.registered && knows(s, "b")
     })
     .await;
-    status_where(&dir_b, "b reconnects", |s| s.connected && knows(s, "a")).await;
+    status_within(&dir_b, "b reconnects", backoff, |s| {
+        s.connected && knows(s, "a")
+    })
+    .await;
     reach(&mut ra, a.addr, &mut rb, b.addr, "a -> b after the outage").await;
     // Unchanged peers kept their sessions: no re-add, no new handshake.
     let hs_after = ra
