@@ -17,9 +17,12 @@ fi
 step "tools"
 # Debian packages of the namespace tests (tests/netns/e2e.sh, tests/netns/policy.sh, tests/netns/expose.sh): ip, ping, iperf3, python3 (stdlib only).
 apt_missing=()
-for tool in ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3; do
+# The directory (docs/DIRECTORY.md): etcd for its tests (tests/directory_etcd.rs, tests/netns/directory.sh),
+# protoc and the well-known .proto files for building the etcd client (etcd-client's build script).
+for tool in ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3 etcd:etcd-server protoc:protobuf-compiler; do
     command -v "${tool%%:*}" >/dev/null || apt_missing+=("${tool#*:}")
 done
+[ -f /usr/include/google/protobuf/descriptor.proto ] || apt_missing+=(libprotobuf-dev)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
@@ -64,7 +67,8 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (unit, simulation, namespace tests)"
 # As root here, a namespace/TUN test that would skip is a failure instead (crates/privnet-core/tests/support/privileged.rs).
-PRIVNET_REQUIRE_PRIVILEGED_TESTS=1 cargo test --workspace --all-features
+# Likewise a test that needs etcd (crates/privnet-core/tests/support/etcd.rs).
+PRIVNET_REQUIRE_PRIVILEGED_TESTS=1 PRIVNET_REQUIRE_ETCD_TESTS=1 cargo test --workspace --all-features
 
 step "end-to-end tests: sidecars in network namespaces (tests/netns/e2e.sh)"
 cargo build --release -p privnet-sidecar -p privnet-testapp
@@ -75,6 +79,8 @@ tests/netns/policy.sh # the same binaries
 
 step "end-to-end tests of exposures: an outside namespace, sidecars in network namespaces (tests/netns/expose.sh)"
 tests/netns/expose.sh # the same binaries
+step "end-to-end tests of the directory on etcd: sidecars and etcd in network namespaces (tests/netns/directory.sh)"
+tests/netns/directory.sh # the same privnet binary
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"

@@ -1,7 +1,7 @@
 //! privnet-bench: in-process benchmark scenarios of the sans-IO core that need no root.
 //!
 //! ```text
-//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|handshake|memory|stack] [--json] [--secs S] [--sweep]
+//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|handshake|memory|stack|directory] [--json] [--secs S] [--sweep]
 //! ```
 //!
 //! * `seal`: seal and open of 1,420-byte and 64-byte inner packets through `privnet_core::Node`
@@ -20,6 +20,10 @@
 //!   segmentation offload, Nagle, buffer sizes, delayed ACKs, `max_burst_size`), the round trip of a
 //!   64 B request/response next to the channel path's, and the RSS of idle embedded nodes and of 100
 //!   open idle streams (fresh child process, hidden `stack-memory` command).
+//! * `directory` (not in `all`; needs the `etcd` binary, Debian's etcd-server): 1,000 members
+//!   registered under leases in a real etcd on loopback, the time a change of one record takes to
+//!   reach 1,000 watchers (decoded and verified as a member does; p50/p99/max), the etcd load of a
+//!   member at steady state, and the memory per directory entry (`directory.rs`).
 //!
 //! Every loop is bounded by a packet or iteration count and by wall time (`--secs`, default 2 s per
 //! measurement). Only ratios within one run on one machine mean anything.
@@ -41,6 +45,7 @@ use privnet_core::{
 };
 use serde_json::{json, Value};
 
+mod directory;
 mod stack;
 
 /// One output row: scenario, case, and named figures.
@@ -59,6 +64,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("memory-case") {
         memory_case_child(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("directory-memory") {
+        directory::memory_child(args.get(1).map_or("10000", String::as_str));
         return;
     }
     if args.first().map(String::as_str) == Some("stack-memory") {
@@ -89,7 +98,16 @@ fn main() {
     let opts = Opts { secs };
     let mut rows = Vec::new();
     let all = scenario == "all";
-    let known = ["all", "seal", "sim", "udp", "handshake", "memory", "stack"];
+    let known = [
+        "all",
+        "seal",
+        "sim",
+        "udp",
+        "handshake",
+        "memory",
+        "stack",
+        "directory",
+    ];
     if !known.contains(&scenario.as_str()) {
         usage(&format!("unknown scenario {scenario}"));
     }
@@ -126,6 +144,17 @@ fn main() {
         // The channel path's throughput in the same run, for comparison.
         if scenario != "all" {
             rows.extend(scenario_udp(&opts));
+        }
+    }
+    // Not part of `all`: it needs the etcd binary (Debian's etcd-server) and a minute.
+    if scenario == "directory" {
+        for (case, figures, note) in directory::scenario(1_000, 1_000, 20) {
+            rows.push(Row {
+                scenario: "directory",
+                case,
+                figures,
+                note,
+            });
         }
     }
     if json_out {

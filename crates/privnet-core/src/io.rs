@@ -48,6 +48,8 @@ mod channel;
 mod clock;
 mod config;
 mod counters;
+#[cfg(feature = "directory")]
+pub mod directory;
 mod driver;
 #[cfg(feature = "stack")]
 pub mod embedded;

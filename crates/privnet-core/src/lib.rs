@@ -47,6 +47,7 @@ macro_rules! internal_mod {
 pub mod config;
 pub mod credential;
 pub mod crypto;
+pub mod directory;
 pub mod error;
 pub mod expose;
 pub mod identity;

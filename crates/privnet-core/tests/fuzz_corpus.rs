@@ -1574,7 +1574,56 @@ fn all() -> Seeds {
     cert_seeds(&mut s);
     config_seeds(&mut s);
     list_seeds(&mut s);
+    directory_seeds(&mut s);
     s
+}
+
+// ---------------------------------------------------------------------------------------------
+// directory_decode
+
+fn directory_seeds(s: &mut Seeds) {
+    use privnet_core::directory::MemberRecord;
+    use privnet_core::identity::{Bundle, BundleKind, RevocationList};
+    const T: &str = "directory_decode";
+    let (key, ca) = common::fuzz_ca();
+    let pk = privnet_core::crypto::StaticSecret::from_bytes([8; 32]).public_key();
+    let cert = MemberCertificate::issue(
+        &ca,
+        &key,
+        &MemberParams {
+            name: "m".into(),
+            addresses: vec!["10.0.0.1".parse().unwrap()],
+            routes: vec![],
+            groups: vec![],
+            public_key: pk,
+            not_before: 0,
+            not_after: 2_000_000_000,
+        },
+    )
+    .unwrap();
+    let mut record = MemberRecord::new(&cert, vec!["192.0.2.1:51820".parse().unwrap()]);
+    add(s, T, "record", record.to_bytes().unwrap());
+    record.capabilities = vec!["tun".into(), "gateway".into()];
+    record.persistent_keepalive = Some(25);
+    record
+        .endpoints
+        .push("[2001:db8::1]:51820".parse().unwrap());
+    add(s, T, "record-full", record.to_bytes().unwrap());
+    let policy = b"name = \"p\"\ndefault = \"allow\"\n".to_vec();
+    let b = Bundle::sign_with_ca(&ca, &key, BundleKind::Policy, 1, 1_000_000, policy).unwrap();
+    add(s, T, "policy-bundle", b.to_bytes());
+    let mut list = RevocationList::new();
+    list.insert(cert.fingerprint());
+    let b = Bundle::sign_with_ca(
+        &ca,
+        &key,
+        BundleKind::Revocations,
+        7,
+        1_000_000,
+        list.to_text().into_bytes(),
+    )
+    .unwrap();
+    add(s, T, "revocation-bundle", b.to_bytes());
 }
 
 #[test]

@@ -17,6 +17,7 @@ use privnet_core::identity::{
 use ring::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
+pub mod directory;
 pub mod member;
 mod show;
 
@@ -72,6 +73,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page privnet(1), or write it and one page per subcommand into a directory.
     Man(ManArgs),
+    /// The network's directory on etcd: list its members, publish a signed policy or revocation
+    /// list (docs/DIRECTORY.md).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// Check and explain access policies offline (docs/POLICY.md).
     #[command(subcommand)]
     Policy(crate::policy_cli::PolicyCommand),
@@ -305,6 +310,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => status(&a),
         Command::Health(a) => health(&a),
         Command::Member(c) => member::run(&c),
+        Command::Directory(c) => directory::run(&c),
         Command::Completions(a) => completions(&a),
         Command::Man(a) => man(&a),
         Command::Policy(c) => return crate::policy_cli::run(&c),

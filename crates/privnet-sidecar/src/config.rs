@@ -30,6 +30,7 @@
 //! - `schema`: the serde structs of the file ([`FileConfig`] and its sections) and their defaults.
 //! - `expose`: `[[expose]]` (public addresses forwarded into the network), raw and validated;
 //!   its checks are `validate/expose.rs`.
+//! - `validate/directory.rs`: `[directory]` (etcd endpoints, prefix, lease, cache, credentials).
 //! - `userspace`: `[userspace]` (forwards, published services, SOCKS proxy of a member in
 //!   `tun.mode = "userspace"`), raw and validated; its checks are `validate/userspace.rs`.
 
@@ -45,22 +46,23 @@ pub use expose::{
     BlockList, ExposeEntry, ExposeProtocol, ExposeSettings, ProxyProtocol, Targets,
     DEFAULT_UDP_IDLE_SECS, MAX_UDP_IDLE_SECS,
 };
-pub use load::{load, load_block_list, load_policy};
+pub use load::{compile_policy_text, load, load_block_list, load_policy};
 pub use schema::{
-    CipherName, FileConfig, LogFormat, LogLevel, LogSection, MetricsSection, NodeSection,
-    PeerSection, StatusSection, TunMode, TunSection, DEFAULT_BATCH_HOLD_US, DEFAULT_BUSY_POLL_US,
-    DEFAULT_LISTEN, DEFAULT_MTU, DEFAULT_TUN_NAME, DEFAULT_UNDERLAY_MTU,
+    CipherName, DirectorySection, FileConfig, LogFormat, LogLevel, LogSection, MetricsSection,
+    NodeSection, PeerSection, StatusSection, TunMode, TunSection, DEFAULT_BATCH_HOLD_US,
+    DEFAULT_BUSY_POLL_US, DEFAULT_LEASE_TTL_S, DEFAULT_LISTEN, DEFAULT_MTU, DEFAULT_TUN_NAME,
+    DEFAULT_UNDERLAY_MTU,
 };
 pub use spans::parse_str;
 pub use types::{
-    Config, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig, PolicySettings,
-    Problem, TunSettings,
+    Config, DirectorySettings, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig,
+    PolicySettings, Problem, TunSettings,
 };
 pub use userspace::{
     Forward, ForwardEntry, Protocol, Publish, PublishEntry, UserspaceSection, UserspaceSettings,
 };
 pub use validate::{
-    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_KEEPALIVE_SECS, MAX_MTU,
-    MAX_SOCKET_PATH_LEN, MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU, MIN_MTU, TUNNEL_OVERHEAD,
-    TUNNEL_OVERHEAD_V4,
+    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_KEEPALIVE_SECS, MAX_LEASE_TTL_S,
+    MAX_MTU, MAX_SOCKET_PATH_LEN, MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU, MIN_LEASE_TTL_S, MIN_MTU,
+    TUNNEL_OVERHEAD, TUNNEL_OVERHEAD_V4,
 };

@@ -132,6 +132,7 @@ pub fn render_status(nets: &[NetworkStatus]) -> String {
         );
     }
     render_exposures(&mut o, nets);
+    render_directory(&mut o, nets);
     o
 }
 
@@ -249,6 +250,96 @@ fn render_exposures(o: &mut String, nets: &[NetworkStatus]) {
             label(&e.snapshot.name),
             e.lists_refused.len()
         );
+    }
+}
+
+/// The directory metrics of the networks that have one.
+fn render_directory(o: &mut String, nets: &[NetworkStatus]) {
+    let with: Vec<(&str, &crate::status::DirectoryShown)> = nets
+        .iter()
+        .filter_map(|n| {
+            n.directory
+                .as_ref()
+                .map(|d| (n.snapshot.network.as_str(), d))
+        })
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::status::DirectoryShown) -> f64,
+    );
+    let gauges: [Gauge; 7] = [
+        (
+            "privnet_directory_connected",
+            "1 while connected to etcd and watching.",
+            |d| f64::from(u8::from(d.connected)),
+        ),
+        (
+            "privnet_directory_registered",
+            "1 while this member's record is registered under a live lease.",
+            |d| f64::from(u8::from(d.registered)),
+        ),
+        (
+            "privnet_directory_revision",
+            "The etcd revision every directory change is applied up to.",
+            |d| d.revision as f64,
+        ),
+        (
+            "privnet_directory_last_update_age_seconds",
+            "Seconds since the last directory change was applied (-1: none yet).",
+            |d| d.last_update_age_s.map_or(-1.0, |a| a as f64),
+        ),
+        (
+            "privnet_directory_members",
+            "Members known from the directory.",
+            |d| d.members.len() as f64,
+        ),
+        (
+            "privnet_directory_policy_version",
+            "Version of the policy bundle held (0: none).",
+            |d| d.policy_version as f64,
+        ),
+        (
+            "privnet_directory_revocations_version",
+            "Version of the revocation bundle held (0: none).",
+            |d| d.revocations_version as f64,
+        ),
+    ];
+    for (name, help, f) in gauges {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (net, d) in &with {
+            let _ = writeln!(o, "{name}{{network=\"{}\"}} {}", label(net), f(d));
+        }
+    }
+    let _ = writeln!(o, "# HELP privnet_directory_reconnects_total Directory connections lost or failed.\n# TYPE privnet_directory_reconnects_total counter");
+    for (net, d) in &with {
+        let _ = writeln!(
+            o,
+            "privnet_directory_reconnects_total{{network=\"{}\"}} {}",
+            label(net),
+            d.reconnects
+        );
+    }
+    let _ = writeln!(o, "# HELP privnet_directory_records_skipped_total Directory records skipped, by reason.\n# TYPE privnet_directory_records_skipped_total counter");
+    for (net, d) in &with {
+        for (reason, v) in &d.skipped {
+            let _ = writeln!(
+                o,
+                "privnet_directory_records_skipped_total{{network=\"{}\",reason=\"{}\"}} {v}",
+                label(net),
+                label(reason)
+            );
+        }
+    }
+    let _ = writeln!(o, "# HELP privnet_directory_bundles_refused_total Signed bundles refused, by kind and reason.\n# TYPE privnet_directory_bundles_refused_total counter");
+    for (net, d) in &with {
+        for (what, v) in &d.bundles_refused {
+            let (kind, reason) = what.split_once('/').unwrap_or((what.as_str(), ""));
+            let _ = writeln!(o, "privnet_directory_bundles_refused_total{{network=\"{}\",kind=\"{}\",reason=\"{}\"}} {v}", label(net), label(kind), label(reason));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use privnet_core::io::expose::{ExposureSnapshot, ExposureView};
+use privnet_core::io::directory::DirectoryStatus;
 use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -70,6 +71,86 @@ pub struct Served {
     pub policy: SharedPolicy,
     /// Its exposures.
     pub exposures: SharedExposures,
+    /// The directory client's status (`[directory]`).
+    pub directory: Option<tokio::sync::watch::Receiver<Arc<DirectoryStatus>>>,
+}
+
+/// The directory of a network as the status document shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DirectoryShown {
+    /// etcd endpoints.
+    pub endpoints: Vec<String>,
+    /// The network's key prefix.
+    pub prefix: String,
+    /// Connected to etcd and watching.
+    pub connected: bool,
+    /// This member's record is registered under a live lease.
+    pub registered: bool,
+    /// The etcd revision every change is applied up to.
+    pub revision: i64,
+    /// Seconds since the last change was applied (`None`: none yet).
+    pub last_update_age_s: Option<u64>,
+    /// Running from the on-disk cache, not yet resynced with etcd.
+    pub from_cache: bool,
+    /// Members known from the directory: name, addresses, endpoints.
+    pub members: Vec<serde_json::Value>,
+    /// Records skipped, by reason.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// Connections lost or failed.
+    pub reconnects: u64,
+    /// Full reads and compactions seen.
+    pub resyncs: u64,
+    /// Watches cancelled by a compaction.
+    pub compactions: u64,
+    /// Watch events dropped as duplicates.
+    pub duplicate_events: u64,
+    /// The last connection error (while not connected).
+    pub last_error: Option<String>,
+    /// Policy bundle version held.
+    pub policy_version: u64,
+    /// Revocation bundle version held.
+    pub revocations_version: u64,
+    /// Bundles refused, by `kind/reason`.
+    pub bundles_refused: std::collections::BTreeMap<String, u64>,
+}
+
+impl DirectoryShown {
+    fn of(d: &DirectoryStatus) -> Self {
+        Self {
+            endpoints: d.endpoints.clone(),
+            prefix: d.prefix.clone(),
+            connected: d.connected,
+            registered: d.registered,
+            revision: d.revision,
+            last_update_age_s: d.last_update.map(|t| t.elapsed().as_secs()),
+            from_cache: d.from_cache,
+            members: d
+                .members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.name,
+                        "addresses": m.addresses,
+                        "endpoints": m.endpoints,
+                        "capabilities": m.capabilities,
+                    })
+                })
+                .collect(),
+            skipped: d
+                .skipped
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            reconnects: d.reconnects,
+            resyncs: d.watch.resyncs,
+            compactions: d.watch.compactions,
+            duplicate_events: d.watch.duplicates,
+            last_error: d.last_error.clone(),
+            policy_version: d.policy_version,
+            revocations_version: d.revocations_version,
+            bundles_refused: d.bundles_refused.clone(),
+        }
+    }
 }
 
 /// One network in the status document and the metrics.
@@ -88,6 +169,8 @@ pub struct NetworkStatus {
     /// Why the last new version of the policy was refused; the running policy stayed (empty when
     /// the last version was applied).
     pub policy_refused: Vec<String>,
+    /// The directory (`None` without `[directory]`).
+    pub directory: Option<DirectoryShown>,
     /// The exposures of this member (`[[expose]]`) and their counters.
     pub exposures: Vec<ExposureStatus>,
 }
@@ -123,6 +206,7 @@ impl Snapshots {
                     restart_needed: RestartNeeded::default(),
                     policy: SharedPolicy::default(),
                     exposures: SharedExposures::default(),
+                    directory: None,
                 })
                 .collect(),
         )
@@ -167,6 +251,10 @@ impl Snapshots {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    directory: s
+                        .directory
+                        .as_ref()
+                        .map(|d| DirectoryShown::of(&d.borrow())),
                 }
             })
             .collect()

@@ -42,13 +42,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context};
 use ipnetwork::IpNetwork;
 use privnet_core::crypto::StaticSecret;
+use privnet_core::directory::{Layout, MemberRecord};
 use privnet_core::identity::CertVerifier;
 use privnet_core::io::expose::Dialer;
+use privnet_core::identity::VerifiedBundle;
+use privnet_core::io::directory::{DirectoryClient, DirectoryConfig};
 use privnet_core::io::{
     ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity, InnerSide, Psks,
     Reload, TunOptions,
 };
 use privnet_core::{CredentialVerifier, Node, NodeConfig};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
@@ -356,6 +360,8 @@ struct Network {
     policy_shown: SharedPolicy,
     /// Its exposures (`[[expose]]`).
     exposures: Exposures,
+    /// The directory client (`[directory]`).
+    directory: Option<DirectoryClient>,
 }
 
 /// How a reload went, per network: what was applied and what waits for a restart.
@@ -383,6 +389,10 @@ pub struct Supervisor {
     /// When each peer's DNS endpoint was last re-resolved (network index, key), to do it at
     /// most every [`RERESOLVE_EVERY`].
     resolved_at: HashMap<(usize, [u8; 32]), Instant>,
+    /// Policy bundles from the networks' directories (network index, bundle).
+    bundles: mpsc::Sender<(usize, VerifiedBundle)>,
+    /// Their receiving end, until [`run`] takes it ([`Self::take_bundles`]).
+    bundles_rx: Option<mpsc::Receiver<(usize, VerifiedBundle)>>,
 }
 
 /// How often `privnet up` looks for peers whose handshakes go unanswered, to re-resolve their
@@ -421,6 +431,7 @@ impl Supervisor {
         log: LogSection,
         log_control: Option<LogControl>,
     ) -> Self {
+        let (tx, rx) = mpsc::channel(8);
         Self {
             networks: Vec::new(),
             tasks: JoinSet::new(),
@@ -430,6 +441,109 @@ impl Supervisor {
             log,
             log_control,
             resolved_at: HashMap::new(),
+            bundles: tx,
+            bundles_rx: Some(rx),
+        }
+    }
+
+    /// Start the directory client of network `index` if `net` has a `[directory]`: it registers
+    /// this member and feeds the driver behind `handle` with the members it learns; its policy
+    /// bundles come out of [`Self::next_bundle`].
+    fn start_directory(
+        &self,
+        index: usize,
+        net: &NetworkConfig,
+        handle: &DriverHandle,
+    ) -> Option<DirectoryClient> {
+        let d = net.directory.as_ref()?;
+        let mut record = MemberRecord::new(&net.identity.certificate, d.advertise.clone());
+        record.capabilities.clone_from(&d.capabilities);
+        let record = match record.to_bytes() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(network = %net.network, "directory not started: this member's record: {e}");
+                return None;
+            }
+        };
+        let cfg = DirectoryConfig {
+            endpoints: d.endpoints.clone(),
+            layout: Layout::new(&d.prefix),
+            name: net.identity.certificate.name().to_owned(),
+            record,
+            lease_ttl: d.lease_ttl,
+            credentials: d.credentials.clone(),
+            cache: d.cache.clone(),
+            trust: net.identity.trust.clone(),
+            own_key: net.identity.keypair.public(),
+            reserved: net.peers.iter().map(|p| p.public_key).collect(),
+        };
+        tracing::info!(network = %net.network, endpoints = %d.endpoints.join(","), prefix = %d.prefix,
+            lease_ttl_s = d.lease_ttl.as_secs(), "directory: starting");
+        let (client, mut policies) = DirectoryClient::start(cfg, handle.clone());
+        let tx = self.bundles.clone();
+        tokio::spawn(async move {
+            while let Some(b) = policies.recv().await {
+                if tx.send((index, b)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Some(client)
+    }
+
+    /// The policy bundles the directories accept (network index, bundle); `None` once taken.
+    pub fn take_bundles(&mut self) -> Option<mpsc::Receiver<(usize, VerifiedBundle)>> {
+        self.bundles_rx.take()
+    }
+
+    /// Compile a verified policy bundle of network `i` (on the blocking pool) and install it; a
+    /// policy that does not compile is refused with its problems and the running one stays.
+    pub async fn install_bundle(&mut self, i: usize, bundle: VerifiedBundle) {
+        let Some(n) = self.networks.get(i) else {
+            return;
+        };
+        let prefix = n
+            .directory
+            .as_ref()
+            .map(|d| d.status().prefix.clone())
+            .unwrap_or_default();
+        let label = PathBuf::from(format!("etcd:{prefix}bundles/policy@v{}", bundle.version));
+        let text = String::from_utf8_lossy(&bundle.payload).into_owned();
+        let file = label.clone();
+        let compiled =
+            tokio::task::spawn_blocking(move || config::compile_policy_text(&file, &text)).await;
+        let policy = match compiled {
+            Ok(Ok(p)) => p,
+            Ok(Err(problems)) => {
+                let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(network = %n.name, version = bundle.version,
+                    "directory policy bundle does not compile, keeping the running policy: {}", all.join("; "));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(network = %n.name, "directory policy bundle not compiled: {e}");
+                return;
+            }
+        };
+        let Some(n) = self.networks.get_mut(i) else {
+            return;
+        };
+        match n.handle.set_policy(Some(policy.compiled.clone())).await {
+            Ok(cut) => {
+                let previous = n.policy.hash.map_or_else(|| "none".to_owned(), hex);
+                n.policy.hash = Some(policy.compiled.hash());
+                if let Ok(mut shown) = n.policy_shown.lock() {
+                    shown.refused.clear();
+                    shown.file = Some(label);
+                }
+                tracing::info!(target: "privnet::audit", event = "policy_applied", network = %n.name,
+                    file = %policy.file.display(), hash = %policy.hash(), previous_hash = %previous,
+                    rules = policy.rule_count(), flows_cut = cut, trigger = "directory",
+                    version = bundle.version, signed_by = %bundle.signed_by,
+                    "access policy applied (directory bundle v{}, signed by {}): {}; {cut} flow(s) cut",
+                    bundle.version, bundle.signed_by, policy.describe());
+            }
+            Err(e) => tracing::error!(network = %n.name, "directory policy not installed: {e}"),
         }
     }
 
@@ -578,7 +692,9 @@ impl Supervisor {
         let index = self.networks.len();
         let task = self.tasks.spawn(async move { (index, task.await) });
         self.task_ids.insert(task.id(), index);
+        let directory = self.start_directory(index, &net, &handle);
         self.networks.push(Network {
+            directory,
             name: net.network.clone(),
             handle,
             fixed: Fixed::of(&net),
@@ -609,6 +725,7 @@ impl Supervisor {
                     restart_needed: n.restart_needed.clone(),
                     policy: n.policy_shown.clone(),
                     exposures: n.exposures.shown(),
+                    directory: n.directory.as_ref().map(DirectoryClient::status_receiver),
                 })
                 .collect(),
         )
@@ -644,8 +761,14 @@ impl Supervisor {
             .unwrap_or_else(|| "?".to_owned())
     }
 
-    /// Stop every driver (each gets [`STOP_TIMEOUT`]) and wait for their tasks.
+    /// Stop every driver (each gets [`STOP_TIMEOUT`]) and wait for their tasks; first every
+    /// directory client (its record is deleted at once).
     pub async fn shutdown(mut self) {
+        for n in &mut self.networks {
+            if let Some(d) = n.directory.take() {
+                d.stop().await;
+            }
+        }
         for n in &self.networks {
             // A driver that already stopped has nothing to stop.
             let _ = n.handle.shutdown().await;
@@ -743,6 +866,7 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut policy_poll = tokio::time::interval(POLL_EVERY);
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut bundles = sup.take_bundles();
     let mut reresolve = tokio::time::interval(RERESOLVE_CHECK);
     reresolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
@@ -762,6 +886,7 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
                 break Err(anyhow!("network {name:?} stopped unexpectedly: {e:#}"));
             }
             _ = reresolve.tick() => { sup.reresolve_unanswered().await; }
+            Some((i, bundle)) = next_bundle(&mut bundles) => { sup.install_bundle(i, bundle).await; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 if let Some(c) = &sup.log_control {
@@ -790,6 +915,16 @@ pub async fn run(mut sup: Supervisor, config_paths: Vec<PathBuf>) -> anyhow::Res
     servers.stop();
     tracing::info!("stopped");
     outcome
+}
+
+/// The next policy bundle from the directories (pending forever without a receiver).
+async fn next_bundle(
+    rx: &mut Option<mpsc::Receiver<(usize, VerifiedBundle)>>,
+) -> Option<(usize, VerifiedBundle)> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

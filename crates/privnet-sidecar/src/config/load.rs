@@ -81,9 +81,15 @@ fn load_file(
         let mode = raw.tun.as_ref().map(|t| t.mode).unwrap_or_default();
         let userspace = validate::userspace_settings(&mut p, raw.userspace.as_ref(), mode);
         let lists = read_block_lists(&mut p, &raw.expose);
+        let directory = raw.directory.as_ref().map(|d| {
+            let password = validate::password_path(path, d)
+                .and_then(|f| read_secret(&mut p, "directory.password_file", &f));
+            validate::directory_settings(&mut p, d, &node.network, node.listen, password)
+        });
         if let Some(mut net) = net {
             net.userspace = userspace;
             net.exposures = validate::exposures(&mut p, &raw.expose, lists, &net.peers, net.listen);
+            net.directory = directory;
             validate::cross_check(&mut p, networks, &net);
             networks.push(net);
         }
@@ -210,6 +216,15 @@ fn read_policy(p: &mut Problems<'_>, path: &Path) -> Option<PolicySettings> {
     validate::policy(path, &text)
         .map_err(|problems| p.extend_elsewhere(problems))
         .ok()
+}
+
+/// Compile a policy's text that did not come from a file (a directory bundle); `label` names
+/// it in problems.
+///
+/// # Errors
+/// Every problem of the policy, each with its line.
+pub fn compile_policy_text(label: &Path, text: &str) -> Result<PolicySettings, Vec<Problem>> {
+    validate::policy(label, text)
 }
 
 /// Read and compile the policy file at `path` (as `node.policy` names it): for reloading a

@@ -148,6 +148,58 @@ impl Section for PeerSection {
     const REQUIRED: &'static [&'static str] = &["name", "public_key", "addresses"];
 }
 
+/// `[directory]`: the network's directory on etcd (docs/DIRECTORY.md). With it, `[[peer]]`
+/// entries are optional: members find each other through their records.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    /// etcd endpoints, `HOST:PORT` or `http://HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// Key prefix of the network (default `/privnet/NETWORK`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Lease TTL of this member's record, seconds: a member that dies disappears this long after
+    /// its last keepalive.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_s: u32,
+    /// Underlay endpoints this member publishes (default: `node.listen` if it is not a wildcard).
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// On-disk cache of the directory (optional; a restart during an etcd outage comes up from it).
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
+    /// etcd user (etcd's own authentication; with `password_file`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// File holding the etcd user's password, mode 0600.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Capabilities published in this member's record.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+impl Section for DirectorySection {
+    const KEYS: &'static [&'static str] = &[
+        "endpoints",
+        "prefix",
+        "lease_ttl_s",
+        "advertise",
+        "cache",
+        "user",
+        "password_file",
+        "capabilities",
+    ];
+    const REQUIRED: &'static [&'static str] = &["endpoints"];
+}
+
+/// Default `directory.lease_ttl_s`.
+pub const DEFAULT_LEASE_TTL_S: u32 = 10;
+
+fn default_lease_ttl() -> u32 {
+    DEFAULT_LEASE_TTL_S
+}
+
 /// How overlay packets reach applications.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -333,6 +385,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "userspace",
     "expose",
+    "directory",
 ];
 
 /// One configuration file as parsed, before any file it names is read.
@@ -353,6 +406,8 @@ pub struct FileConfig {
     pub log: Option<LogSection>,
     /// `[userspace]` (with `tun.mode = "userspace"`).
     pub userspace: Option<UserspaceSection>,
+    /// `[directory]`.
+    pub directory: Option<DirectorySection>,
     /// `[[expose]]` entries in file order (`None`: an entry that could not be read, reported).
     pub expose: Vec<Option<ExposeEntry>>,
 }
@@ -446,6 +501,7 @@ mod tests {
         check::<LogSection>(&[]);
         check::<UserspaceSection>(&[]);
         check::<ExposeEntry>(&[("listen", "\"0.0.0.0:443\""), ("to", "\"b:80\"")]);
+        check::<DirectorySection>(&[("endpoints", "[]")]);
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn parse_str(text: &str, file: &Path) -> (FileConfig, Vec<Problem>) {
                     "an array of tables: one `[[expose]]` header per exposure",
                 ),
             },
+            "directory" => cfg.directory = section(&mut p, "directory", v),
             "peer" => match v.get_ref() {
                 DeValue::Array(items) => {
                     cfg.peers = items

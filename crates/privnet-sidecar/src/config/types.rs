@@ -187,6 +187,27 @@ pub struct NetworkConfig {
     pub userspace: UserspaceSettings,
     /// `[[expose]]`: public addresses forwarded into the network, with their lists read.
     pub exposures: Vec<ExposeSettings>,
+    /// `[directory]`, validated (`None`: static peers only).
+    pub directory: Option<DirectorySettings>,
+}
+
+/// The validated `[directory]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectorySettings {
+    /// etcd endpoints, each `http://HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// The network's key prefix (no trailing `/`).
+    pub prefix: String,
+    /// Lease TTL of this member's record.
+    pub lease_ttl: Duration,
+    /// Underlay endpoints published in this member's record.
+    pub advertise: Vec<SocketAddr>,
+    /// The on-disk cache file (resolved).
+    pub cache: Option<PathBuf>,
+    /// etcd user and password.
+    pub credentials: Option<(String, Zeroizing<String>)>,
+    /// Capabilities published in the record.
+    pub capabilities: Vec<String>,
 }
 
 /// `node.policy`: the file and the policy compiled from it (docs/POLICY.md).

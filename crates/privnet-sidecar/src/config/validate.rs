@@ -8,6 +8,7 @@
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
 mod expose;
+mod directory;
 mod peers;
 mod policy;
 mod userspace;
@@ -31,6 +32,8 @@ use super::spans::Problems;
 use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, TunSettings};
 use super::userspace::UserspaceSettings;
 pub(super) use expose::exposures;
+pub(super) use directory::{directory_settings, password_path};
+pub use directory::{MAX_LEASE_TTL_S, MIN_LEASE_TTL_S};
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
 pub(super) use policy::policy;
@@ -254,6 +257,7 @@ pub(super) fn network(
         policy: files.policy,
         userspace: UserspaceSettings::default(),
         exposures: Vec::new(),
+        directory: None,
     })
 }
 

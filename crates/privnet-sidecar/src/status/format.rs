@@ -118,6 +118,7 @@ pub fn format_status_with_rates(
                 );
             }
         }
+        format_directory(&mut o, n);
         let _ = writeln!(
             o,
             "  tx {} packets / {} bytes, rx {} packets / {} bytes, handshakes {} initiated / {} completed, cookies {}",
@@ -179,6 +180,55 @@ pub fn format_status_with_rates(
         }
     }
     o
+}
+
+/// The directory line of one network (with `[directory]`): connected or not, revision, members,
+/// last update, bundle versions, skipped records and refused bundles.
+pub(super) fn format_directory(o: &mut String, n: &serde_json::Value) {
+    let Some(d) = n.get("directory").filter(|d| !d.is_null()) else {
+        return;
+    };
+    let g = |k: &str| d.get(k).cloned().unwrap_or_default();
+    let state = if g("connected").as_bool() == Some(true) {
+        "connected".to_owned()
+    } else {
+        format!(
+            "NOT CONNECTED ({}; the data plane keeps the last known members{})",
+            g("last_error").as_str().unwrap_or("connecting"),
+            if g("from_cache").as_bool() == Some(true) {
+                ", from the on-disk cache"
+            } else {
+                ""
+            }
+        )
+    };
+    let age = g("last_update_age_s")
+        .as_u64()
+        .map_or_else(|| "never".to_owned(), |a| format!("{a} s ago"));
+    let _ = writeln!(
+        o,
+        "  directory {} ({}): {state}, revision {}, {} member(s), last update {age}, policy v{}, revocations v{}, reconnects {}",
+        joined(&g("endpoints")),
+        g("prefix").as_str().unwrap_or("?"),
+        g("revision"),
+        g("members").as_array().map_or(0, Vec::len),
+        g("policy_version"),
+        g("revocations_version"),
+        g("reconnects"),
+    );
+    for (what, key) in [
+        ("records skipped", "skipped"),
+        ("bundles refused", "bundles_refused"),
+    ] {
+        if let Some(m) = d
+            .get(key)
+            .and_then(|m| m.as_object())
+            .filter(|m| !m.is_empty())
+        {
+            let list: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(o, "  directory {what}: {}", list.join(", "));
+        }
+    }
 }
 
 /// Most rules listed by name in the text status (the busiest first; `--json` has them all).
