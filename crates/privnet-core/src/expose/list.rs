@@ -15,7 +15,9 @@
 //! The entries are turned into inclusive address ranges, sorted and merged into disjoint,
 //! non-adjacent intervals (one vector for IPv4, one for IPv6). A lookup is one binary search:
 //! O(log n), no allocation. IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`, what a dual-stack
-//! socket reports for an IPv4 client) are looked up as the IPv4 address.
+//! socket reports for an IPv4 client) are looked up as the IPv4 address; accordingly an IPv4-mapped
+//! entry (`::ffff:192.0.2.0/120`) is the IPv4 entry, and an IPv6 entry that covers the whole mapped
+//! range (`::/0`) covers every IPv4 address.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -50,6 +52,9 @@ impl std::error::Error for ListError {}
 pub struct PrefixSet {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
+    /// An IPv6 entry shorter than /96 covers the whole IPv4-mapped range (`::/0`): every IPv4
+    /// address is in the set.
+    all_v4: bool,
     entries: usize,
 }
 
@@ -64,12 +69,20 @@ impl PrefixSet {
             entries += 1;
             match addr {
                 IpAddr::V4(a) => v4.push(range_v4(a, len)),
-                IpAddr::V6(a) => v6.push(range_v6(a, len)),
+                // An IPv4-mapped prefix (`::ffff:192.0.2.0/120`) is the IPv4 prefix, since lookups
+                // of mapped addresses are IPv4 lookups.
+                IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                    Some(m) if len >= 96 => v4.push(range_v4(m, len - 96)),
+                    _ => v6.push(range_v6(a, len)),
+                },
             }
         }
+        let v6 = merge(v6);
+        let all_v4 = find(&v6, u128::from(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()));
         Self {
             v4: merge(v4),
-            v6: merge(v6),
+            v6,
+            all_v4,
             entries,
         }
     }
@@ -77,9 +90,9 @@ impl PrefixSet {
     /// Whether `ip` is in the set (an IPv4-mapped IPv6 address is looked up as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => find(&self.v4, u32::from(a)),
+            IpAddr::V4(a) => self.all_v4 || find(&self.v4, u32::from(a)),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => find(&self.v4, u32::from(v4)),
+                Some(v4) => self.all_v4 || find(&self.v4, u32::from(v4)),
                 None => find(&self.v6, u128::from(a)),
             },
         }
@@ -298,12 +311,31 @@ mod tests {
         assert!(s.contains(ip("255.255.255.255")));
         assert!(s.contains(ip("::ffff:192.0.2.1")));
         assert!(!s.contains(ip("2001:db8::1")));
-        let s = parse_list("l", b"::/0\n255.255.255.255\n").unwrap();
+        let s = parse_list("l", b"8000::/1\n255.255.255.255\n").unwrap();
         assert!(s.contains(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
         assert!(s.contains(ip("255.255.255.255")));
         assert!(!s.contains(ip("255.255.255.254")));
         assert!(PrefixSet::default().is_empty());
         assert!(!PrefixSet::default().contains(ip("1.1.1.1")));
+    }
+
+    #[test]
+    fn ipv4_mapped_entries_are_ipv4_entries() {
+        // Found by the list_parse fuzz target: a mapped entry went to the IPv6 table, where the
+        // (IPv4) lookup of a mapped address never looks.
+        let s = parse_list("l", b"::ffff:192.0.2.1\n::ffff:198.51.100.0/120\n").unwrap();
+        assert!(s.contains(ip("::ffff:192.0.2.1")));
+        assert!(s.contains(ip("192.0.2.1")));
+        assert!(s.contains(ip("198.51.100.200")));
+        assert!(!s.contains(ip("192.0.2.2")));
+        assert_eq!(s.intervals(), (2, 0));
+        // An IPv6 prefix that covers the mapped range covers every IPv4 address.
+        let s = parse_list("l", b"::/0\n").unwrap();
+        assert!(s.contains(ip("203.0.113.9")) && s.contains(ip("::ffff:203.0.113.9")));
+        let s = parse_list("l", b"::ffff:0:0/95\n").unwrap();
+        assert!(s.contains(ip("203.0.113.9")));
+        let s = parse_list("l", b"2001:db8::/32\n").unwrap();
+        assert!(!s.contains(ip("203.0.113.9")));
     }
 
     #[test]
