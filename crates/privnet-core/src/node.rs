@@ -44,12 +44,18 @@ pub use crate::peers::PeerId;
 use crate::event::{Outbox, Pending};
 
 mod control;
+mod gateways;
 mod policy;
 #[cfg(any(test, feature = "test-util"))]
 mod test_hooks;
 #[cfg(test)]
 mod tests;
 
+pub use crate::event::GatewayChange;
+pub use gateways::{
+    GatewayCandidate, GatewayCounters, GatewayHealth, GatewayRoute, GATEWAY_DOWN_AFTER,
+    GATEWAY_FAILBACK_AFTER, GATEWAY_PROBE_AFTER, GATEWAY_PROBE_INTERVAL, GATEWAY_TICK,
+};
 pub use policy::{DENIED_EVENTS_PER_SEC, REJECT_REPLIES_PER_SEC};
 
 /// One member of one network.
@@ -74,6 +80,8 @@ pub struct Node {
     known_endpoints: HashMap<SocketAddr, PeerId>,
     /// The access policy and its connection tracker (`node/policy.rs`).
     enforcer: policy::Enforcer,
+    /// The routing entries that apply to us and the health of their gateways (`node/gateways.rs`).
+    gateways: gateways::Gateways,
 }
 
 impl std::fmt::Debug for Node {
@@ -147,6 +155,7 @@ impl Node {
         let admission = Admission::new(&settings, &mut rng, now);
         let mut filter_seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rng, &mut filter_seed);
+        let gateways = gateways::Gateways::new(local_member.clone());
         let enforcer = policy::Enforcer::new(
             parts.conntrack,
             local_member,
@@ -170,6 +179,7 @@ impl Node {
             last_stamp: Tai64N::default(),
             known_endpoints: HashMap::new(),
             enforcer,
+            gateways,
         };
         if parts.policy.is_some() {
             node.set_policy(parts.policy, now);
@@ -320,6 +330,7 @@ impl Node {
         if changed.routes {
             self.rebuild_routes(id);
             self.register_policy_peer(id, self.last_now);
+            self.refresh_gateways(self.last_now);
         }
     }
 
@@ -358,6 +369,7 @@ impl Node {
         for net in &pc.allowed_ips {
             self.router.insert(*net, id, false);
         }
+        self.refresh_gateways(now);
         self.with_peer(id, |p, ctx| {
             p.configure(pc.endpoint, pc.allowed_ips, keepalive, now);
             if eager {
@@ -395,6 +407,7 @@ impl Node {
         self.router.remove_value(&id);
         self.known_endpoints.retain(|_, p| *p != id);
         self.forget_policy_peer(id);
+        self.refresh_gateways(now);
         let key = self.peers.get(id).map(|p| *p.static_public());
         if let Some(key) = key {
             self.peers.remove(id, &key);
@@ -541,6 +554,7 @@ impl Node {
             self.wake.peek(),
             self.admission.poll_timeout(),
             self.enforcer.poll_timeout(),
+            self.gateways.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -567,6 +581,7 @@ impl Node {
             }
         }
         self.due = due;
+        self.gateways_timeout(now);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -603,7 +618,7 @@ impl Node {
             return Err(EncapsulateError::TooBig);
         }
         let (_, dst) = crate::packet::addresses(packet).ok_or(EncapsulateError::Malformed)?;
-        let id = *self.router.lookup(dst).ok_or(EncapsulateError::NoRoute)?;
+        let id = self.route_to(dst)?;
         if self.enforcer.active() {
             self.enforce_outbound(id, packet, now)?;
         }

@@ -37,6 +37,7 @@ pub mod parse;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod reference;
+pub mod routes;
 pub mod selftest;
 pub mod spec;
 
@@ -55,6 +56,6 @@ pub use flow::{
 #[cfg(feature = "policy-toml")]
 pub use parse::parse_policy;
 pub use spec::{
-    Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, ProtoSpec, RuleSpec,
-    Selector, TestEnd, TestSpec, Tier,
+    Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, ProtoSpec, RouteSpec,
+    RuleSpec, Selector, TestEnd, TestSpec, Tier,
 };

@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "application",
     "baseline",
     "test",
+    "route",
 ];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -127,6 +128,9 @@ impl Parser<'_> {
                     spec.tiers[tier.index()].push(r);
                 }
             }
+        }
+        if let Some(v) = doc.get("route") {
+            spec.routes = self.routes(v);
         }
         if let Some(v) = doc.get("test") {
             if let Some(items) = self.tables(v, "test") {
@@ -773,5 +777,6 @@ fn icmp_names(s: &str, protos: &[Protocol]) -> Vec<u8> {
 }
 
 mod reader;
+mod route;
 #[cfg(test)]
 mod tests;
