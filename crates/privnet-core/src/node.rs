@@ -622,6 +622,11 @@ impl Node {
         if self.enforcer.active() {
             self.enforce_outbound(id, packet, now)?;
         }
+        if crate::packet::maybe_syn(packet) {
+            if let Some(clamped) = self.clamp_syn(packet) {
+                return self.seal_for(id, &clamped, out, now);
+            }
+        }
         self.seal_for(id, packet, out, now)
     }
 
@@ -759,6 +764,15 @@ impl Node {
         if n > 0 && self.enforcer.active() {
             let packet = out.get(..n).ok_or(DropReason::BufferTooSmall)?;
             self.enforce_inbound(id, packet, now)?;
+        }
+        if let Some(packet) = out.get_mut(..n).filter(|p| crate::packet::maybe_syn(p)) {
+            let max = crate::packet::IpPacket::new_checked(&*packet)
+                .map(|p| crate::packet::mss_limit(p.version(), self.settings.mtu));
+            if let Ok(max) = max {
+                if crate::packet::clamp_mss(packet, max).is_some() {
+                    self.out.stats.mss_clamped += 1;
+                }
+            }
         }
         Ok(if n == 0 {
             Decapsulated::Keepalive

@@ -42,11 +42,16 @@ fn verifier(net: &TestNetwork) -> Arc<dyn CredentialVerifier> {
 }
 
 fn setup(tag: u8) -> (TestNetwork, Sim) {
+    setup_with(tag, |_, _| {})
+}
+
+fn setup_with(tag: u8, tweak: impl Fn(usize, &mut privnet_core::NodeConfig)) -> (TestNetwork, Sim) {
     let net = TestNetwork::new(4, tag);
     let mut sim = Sim::new(u64::from(tag), LinkConfig::default());
     for i in 0..4 {
         let mut cfg = net.config(i, u64::from(tag));
         cfg.verifier = verifier(&net);
+        tweak(i, &mut cfg);
         let node = net.node(i, cfg, sim.now, net.unix_start);
         sim.add_node(node, net.underlay[i]);
     }
@@ -277,4 +282,64 @@ fn a_member_of_a_denied_group_cannot_use_the_route_at_the_gateway() {
     sim.send_packet(0, &direct).unwrap();
     sim.run_for(Duration::from_millis(50));
     assert!(got(&sim, 1, &direct));
+}
+
+/// An IPv4 TCP SYN from `src` to `dst` announcing `mss` (checksum zero: the core only fixes it
+/// incrementally).
+fn syn(src: std::net::IpAddr, dst: std::net::IpAddr, mss: u16) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src, dst) else {
+        unreachable!()
+    };
+    let mut p = vec![0u8; 44];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&44u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&s.octets());
+    p[16..20].copy_from_slice(&d.octets());
+    p[22..24].copy_from_slice(&443u16.to_be_bytes());
+    p[32] = 6 << 4;
+    p[33] = 0x02;
+    p[40..44].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+    p
+}
+
+#[test]
+fn routed_syns_are_clamped_to_the_overlay_mtu_on_both_ends() {
+    // Gateway 1 was configured with a larger MTU than the client: its own clamp lets a bigger
+    // MSS through, and the client clamps on receipt.
+    let (net, mut sim) = setup_with(94, |i, cfg| {
+        if i == 1 {
+            cfg.mtu = 8000;
+        }
+    });
+    install(&mut sim, &["m1", "m2"], None);
+    let limit = (sim.nodes[0].node.mtu() - 40) as u16;
+    // Outbound at the client: a SYN into the subnet announcing a LAN-sized MSS.
+    let s = syn(net.overlay[0], "10.9.0.7".parse().unwrap(), 8960);
+    sim.send_packet(0, &s).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    let (_, got) = sim.nodes[1].inbox.last().unwrap();
+    assert_eq!(u16::from_be_bytes([got[42], got[43]]), limit);
+    assert_eq!(sim.nodes[0].node.stats().mss_clamped, 1);
+    // The gateway seals a SYN-ACK from a host behind it announcing 7900 (fits its 8000 MTU):
+    // the client clamps it when it arrives.
+    let mut back = syn("10.9.0.7".parse().unwrap(), net.overlay[0], 7900);
+    back[33] = 0x12;
+    sim.send_packet(1, &back).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(sim.nodes[1].node.stats().mss_clamped, 0);
+    let (_, got) = sim.nodes[0].inbox.last().unwrap();
+    assert_eq!(u16::from_be_bytes([got[42], got[43]]), limit);
+    assert_eq!(sim.nodes[0].node.stats().mss_clamped, 2);
+    // A SYN that fits, and an ACK with the same option bytes, are left alone.
+    let fits = syn("10.9.0.7".parse().unwrap(), net.overlay[0], limit - 100);
+    sim.send_packet(1, &fits).unwrap();
+    back[33] = 0x10;
+    sim.send_packet(1, &back).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    let n = sim.nodes[0].inbox.len();
+    assert_eq!(sim.nodes[0].inbox[n - 2].1, fits);
+    assert_eq!(sim.nodes[0].inbox[n - 1].1, back);
+    assert_eq!(sim.nodes[0].node.stats().mss_clamped, 2);
 }

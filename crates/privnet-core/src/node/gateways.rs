@@ -199,6 +199,19 @@ impl Node {
         Ok(self.gateways.pick(dst, len).unwrap_or(*owner))
     }
 
+    /// A copy of the TCP SYN `packet` with its MSS clamped to the overlay MTU, when it announced
+    /// more (`packet/mss.rs`); `None` when it fits. Every SYN is looked at, not only routed ones: a
+    /// member's own SYNs already fit (its TUN has the overlay MTU), so for them this is a no-op,
+    /// and no host-address lookup is needed per SYN.
+    pub(super) fn clamp_syn(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
+        let version = crate::packet::IpPacket::new_checked(packet).ok()?.version();
+        let max = crate::packet::mss_limit(version, self.settings.mtu);
+        let mut copy = packet.to_vec();
+        crate::packet::clamp_mss(&mut copy, max)?;
+        self.out.stats.mss_clamped += 1;
+        Some(copy)
+    }
+
     /// Install the routing entries of `policy` that apply to us (a reload: counters restart,
     /// health is kept) and choose their gateways now.
     pub(super) fn install_routes(&mut self, policy: Option<&CompiledPolicy>, now: Instant) {
