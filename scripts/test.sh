@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "tools"
-# Debian packages of the namespace tests (tests/netns/e2e.sh, tests/netns/policy.sh): ip, ping, iperf3, python3 (stdlib only).
+# Debian packages of the namespace tests (tests/netns/e2e.sh, tests/netns/policy.sh, tests/netns/routes.sh): ip, ping, iperf3, python3 (stdlib only).
 apt_missing=()
 for tool in ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3; do
     command -v "${tool%%:*}" >/dev/null || apt_missing+=("${tool#*:}")
@@ -72,6 +72,9 @@ tests/netns/e2e.sh # uses target/release/privnet and target/release/privnet-test
 
 step "end-to-end tests of the access policy: sidecars in network namespaces (tests/netns/policy.sh)"
 tests/netns/policy.sh # the same binaries
+
+step "end-to-end tests of routing policies: gateway failover in network namespaces (tests/netns/routes.sh)"
+tests/netns/routes.sh # the same sidecar binary
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"

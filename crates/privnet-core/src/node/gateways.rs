@@ -383,7 +383,11 @@ impl Node {
 
     /// Move one candidate's health on, and probe it when due.
     fn update_health(&mut self, id: PeerId, now: Instant) {
-        let Some(live) = self.peers.get(id).map(|p| p.liveness()) else {
+        let Some((live, name)) = self
+            .peers
+            .get(id)
+            .map(|p| (p.liveness(), p.verified_name().unwrap_or("?").to_owned()))
+        else {
             return;
         };
         let h = self.gateways.health.entry(id).or_insert(Health {
@@ -403,7 +407,7 @@ impl Node {
                     if waited >= GATEWAY_DOWN_AFTER {
                         h.state = GatewayHealth::Down { since: now };
                         self.gateways.counters.downs += 1;
-                        tracing::warn!(peer = %id, waited_ms = waited.as_millis() as u64,
+                        tracing::warn!(peer = %name, waited_ms = waited.as_millis() as u64,
                             "gateway not answering; its routes fail over");
                     } else if waited >= GATEWAY_PROBE_AFTER && h.probed.is_none_or(|p| p < since) {
                         probe = true;
@@ -413,7 +417,7 @@ impl Node {
             GatewayHealth::Down { since } => {
                 if live.last_rx.is_some_and(|r| r > since) {
                     h.state = GatewayHealth::Recovering { since: now };
-                    tracing::info!(peer = %id, "gateway answering again");
+                    tracing::info!(peer = %name, "gateway answering again");
                 } else if probe_due {
                     probe = true;
                 }

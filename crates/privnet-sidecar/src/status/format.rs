@@ -143,6 +143,7 @@ pub fn format_status_with_rates(
             }
         }
         format_policy(&mut o, n);
+        super::routes::format_routes(&mut o, n);
         for p in n
             .get("peers")
             .and_then(|p| p.as_array())
