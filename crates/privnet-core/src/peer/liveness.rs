@@ -33,6 +33,7 @@ impl Liveness {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take the origin of their clock from the real one
 mod tests {
     use super::*;
     use std::time::Duration;
