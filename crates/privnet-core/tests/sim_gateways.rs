@@ -235,6 +235,22 @@ fn a_gateway_without_the_grant_and_an_entry_for_another_group_attract_nothing() 
         vec![g2]
     );
     assert_eq!(route.active, Some(g2));
+    // Two entries for the prefix that apply to the client: the first in the file is the one.
+    let mut spec = PolicySpec::new(DefaultAction::Allow);
+    let mut first = RouteSpec::new(SUBNET.parse().unwrap(), &["m2"]);
+    first.from = Some(Selector::groups_any(&["staff"]));
+    spec.routes.push(first);
+    spec.routes
+        .push(RouteSpec::new(SUBNET.parse().unwrap(), &["m1"]));
+    let now = sim.now;
+    let p = Arc::new(policy::compile(&spec, "two.toml").unwrap());
+    sim.nodes[0].node.set_policy(Some(p), now);
+    let routes = sim.nodes[0].node.gateway_routes();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(
+        (routes[0].id.as_str(), routes[0].active),
+        ("route/0", Some(g2))
+    );
     // An entry for another group does not apply to the client: the router's owner (m1) serves.
     install(&mut sim, &["m2"], Some(Selector::groups_any(&["ops"])));
     assert!(sim.nodes[0].node.gateway_routes().is_empty());

@@ -234,8 +234,13 @@ impl Node {
             .collect();
         // Longest prefix first (what `pick` scans); file order among equal lengths.
         entries.sort_by_key(|e| std::cmp::Reverse(e.route.prefix.prefix()));
-        // One entry per prefix: a more specific `from` does not exist, the first applying wins.
-        entries.dedup_by(|b, a| a.route.prefix == b.route.prefix);
+        // One entry per prefix: the first in the file that applies to us (the sort is stable).
+        let mut seen: Vec<IpNetwork> = Vec::new();
+        entries.retain(|e| {
+            let first = !seen.contains(&e.route.prefix);
+            seen.push(e.route.prefix);
+            first
+        });
         g.entries = entries;
         if g.entries.is_empty() {
             g.health.clear();
