@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "tools"
-# Debian packages of the namespace tests (tests/netns/e2e.sh, tests/netns/policy.sh, tests/netns/expose.sh): ip, ping, iperf3, python3 (stdlib only).
+# Debian packages of the namespace tests (tests/netns/e2e.sh, policy.sh, expose.sh, routes.sh, directory.sh): ip, ping, iperf3, python3 (stdlib only).
 apt_missing=()
 # The directory (docs/DIRECTORY.md): etcd for its tests (tests/directory_etcd.rs, tests/netns/directory.sh),
 # protoc and the well-known .proto files for building the etcd client (etcd-client's build script).
@@ -81,6 +81,8 @@ step "end-to-end tests of exposures: an outside namespace, sidecars in network n
 tests/netns/expose.sh # the same binaries
 step "end-to-end tests of the directory on etcd: sidecars and etcd in network namespaces (tests/netns/directory.sh)"
 tests/netns/directory.sh # the same privnet binary
+step "end-to-end tests of routing policies: gateway failover in network namespaces (tests/netns/routes.sh)"
+tests/netns/routes.sh # the same sidecar binary
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"

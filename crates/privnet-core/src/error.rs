@@ -151,6 +151,8 @@ pub struct Stats {
     pub handshake_work: u64,
     /// Of those, admitted through the priority lane.
     pub handshake_work_priority: u64,
+    /// TCP SYNs whose MSS option was lowered to fit the overlay MTU (`packet/mss.rs`).
+    pub mss_clamped: u64,
 }
 
 impl Default for Stats {
@@ -168,6 +170,7 @@ impl Default for Stats {
             credential_teardowns: 0,
             handshake_work: 0,
             handshake_work_priority: 0,
+            mss_clamped: 0,
         }
     }
 }

@@ -132,6 +132,32 @@ pub enum Event {
         /// Events not emitted since the last one (the rate limit).
         suppressed: u64,
     },
+    /// The gateway serving a routing entry (`[[route]]`) changed: a failover (the active one is
+    /// down), a fail-back (a preferred one is healthy again) or a new policy or route grant.
+    GatewayChanged {
+        /// The entry's id.
+        route: String,
+        /// Its prefix.
+        prefix: IpNetwork,
+        /// The gateway that served it (`None`: none did).
+        from: Option<PeerId>,
+        /// The gateway that serves it now (`None`: no listed gateway holds the prefix; the
+        /// router's own choice applies).
+        to: Option<PeerId>,
+        /// Why.
+        reason: GatewayChange,
+    },
+}
+
+/// Why [`Event::GatewayChanged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayChange {
+    /// The active gateway stopped answering.
+    Failover,
+    /// A gateway listed before the active one has been healthy for the fail-back hold.
+    Failback,
+    /// The candidates changed: a new policy, a gateway's certificate (its grants) came or went.
+    Candidates,
 }
 
 /// After this many unanswered initiations of one attempt, [`Event::HandshakeUnanswered`].

@@ -78,5 +78,8 @@ pub use driver::{random_seed, Driver, BATCH};
 pub use error::{ControlError, DriverError};
 pub use handle::{DriverHandle, FlowExplanation, Psks, Reload};
 pub use inner::{HoldWake, InnerSide, ReadStatus, Refused, Seal, READ_BUF_LEN};
-pub use snapshot::{NetworkSnapshot, PeerSnapshot, PolicySnapshot, RuleHits, TierDrops};
+pub use snapshot::{
+    GatewayCandidateSnapshot, GatewayCountersSnapshot, GatewayRouteSnapshot, NetworkSnapshot,
+    PeerSnapshot, PolicySnapshot, RuleHits, TierDrops,
+};
 pub use tun_side::TunInner;

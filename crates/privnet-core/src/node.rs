@@ -45,12 +45,18 @@ pub use crate::peers::PeerId;
 use crate::event::{Outbox, Pending};
 
 mod control;
+mod gateways;
 mod policy;
 #[cfg(any(test, feature = "test-util"))]
 mod test_hooks;
 #[cfg(test)]
 mod tests;
 
+pub use crate::event::GatewayChange;
+pub use gateways::{
+    GatewayCandidate, GatewayCounters, GatewayHealth, GatewayRoute, GATEWAY_DOWN_AFTER,
+    GATEWAY_FAILBACK_AFTER, GATEWAY_PROBE_AFTER, GATEWAY_PROBE_INTERVAL, GATEWAY_TICK,
+};
 pub use policy::{DENIED_EVENTS_PER_SEC, REJECT_REPLIES_PER_SEC};
 
 /// One member of one network.
@@ -75,6 +81,8 @@ pub struct Node {
     known_endpoints: HashMap<SocketAddr, PeerId>,
     /// The access policy and its connection tracker (`node/policy.rs`).
     enforcer: policy::Enforcer,
+    /// The routing entries that apply to us and the health of their gateways (`node/gateways.rs`).
+    gateways: gateways::Gateways,
 }
 
 impl std::fmt::Debug for Node {
@@ -148,6 +156,7 @@ impl Node {
         let admission = Admission::new(&settings, &mut rng, now);
         let mut filter_seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rng, &mut filter_seed);
+        let gateways = gateways::Gateways::new(local_member.clone());
         let enforcer = policy::Enforcer::new(
             parts.conntrack,
             local_member,
@@ -171,6 +180,7 @@ impl Node {
             last_stamp: Tai64N::default(),
             known_endpoints: HashMap::new(),
             enforcer,
+            gateways,
         };
         if parts.policy.is_some() {
             node.set_policy(parts.policy, now);
@@ -321,6 +331,7 @@ impl Node {
         if changed.routes {
             self.rebuild_routes(id);
             self.register_policy_peer(id, self.last_now);
+            self.refresh_gateways(self.last_now);
         }
     }
 
@@ -359,6 +370,7 @@ impl Node {
         for net in &pc.allowed_ips {
             self.router.insert(*net, id, false);
         }
+        self.refresh_gateways(now);
         self.with_peer(id, |p, ctx| {
             p.configure(pc.endpoint, pc.allowed_ips, keepalive, now);
             if eager {
@@ -396,6 +408,7 @@ impl Node {
         self.router.remove_value(&id);
         self.known_endpoints.retain(|_, p| *p != id);
         self.forget_policy_peer(id);
+        self.refresh_gateways(now);
         let key = self.peers.get(id).map(|p| *p.static_public());
         if let Some(key) = key {
             self.peers.remove(id, &key);
@@ -542,6 +555,7 @@ impl Node {
             self.wake.peek(),
             self.admission.poll_timeout(),
             self.enforcer.poll_timeout(),
+            self.gateways.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -568,6 +582,7 @@ impl Node {
             }
         }
         self.due = due;
+        self.gateways_timeout(now);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -604,13 +619,18 @@ impl Node {
             return Err(EncapsulateError::TooBig);
         }
         let (_, dst) = crate::packet::addresses(packet).ok_or(EncapsulateError::Malformed)?;
-        let id = *self.router.lookup(dst).ok_or(EncapsulateError::NoRoute)?;
+        let id = self.route_to(dst)?;
         if self.enforcer.active() {
             self.enforce_outbound(id, packet, now)?;
             if self.enforcer.limited()
                 && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
             {
                 return Err(EncapsulateError::RateLimited);
+            }
+        }
+        if crate::packet::maybe_syn(packet) {
+            if let Some(clamped) = self.clamp_syn(packet) {
+                return self.seal_for(id, &clamped, out, now);
             }
         }
         self.seal_for(id, packet, out, now)
@@ -783,6 +803,15 @@ impl Node {
             self.enforce_inbound(id, packet, now)?;
             if self.enforcer.limited() && !self.enforce_limits(id, Direction::Inbound, n, now) {
                 return Err(DropReason::MemberRateLimited);
+            }
+        }
+        if let Some(packet) = out.get_mut(..n).filter(|p| crate::packet::maybe_syn(p)) {
+            let max = crate::packet::IpPacket::new_checked(&*packet)
+                .map(|p| crate::packet::mss_limit(p.version(), self.settings.mtu));
+            if let Ok(max) = max {
+                if crate::packet::clamp_mss(packet, max).is_some() {
+                    self.out.stats.mss_clamped += 1;
+                }
             }
         }
         Ok(if n == 0 {

@@ -45,6 +45,7 @@
 //! is reported), and IPv6 jumbograms (payload length 0 means a 40-byte packet here). The oracle
 //! tests (`packet/oracle.rs`) list where this differs from smoltcp's parsers.
 
+mod mss;
 mod repr;
 mod transport;
 
@@ -57,6 +58,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::checksum;
 
+pub use mss::{clamp_mss, maybe_syn, mss_limit};
 pub use repr::{EmitError, IpRepr, Ipv4Repr, Ipv6Repr, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
 pub use transport::{
     IcmpHeader, TcpFlags, TcpHeader, Transport, UdpHeader, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,

@@ -41,10 +41,12 @@ use crate::timers::{Timer, TimerTable, WallClock};
 use crate::wire;
 
 mod initiator;
+mod liveness;
 #[cfg(test)]
 mod tests;
 
 use initiator::Initiator;
+pub(crate) use liveness::Liveness;
 
 /// What a peer's state machine borrows from the node for one call.
 pub(crate) struct Ctx<'a> {
@@ -124,6 +126,7 @@ pub(crate) struct Peer {
     need_another_keepalive: bool,
     last_handshake: Option<Instant>,
     counters: PeerCounters,
+    liveness: Liveness,
 }
 
 impl Peer {
@@ -145,6 +148,7 @@ impl Peer {
             need_another_keepalive: false,
             last_handshake: None,
             counters: PeerCounters::default(),
+            liveness: Liveness::default(),
         }
     }
 
@@ -221,6 +225,11 @@ impl Peer {
         self.sessions
             .indices()
             .chain(self.initiator.pending_index())
+    }
+
+    /// When we last heard from the peer, and since when it owes us an answer.
+    pub(crate) fn liveness(&self) -> Liveness {
+        self.liveness
     }
 
     /// Whether the current session can carry data at `now`.
@@ -311,6 +320,7 @@ impl Peer {
         self.timers
             .arm(Timer::RetransmitHandshake, now + REKEY_TIMEOUT + jitter);
         ctx.out.stats.handshakes_initiated += 1;
+        self.liveness.sent(now);
         ctx.out.send(endpoint, bytes);
     }
 
@@ -359,6 +369,7 @@ impl Peer {
         }
         self.guard.last_timestamp = Some(rx.timestamp);
         self.guard.last_consumed = Some(now);
+        self.liveness.received(now);
         // Simultaneous initiation: the initiation of the lower static key wins. The higher key
         // abandons its own pending initiation and answers; the lower key answers too but keeps its
         // own, whose response will become the session both sides use.
@@ -437,6 +448,7 @@ impl Peer {
         };
         let session = Session::new(transport, local_index, m.sender(), true, now);
         ctx.indices.retire(self.sessions.install_initiated(session));
+        self.liveness.received(now);
         let queue_empty = self.queue.is_empty();
         if self.endpoint != Some(from) {
             self.endpoint = Some(from);
@@ -690,6 +702,9 @@ impl Peer {
                 || now.saturating_duration_since(s.created) >= REKEY_AFTER_TIME);
         self.counters.tx_packets += 1;
         self.counters.tx_bytes += packet.len() as u64;
+        if !packet.is_empty() {
+            self.liveness.sent(now);
+        }
         ctx.out.stats.tx_packets += 1;
         ctx.out.stats.tx_bytes += packet.len() as u64;
         self.on_authenticated_sent(!packet.is_empty(), now, ctx);
@@ -762,6 +777,7 @@ impl Peer {
             .find_mut(d.receiver())
             .ok_or(DropReason::UnknownIndex)?;
         let (n, newest) = s.open(d, out, now)?;
+        self.liveness.received(now);
         let initiator_age = (slot == Slot::Current && s.is_initiator)
             .then(|| now.saturating_duration_since(s.created));
         // Key confirmation: the first packet on the responder's new session promotes it.

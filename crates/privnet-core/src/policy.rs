@@ -38,6 +38,7 @@ pub mod parse;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod reference;
+pub mod routes;
 pub mod selftest;
 pub mod spec;
 
@@ -58,5 +59,5 @@ pub use limits::{LimitCount, LimitInfo, Limiter, TokenBucket};
 pub use parse::parse_policy;
 pub use spec::{
     Action, Atom, DefaultAction, IcmpMatch, LimitDirection, LimitSpec, MatchAtom, PolicySpec,
-    PortRange, ProtoSpec, RuleSpec, Selector, TestEnd, TestSpec, Tier,
+    PortRange, ProtoSpec, RouteSpec, RuleSpec, Selector, TestEnd, TestSpec, Tier,
 };

@@ -247,6 +247,57 @@ impl<T: Clone + PartialEq> Router<T> {
         }
     }
 
+    /// [`Router::lookup`] with the length of the prefix that matched.
+    #[inline]
+    pub fn lookup_len(&self, addr: IpAddr) -> Option<(&T, u8)> {
+        match addr {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4
+                    .iter()
+                    .find_map(|(len, m)| m.get(&(a & mask4(*len))).map(|o| (&o.active, *len)))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6
+                    .iter()
+                    .find_map(|(len, m)| m.get(&(a & mask6(*len))).map(|o| (&o.active, *len)))
+            }
+        }
+    }
+
+    /// Every owner of a prefix containing all of `net` (the prefix itself or a shorter one),
+    /// longest prefix first, each prefix's owners in rank order; an owner appears once.
+    pub fn covering(&self, net: IpNetwork) -> Vec<T> {
+        let mut out: Vec<T> = Vec::new();
+        let mut add = |o: &Owners<T>| {
+            for v in o.owners() {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        };
+        match net {
+            IpNetwork::V4(n) => {
+                let a = u32::from(n.network());
+                for (len, m) in self.v4.iter().filter(|(l, _)| *l <= n.prefix()) {
+                    if let Some(o) = m.get(&(a & mask4(*len))) {
+                        add(o);
+                    }
+                }
+            }
+            IpNetwork::V6(n) => {
+                let a = u128::from(n.network());
+                for (len, m) in self.v6.iter().filter(|(l, _)| *l <= n.prefix()) {
+                    if let Some(o) = m.get(&(a & mask6(*len))) {
+                        add(o);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Every prefix with its owners, the active one first (for status).
     pub fn routes(&self) -> Vec<(IpNetwork, Vec<T>)> {
         let mut out = Vec::new();
@@ -385,6 +436,21 @@ mod tests {
         assert_eq!(at(&r, "10.0.0.9"), Some(3));
     }
 
+    #[test]
+    fn covering_lists_the_owners_of_every_enclosing_prefix() {
+        let mut r = Router::new();
+        r.insert(net("10.9.0.0/24"), 1, true);
+        r.insert(net("10.9.0.0/24"), 2, true);
+        r.insert(net("10.0.0.0/8"), 3, true);
+        r.insert(net("10.9.0.0/25"), 4, true);
+        r.insert(net("10.9.0.7/32"), 1, true);
+        assert_eq!(r.covering(net("10.9.0.0/24")), vec![1, 2, 3]);
+        assert_eq!(r.covering(net("0.0.0.0/0")), Vec::<u32>::new());
+        assert_eq!(r.lookup_len("10.9.0.200".parse().unwrap()), Some((&1, 24)));
+        assert_eq!(r.lookup_len("10.9.0.7".parse().unwrap()), Some((&1, 32)));
+        assert_eq!(r.lookup_len("10.1.0.7".parse().unwrap()), Some((&3, 8)));
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Claim(u32, u8, u32, bool),
@@ -442,6 +508,7 @@ mod tests {
                     .and_then(|(_, owners)| owners.iter().min_by_key(|(_, g, seq)| (!*g, *seq)))
                     .map(|(v, _, _)| v);
                 prop_assert_eq!(r.lookup(addr), want);
+                prop_assert_eq!(r.lookup_len(addr).map(|(v, _)| v), want);
             }
             prop_assert_eq!(r.len(), model.len());
         }

@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use crate::server::{bounded, Gate, Rendered, ServerThread, WRITE_TIMEOUT};
 use crate::status::{ExposureStatus, NetworkStatus, Snapshots, MAX_REQUEST};
 
+mod routes;
+
 /// How long the metrics endpoint waits for the request line.
 pub const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -719,6 +721,7 @@ fn render(snaps: &[NetworkSnapshot], up: &[bool]) -> String {
         }
     }
     render_policy(&mut o, snaps);
+    routes::render_routes(&mut o, snaps);
     o
 }
 

@@ -192,6 +192,7 @@ pub struct ExposureStatus {
 pub struct Snapshots(Arc<Vec<Served>>);
 
 mod format;
+mod routes;
 
 pub use format::{format_status, format_status_with_rates, watch};
 

@@ -39,7 +39,7 @@ use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
-use crate::node::{Decapsulated, Event, Node};
+use crate::node::{Decapsulated, Event, GatewayChange, Node};
 use crate::policy::{CompiledPolicy, Direction, Flow};
 use crate::{NodeConfig, PeerConfig, PeerId};
 
@@ -618,6 +618,29 @@ impl<I: InnerSide> Driver<I> {
                         src = %flow.src, src_port = %port(flow.src_port), dst = %flow.dst,
                         dst_port = %port(flow.dst_port), log_rule = %log_rule, rule = %rule, tier,
                         suppressed, "flow logged by the access policy");
+                }
+                Event::GatewayChanged {
+                    route,
+                    prefix,
+                    from,
+                    to,
+                    reason,
+                } => {
+                    let label = |id: Option<PeerId>| {
+                        id.map_or_else(
+                            || "-".to_owned(),
+                            |id| name(&self.node, &self.publisher, id),
+                        )
+                    };
+                    let (from, to) = (label(from), label(to));
+                    match reason {
+                        GatewayChange::Failover => {
+                            tracing::warn!(network = %network, route = %route,
+                            %prefix, from = %from, to = %to, "gateway failover: {prefix} now via {to}")
+                        }
+                        _ => tracing::info!(network = %network, route = %route, %prefix,
+                            from = %from, to = %to, ?reason, "gateway for {prefix} now {to}"),
+                    }
                 }
                 Event::EndpointChanged { peer, endpoint } => {
                     let now = self.clock.now();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::identity::{expiry_report, ExpirySubject};
-use crate::node::{HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
+use crate::node::{GatewayHealth, HandshakePhase, Node, PeerStatus, UNANSWERED_AFTER};
 use crate::policy::conntrack::ConntrackStats;
 use crate::policy::counters::Totals;
 use crate::policy::{LimitCount, Tier};
@@ -64,6 +64,56 @@ pub struct NetworkSnapshot {
     pub expiry: Vec<(String, i64)>,
     /// The access policy in force and its counters (`None` until a policy was first installed).
     pub policy: Option<PolicySnapshot>,
+    /// The policy's routing entries that apply to this member: candidates, health, the active
+    /// gateway (docs/POLICY.md, "Routing policies").
+    pub gateway_routes: Vec<GatewayRouteSnapshot>,
+    /// Gateway probes, downs, failovers and fail-backs over the driver's life.
+    pub gateways: GatewayCountersSnapshot,
+    /// TCP SYNs whose MSS was clamped to the overlay MTU.
+    pub mss_clamped: u64,
+}
+
+/// One routing entry in a snapshot.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GatewayRouteSnapshot {
+    /// The entry's id (`route/N` when the file gave none).
+    pub id: String,
+    /// Its prefix.
+    pub prefix: String,
+    /// The gateway names the entry lists, in priority order.
+    pub via: Vec<String>,
+    /// The peers that may serve it, in the order they are tried.
+    pub candidates: Vec<GatewayCandidateSnapshot>,
+    /// The name of the gateway serving it (`None`: no candidate; the router's owner serves).
+    pub active: Option<String>,
+    /// Failovers since the entry was installed.
+    pub failovers: u64,
+    /// Fail-backs since the entry was installed.
+    pub failbacks: u64,
+}
+
+/// One candidate gateway of a routing entry.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GatewayCandidateSnapshot {
+    /// Its name.
+    pub name: String,
+    /// `up`, `down` or `recovering`.
+    pub health: String,
+    /// Seconds in that state (`down` and `recovering` only).
+    pub for_secs: Option<u64>,
+}
+
+/// The node's gateway counters.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct GatewayCountersSnapshot {
+    /// Probes sent (handshake initiations to a gateway owing an answer, or down).
+    pub probes: u64,
+    /// Gateways declared down.
+    pub downs: u64,
+    /// Entries moved off a gateway that stopped answering.
+    pub failovers: u64,
+    /// Entries moved back to a preferred gateway.
+    pub failbacks: u64,
 }
 
 /// The access policy of a network: which one, and its counters (cardinality bounded by the
@@ -300,6 +350,40 @@ impl Publisher {
             .unwrap_or_else(|| b64(&key[..8]))
     }
 
+    /// The routing entries of `node` with names for its peers.
+    fn gateway_routes(&self, node: &Node, now: Instant) -> Vec<GatewayRouteSnapshot> {
+        let label = |id| {
+            node.peer_label(id)
+                .map(|(key, verified)| self.name_for(&key, verified))
+                .unwrap_or_default()
+        };
+        node.gateway_routes()
+            .into_iter()
+            .map(|r| GatewayRouteSnapshot {
+                id: r.id,
+                prefix: r.prefix.to_string(),
+                via: r.via,
+                candidates: r
+                    .candidates
+                    .iter()
+                    .map(|c| GatewayCandidateSnapshot {
+                        name: label(c.peer),
+                        health: c.health.name().to_owned(),
+                        for_secs: match c.health {
+                            GatewayHealth::Up => None,
+                            GatewayHealth::Down { since } | GatewayHealth::Recovering { since } => {
+                                Some(now.saturating_duration_since(since).as_secs())
+                            }
+                        },
+                    })
+                    .collect(),
+                active: r.active.map(label),
+                failovers: r.failovers,
+                failbacks: r.failbacks,
+            })
+            .collect()
+    }
+
     /// The snapshot of `node` at `now` (`unix`: Unix seconds), warning (at most hourly per
     /// certificate) about certificates that need attention.
     pub(crate) fn snapshot(
@@ -378,6 +462,17 @@ impl Publisher {
             expiry,
             busy_poll_us: figures.busy_poll_us,
             policy: policy_snapshot(node),
+            gateway_routes: self.gateway_routes(node, now),
+            gateways: {
+                let g = node.gateway_counters();
+                GatewayCountersSnapshot {
+                    probes: g.probes,
+                    downs: g.downs,
+                    failovers: g.failovers,
+                    failbacks: g.failbacks,
+                }
+            },
+            mss_clamped: s.mss_clamped,
         }
     }
 

@@ -296,6 +296,7 @@ impl Node {
     /// number of flows cut.
     pub fn set_policy(&mut self, policy: Option<Arc<CompiledPolicy>>, now: Instant) -> usize {
         self.last_now = self.last_now.max(now);
+        self.install_routes(policy.as_deref(), now);
         if self.enforcer.filter.is_none() {
             if policy.is_none() {
                 return 0;
@@ -375,7 +376,10 @@ impl Node {
             Direction::Outbound => flow.dst,
             Direction::Inbound => flow.src,
         };
-        let id = *self.router.lookup(remote)?;
+        let id = match direction {
+            Direction::Outbound => self.route_to(remote).ok()?,
+            Direction::Inbound => *self.router.lookup(remote)?,
+        };
         let path = self.path_of(id, direction, flow.src, flow.dst);
         Some((id, filter.explain(&id, path, flow, self.last_now)))
     }

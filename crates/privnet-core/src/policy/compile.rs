@@ -263,6 +263,8 @@ pub struct CompiledPolicy {
     /// Tests force one evaluation strategy: `Some(true)` sparse whenever a candidate list
     /// exists, `Some(false)` always dense; `None` picks the cheaper.
     pub(crate) force_sparse: Option<bool>,
+    /// The `[[route]]` entries (`routes.rs`).
+    pub(crate) routes: super::routes::RouteTable,
 }
 
 impl CompiledPolicy {
@@ -285,6 +287,11 @@ impl CompiledPolicy {
     /// The source it was compiled from.
     pub fn spec(&self) -> &PolicySpec {
         &self.spec
+    }
+
+    /// The routing entries (`[[route]]`).
+    pub fn routes(&self) -> &super::routes::RouteTable {
+        &self.routes
     }
 
     /// Every rule, tier-major.
@@ -450,6 +457,7 @@ pub(crate) fn compile_with_budget(
     }
     check_tests(spec, &rules, &mut c.problems);
     let limits = compile_limits(&spec.limits, &mut c.problems);
+    let routes = super::routes::compile(&spec.routes, &mut c.problems);
     if !c.problems.is_empty() {
         return Err(c.problems.into_error(file));
     }
@@ -469,6 +477,7 @@ pub(crate) fn compile_with_budget(
         sets: c.sets,
         limits,
         force_sparse: None,
+        routes,
     })
 }
 

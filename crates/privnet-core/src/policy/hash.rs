@@ -182,6 +182,33 @@ pub(crate) fn policy_hash(spec: &PolicySpec) -> [u8; 32] {
             e.limit(l);
         }
     }
+    // Routing entries (absent from the encoding when there are none, so the hashes of policies
+    // without them did not change when they were added). Order matters: `via` is a priority list.
+    if !spec.routes.is_empty() {
+        e.str("route");
+        e.len(spec.routes.len());
+        for r in &spec.routes {
+            match &r.id {
+                Some(id) => {
+                    e.u8(1);
+                    e.str(id);
+                }
+                None => e.u8(0),
+            }
+            e.str(&r.prefix.to_string());
+            e.len(r.via.len());
+            for v in &r.via {
+                e.str(v);
+            }
+            match &r.from {
+                Some(sel) => {
+                    e.u8(1);
+                    e.selector(sel);
+                }
+                None => e.u8(0),
+            }
+        }
+    }
     e.0.finalize().into()
 }
 

@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "baseline",
     "test",
     "limits",
+    "route",
 ];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -137,6 +138,9 @@ impl Parser<'_> {
                     }
                 }
             }
+        }
+        if let Some(v) = doc.get("route") {
+            spec.routes = self.routes(v);
         }
         if let Some(v) = doc.get("test") {
             if let Some(items) = self.tables(v, "test") {
@@ -784,5 +788,6 @@ fn icmp_names(s: &str, protos: &[Protocol]) -> Vec<u8> {
 
 mod limits;
 mod reader;
+mod route;
 #[cfg(test)]
 mod tests;

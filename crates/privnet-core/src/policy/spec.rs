@@ -107,6 +107,9 @@ pub struct PolicySpec {
     pub tests: Vec<TestSpec>,
     /// Per-member rate limits (`[[limits]]`), enforced on both ends (docs/POLICY.md §17).
     pub limits: Vec<LimitSpec>,
+    /// Routing entries (`[[route]]`): which gateways serve a prefix, in priority order
+    /// (docs/POLICY.md, "Routing policies"). They order gateways; they never grant a route.
+    pub routes: Vec<RouteSpec>,
 }
 
 impl PolicySpec {
@@ -482,5 +485,35 @@ impl LimitSpec {
     pub fn bytes(mut self, per_sec: u64) -> Self {
         self.bytes_per_sec = Some(per_sec);
         self
+    }
+}
+
+/// A routing entry (`[[route]]`): destinations in `prefix` leave through the first healthy member
+/// of `via` that holds the prefix in its certificate, for the sending members `from` selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Stable identifier (status, events, metrics); `route/index` when absent.
+    pub id: Option<String>,
+    /// The destinations (`0.0.0.0/0` / `::/0`: the default route, egress through a member).
+    pub prefix: IpNetwork,
+    /// Gateway member names, in priority order (at least one).
+    pub via: Vec<String>,
+    /// Which sending members the entry applies to (every member when absent); identity atoms
+    /// only (`members`, `groups`, `"any"`, `"network"`, `"self"`).
+    pub from: Option<Selector>,
+    /// Where the entry starts in its file.
+    pub location: Option<Location>,
+}
+
+impl RouteSpec {
+    /// An entry for `prefix` through `via`, for every member.
+    pub fn new(prefix: IpNetwork, via: &[&str]) -> Self {
+        Self {
+            id: None,
+            prefix,
+            via: via.iter().map(|s| (*s).to_owned()).collect(),
+            from: None,
+            location: None,
+        }
     }
 }

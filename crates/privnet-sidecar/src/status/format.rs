@@ -145,6 +145,7 @@ pub fn format_status_with_rates(
         }
         format_policy(&mut o, n);
         format_exposures(&mut o, n);
+        super::routes::format_routes(&mut o, n);
         for p in n
             .get("peers")
             .and_then(|p| p.as_array())
