@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use privnet_core::io::expose::{ExposureSnapshot, ExposureView};
 use privnet_core::io::directory::DirectoryStatus;
+use privnet_core::io::expose::{ExposureSnapshot, ExposureView};
 use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;

@@ -44,9 +44,9 @@ use ipnetwork::IpNetwork;
 use privnet_core::crypto::StaticSecret;
 use privnet_core::directory::{Layout, MemberRecord};
 use privnet_core::identity::CertVerifier;
-use privnet_core::io::expose::Dialer;
 use privnet_core::identity::VerifiedBundle;
 use privnet_core::io::directory::{DirectoryClient, DirectoryConfig};
+use privnet_core::io::expose::Dialer;
 use privnet_core::io::{
     ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity, InnerSide, Psks,
     Reload, TunOptions,

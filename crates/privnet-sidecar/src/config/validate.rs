@@ -7,8 +7,8 @@
 //! something to look at), but [`load`](crate::config::load) hands nothing out unless no problem was
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
-mod expose;
 mod directory;
+mod expose;
 mod peers;
 mod policy;
 mod userspace;
@@ -31,9 +31,9 @@ use super::schema::{
 use super::spans::Problems;
 use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, TunSettings};
 use super::userspace::UserspaceSettings;
-pub(super) use expose::exposures;
 pub(super) use directory::{directory_settings, password_path};
 pub use directory::{MAX_LEASE_TTL_S, MIN_LEASE_TTL_S};
+pub(super) use expose::exposures;
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
 pub(super) use policy::policy;
