@@ -15,8 +15,10 @@ use crate::crypto::{PublicKey, StaticSecret};
 
 /// Initiate a new handshake after this many messages on a session.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
-/// Never send or accept a counter at or above this value.
-pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13) - 1;
+/// Never send or accept a counter at or above this value. Half of WireGuard's
+/// (`2^64 − 2^13 − 1`): bit 63 of the AEAD nonce carries a data message's priority flag
+/// (docs/PROTOCOL.md §3.7), so no counter may use it. Sessions rekey after 2^60 messages anyway.
+pub const REJECT_AFTER_MESSAGES: u64 = (1 << 63) - (1 << 13) - 1;
 /// The initiator of a session starts a new handshake when the session is this old.
 pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
 /// A session is unusable once this old.

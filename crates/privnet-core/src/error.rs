@@ -153,6 +153,13 @@ pub struct Stats {
     pub handshake_work_priority: u64,
     /// TCP SYNs whose MSS option was lowered to fit the overlay MTU (`packet/mss.rs`).
     pub mss_clamped: u64,
+    /// Data packets sent marked high-priority (the policy's `priority = "high"`).
+    pub priority_sent: u64,
+    /// Data packets received marked high-priority whose flow our own policy classes high too.
+    pub priority_received: u64,
+    /// Data packets received marked high-priority whose flow our policy does not class high (a
+    /// sender on another policy, or a forged mark: delivered as normal traffic, counted).
+    pub priority_unconfirmed: u64,
 }
 
 impl Default for Stats {
@@ -171,6 +178,9 @@ impl Default for Stats {
             handshake_work: 0,
             handshake_work_priority: 0,
             mss_clamped: 0,
+            priority_sent: 0,
+            priority_received: 0,
+            priority_unconfirmed: 0,
         }
     }
 }

@@ -30,6 +30,18 @@ pub enum Encapsulated {
     Queued,
 }
 
+/// An inner packet routed and judged by the policy, not yet sealed
+/// ([`Node::prepare`](crate::Node::prepare), then
+/// [`Node::seal_prepared`](crate::Node::seal_prepared)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// The peer it goes to (the owner of its destination, or the gateway chosen for it).
+    pub peer: PeerId,
+    /// It belongs to a flow the policy allowed with `priority = "high"`: the send stage's
+    /// fairness gate admits it first, and the sealed message carries the priority hint.
+    pub high: bool,
+}
+
 /// Outcome of [`Node::decapsulate`](crate::Node::decapsulate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decapsulated {

@@ -92,4 +92,4 @@ pub struct ReadmeDoctests;
 pub use config::{NodeConfig, PeerConfig};
 pub use credential::{CredentialError, CredentialVerifier, PeerIdentity};
 pub use error::{DecapsulateError, DropReason, EncapsulateError, NodeError, Stats};
-pub use node::{Decapsulated, Encapsulated, Event, Node, PeerId, Transmit};
+pub use node::{Decapsulated, Encapsulated, Event, Node, Outbound, PeerId, Transmit};

@@ -37,8 +37,8 @@ use crate::timers::{WakeQueue, WallClock};
 use crate::wire::{self, Message, DATA_OVERHEAD};
 
 pub use crate::event::{
-    Decapsulated, DownReason, Encapsulated, Event, HandshakePhase, PeerCounters, PeerStatus,
-    SessionInfo, Transmit, UNANSWERED_AFTER,
+    Decapsulated, DownReason, Encapsulated, Event, HandshakePhase, Outbound, PeerCounters,
+    PeerStatus, SessionInfo, Transmit, UNANSWERED_AFTER,
 };
 pub use crate::peers::PeerId;
 
@@ -601,7 +601,21 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
-        let r = self.encapsulate_inner(packet, out, now);
+        let o = self.prepare(packet, now)?;
+        self.seal_prepared(o, packet, out, now)
+    }
+
+    /// The first half of [`Node::encapsulate`]: route `packet` and judge it by the policy
+    /// (its peer and its priority class), sealing nothing. A driver that runs a fairness stage
+    /// between the two halves calls this, decides, then calls [`Node::seal_prepared`].
+    ///
+    /// # Errors
+    /// [`EncapsulateError::TooBig`], [`EncapsulateError::Malformed`],
+    /// [`EncapsulateError::NoRoute`], the policy's refusals; counted like
+    /// [`Node::encapsulate`]'s.
+    #[inline]
+    pub fn prepare(&mut self, packet: &[u8], now: Instant) -> Result<Outbound, EncapsulateError> {
+        let r = self.prepare_inner(packet, now);
         if let Err(e) = r {
             self.out.drop(e.reason());
         }
@@ -609,31 +623,59 @@ impl Node {
     }
 
     #[inline]
-    fn encapsulate_inner(
-        &mut self,
-        packet: &[u8],
-        out: &mut [u8],
-        now: Instant,
-    ) -> Result<Encapsulated, EncapsulateError> {
+    fn prepare_inner(&mut self, packet: &[u8], now: Instant) -> Result<Outbound, EncapsulateError> {
         if packet.len() > self.settings.mtu {
             return Err(EncapsulateError::TooBig);
         }
         let (_, dst) = crate::packet::addresses(packet).ok_or(EncapsulateError::Malformed)?;
-        let id = self.route_to(dst)?;
-        if self.enforcer.active() {
-            self.enforce_outbound(id, packet, now)?;
-            if self.enforcer.limited()
-                && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
-            {
-                return Err(EncapsulateError::RateLimited);
-            }
+        let peer = self.route_to(dst)?;
+        let high = if self.enforcer.active() {
+            self.enforce_outbound(peer, packet, now)?
+        } else {
+            false
+        };
+        Ok(Outbound { peer, high })
+    }
+
+    /// The second half of [`Node::encapsulate`]: the rate limits, MSS clamping and the seal of
+    /// `packet`, which [`Node::prepare`] judged as `o` (and which has not changed since).
+    ///
+    /// # Errors
+    /// As [`Node::encapsulate`].
+    #[inline]
+    pub fn seal_prepared(
+        &mut self,
+        o: Outbound,
+        packet: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<Encapsulated, EncapsulateError> {
+        let r = self.seal_prepared_inner(o, packet, out, now);
+        if let Err(e) = r {
+            self.out.drop(e.reason());
+        }
+        r
+    }
+
+    #[inline]
+    fn seal_prepared_inner(
+        &mut self,
+        o: Outbound,
+        packet: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<Encapsulated, EncapsulateError> {
+        if self.enforcer.limited()
+            && !self.enforce_limits(o.peer, Direction::Outbound, packet.len(), now)
+        {
+            return Err(EncapsulateError::RateLimited);
         }
         if crate::packet::maybe_syn(packet) {
             if let Some(clamped) = self.clamp_syn(packet) {
-                return self.seal_for(id, &clamped, out, now);
+                return self.seal_for(o.peer, &clamped, out, now, o.high);
             }
         }
-        self.seal_for(id, packet, out, now)
+        self.seal_for(o.peer, packet, out, now, o.high)
     }
 
     /// Seal `packet` for a specific peer (the routing decision was made by the caller).
@@ -648,18 +690,16 @@ impl Node {
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
         let r = if self.enforcer.active() {
-            self.enforce_outbound(id, packet, now)
-                .and_then(|()| {
-                    if self.enforcer.limited()
-                        && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
-                    {
-                        return Err(EncapsulateError::RateLimited);
-                    }
-                    Ok(())
-                })
-                .and_then(|()| self.seal_for(id, packet, out, now))
+            self.enforce_outbound(id, packet, now).and_then(|high| {
+                if self.enforcer.limited()
+                    && !self.enforce_limits(id, Direction::Outbound, packet.len(), now)
+                {
+                    return Err(EncapsulateError::RateLimited);
+                }
+                self.seal_for(id, packet, out, now, high)
+            })
         } else {
-            self.seal_for(id, packet, out, now)
+            self.seal_for(id, packet, out, now, false)
         };
         if let Err(e) = r {
             self.out.drop(e.reason());
@@ -674,10 +714,16 @@ impl Node {
         packet: &[u8],
         out: &mut [u8],
         now: Instant,
+        high: bool,
     ) -> Result<Encapsulated, EncapsulateError> {
         self.last_now = now;
-        self.with_peer_sending(id, |p, ctx| p.seal(packet, out, now, ctx))
-            .unwrap_or(Err(EncapsulateError::UnknownPeer))
+        let r = self
+            .with_peer_sending(id, |p, ctx| p.seal_classed(packet, out, now, ctx, high))
+            .unwrap_or(Err(EncapsulateError::UnknownPeer));
+        if high && matches!(r, Ok(Encapsulated::Send(_))) {
+            self.out.stats.priority_sent += 1;
+        }
+        r
     }
 
     /// Start a new handshake with `peer` now (a forced rekey), even if a session exists.
@@ -702,11 +748,13 @@ impl Node {
                     });
                 }
                 // Checked by the policy when it was queued (or an answer to a `reject`).
-                Pending::Data { peer, packet } => match self.seal_for(peer, &packet, buf, now) {
-                    Ok(Encapsulated::Send(t)) => return Some(t),
-                    Ok(Encapsulated::Queued) => {}
-                    Err(e) => self.out.drop(e.reason()),
-                },
+                Pending::Data { peer, packet } => {
+                    match self.seal_for(peer, &packet, buf, now, false) {
+                        Ok(Encapsulated::Send(t)) => return Some(t),
+                        Ok(Encapsulated::Queued) => {}
+                        Err(e) => self.out.drop(e.reason()),
+                    }
+                }
                 Pending::Keepalive { peer } => {
                     if let Some(Some(t)) =
                         self.with_peer_sending(peer, |p, ctx| p.seal_keepalive(buf, now, ctx))
@@ -800,10 +848,20 @@ impl Node {
             .ok_or(DropReason::UnknownIndex)??;
         if n > 0 && self.enforcer.active() {
             let packet = out.get(..n).ok_or(DropReason::BufferTooSmall)?;
-            self.enforce_inbound(id, packet, now)?;
+            let high = self.enforce_inbound(id, packet, now)?;
+            if d.priority_hint() {
+                // The sender's mark was a hint for our fairness gate; our own policy decides.
+                if high {
+                    self.out.stats.priority_received += 1;
+                } else {
+                    self.out.stats.priority_unconfirmed += 1;
+                }
+            }
             if self.enforcer.limited() && !self.enforce_limits(id, Direction::Inbound, n, now) {
                 return Err(DropReason::MemberRateLimited);
             }
+        } else if n > 0 && d.priority_hint() {
+            self.out.stats.priority_unconfirmed += 1;
         }
         if let Some(packet) = out.get_mut(..n).filter(|p| crate::packet::maybe_syn(p)) {
             let max = crate::packet::IpPacket::new_checked(&*packet)

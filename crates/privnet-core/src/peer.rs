@@ -674,14 +674,29 @@ impl Peer {
     // -----------------------------------------------------------------------------------------
     // data
 
-    /// Seal an inner packet (or queue it and start a handshake when no session can send).
-    #[inline]
+    /// [`Peer::seal_classed`] of an ordinary packet (the tests' shorthand).
+    #[cfg(test)]
     pub(crate) fn seal(
         &mut self,
         packet: &[u8],
         out: &mut [u8],
         now: Instant,
         ctx: &mut Ctx<'_>,
+    ) -> Result<Encapsulated, EncapsulateError> {
+        self.seal_classed(packet, out, now, ctx, false)
+    }
+
+    /// Seal an inner packet (or queue it and start a handshake when no session can send);
+    /// `high`: mark the data message [`crate::wire::DATA_FLAG_PRIORITY`] (a packet queued for a
+    /// handshake loses the mark).
+    #[inline]
+    pub(crate) fn seal_classed(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        high: bool,
     ) -> Result<Encapsulated, EncapsulateError> {
         if !self.is_established(now) {
             if self.queue.len() >= ctx.settings.max_queued_per_peer {
@@ -696,7 +711,7 @@ impl Peer {
         let Some(s) = self.sessions.current_mut() else {
             return Err(EncapsulateError::NoRoute);
         };
-        let n = s.seal(packet, out)?;
+        let n = s.seal_flagged(packet, out, high)?;
         let want_rekey = s.is_initiator
             && (s.send_counter >= REKEY_AFTER_MESSAGES
                 || now.saturating_duration_since(s.created) >= REKEY_AFTER_TIME);

@@ -59,5 +59,5 @@ pub use limits::{LimitCount, LimitInfo, Limiter, TokenBucket};
 pub use parse::parse_policy;
 pub use spec::{
     Action, Atom, DefaultAction, IcmpMatch, LimitDirection, LimitSpec, MatchAtom, PolicySpec,
-    PortRange, ProtoSpec, RouteSpec, RuleSpec, Selector, TestEnd, TestSpec, Tier,
+    PortRange, Priority, ProtoSpec, RouteSpec, RuleSpec, Selector, TestEnd, TestSpec, Tier,
 };

@@ -10,6 +10,25 @@ use crate::peers::Retired;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::wire::{self, DATA_HEADER_LEN, TAG_LEN, TYPE_DATA};
 
+/// The AEAD nonce of a data message marked [`wire::DATA_FLAG_PRIORITY`] is its counter with this
+/// bit set. Counters stay below it (`REJECT_AFTER_MESSAGES` < 2^63).
+pub(crate) const FLAG_NONCE_BIT: u64 = 1 << 63;
+const _: () = assert!(REJECT_AFTER_MESSAGES <= FLAG_NONCE_BIT);
+
+/// The AEAD nonce of the data message with `counter` and the priority mark `high`. The header is
+/// not associated data (snow's transport takes none), so the mark is bound to the message here:
+/// setting or clearing it on the way changes the nonce and the tag fails (`bad_tag`). Nonces stay
+/// unique per session: every counter is sent once, marked or not, and every counter is below
+/// [`FLAG_NONCE_BIT`], so `counter | FLAG_NONCE_BIT` is no other message's nonce.
+#[inline]
+fn nonce(counter: u64, high: bool) -> u64 {
+    if high {
+        counter | FLAG_NONCE_BIT
+    } else {
+        counter
+    }
+}
+
 pub(crate) struct Session {
     transport: snow::StatelessTransportState,
     pub(crate) local_index: u32,
@@ -73,6 +92,18 @@ impl Session {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapsulateError> {
+        self.seal_flagged(plaintext, out, false)
+    }
+
+    /// [`Session::seal`], marked [`wire::DATA_FLAG_PRIORITY`] when `high`. The flag is bound to
+    /// the message through the nonce (see [`nonce`]), so it cannot be set or cleared on the way.
+    #[inline]
+    pub(crate) fn seal_flagged(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+        high: bool,
+    ) -> Result<usize, EncapsulateError> {
         let total = DATA_HEADER_LEN + plaintext.len() + TAG_LEN;
         if out.len() < total {
             return Err(EncapsulateError::BufferTooSmall);
@@ -83,11 +114,18 @@ impl Session {
         let counter = self.send_counter;
         let (hdr, body) = out.split_at_mut(DATA_HEADER_LEN);
         wire::write_header(hdr, TYPE_DATA);
+        if high {
+            hdr[3] = wire::DATA_FLAG_PRIORITY;
+        }
         hdr[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         hdr[8..16].copy_from_slice(&counter.to_le_bytes());
         let n = self
             .transport
-            .write_message(counter, plaintext, &mut body[..plaintext.len() + TAG_LEN])
+            .write_message(
+                nonce(counter, high),
+                plaintext,
+                &mut body[..plaintext.len() + TAG_LEN],
+            )
             // The buffer was checked above: snow refuses only a message longer than a Noise
             // message may be (65,535 bytes).
             .map_err(|_| EncapsulateError::TooBig)?;
@@ -108,6 +146,7 @@ impl Session {
             return Err(DropReason::SessionExpired);
         }
         let counter = data.counter();
+        let high = data.priority_hint();
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(DropReason::CounterLimit);
         }
@@ -121,7 +160,7 @@ impl Session {
         }
         let n = self
             .transport
-            .read_message(counter, ct, out)
+            .read_message(nonce(counter, high), ct, out)
             .map_err(|_| DropReason::BadTag)?;
         let newest = self.replay.commit(counter);
         Ok((n, newest))

@@ -10,7 +10,11 @@
 //! ```
 //!
 //! `cipher` is the sender's [`CipherSuite`](crate::crypto::CipherSuite) wire id in initiations and
-//! responses (covered by mac1) and 0 in the other types; `reserved` is 0.
+//! responses (covered by mac1) and 0 in the other types; `reserved` is 0, except in data messages,
+//! where it holds flags: bit 0 is [`DATA_FLAG_PRIORITY`] (the sender's policy classes the packet's
+//! flow `priority = "high"`), the other bits are 0. The flag is bound to the message through the
+//! AEAD nonce (`session.rs`); it is a hint for the receiver's fairness gate, which runs before
+//! decryption, and the receiver classes the packet again by its own policy after decryption.
 //!
 //! Parsing is two-layered in the smoltcp style: [`parse`] checks the header and the exact length
 //! rules once and returns a borrowed view; once a view exists none of its accessors can panic.
@@ -29,6 +33,11 @@ pub const TYPE_RESPONSE: u8 = 2;
 pub const TYPE_COOKIE_REPLY: u8 = 3;
 /// Message type: transport data.
 pub const TYPE_DATA: u8 = 4;
+
+/// Data message flag (byte 3): the packet belongs to a high-priority flow of the sender's policy.
+pub const DATA_FLAG_PRIORITY: u8 = 0x01;
+/// Every flag a data message may carry; a data message with another bit set is refused.
+pub const DATA_FLAGS: u8 = DATA_FLAG_PRIORITY;
 
 /// Length of the common header.
 pub const HEADER_LEN: usize = 4;
@@ -79,6 +88,14 @@ pub const RESPONSE_NOISE_OFFSET: usize = HEADER_LEN + 8;
 #[inline]
 pub fn write_header(buf: &mut [u8], msg_type: u8) {
     write_handshake_header(buf, msg_type, 0);
+}
+
+/// Whether `datagram` is a data message marked [`DATA_FLAG_PRIORITY`] (read before parsing, by
+/// the receive stage's fairness gate; nothing is checked but the type and the bit).
+#[inline]
+pub fn priority_hint(datagram: &[u8]) -> bool {
+    datagram.first() == Some(&TYPE_DATA)
+        && datagram.get(3).is_some_and(|f| f & DATA_FLAG_PRIORITY != 0)
 }
 
 /// Write the common header of an initiation or response naming the cipher suite `cipher_id`.
@@ -253,6 +270,11 @@ impl<'a> Data<'a> {
     pub fn counter(&self) -> u64 {
         u64_at(self.bytes, HEADER_LEN + 4)
     }
+    /// Whether the sender marked it [`DATA_FLAG_PRIORITY`].
+    #[inline]
+    pub fn priority_hint(&self) -> bool {
+        self.bytes.get(3).is_some_and(|f| f & DATA_FLAG_PRIORITY != 0)
+    }
     /// Ciphertext and tag.
     #[inline]
     pub fn ciphertext(&self) -> &'a [u8] {
@@ -271,6 +293,11 @@ pub fn parse(datagram: &[u8]) -> Result<Message<'_>, DropReason> {
     }
     let (t, v, cipher, reserved) = (datagram[0], datagram[1], datagram[2], datagram[3]);
     let handshake = t == TYPE_INITIATION || t == TYPE_RESPONSE;
+    let reserved = if t == TYPE_DATA {
+        reserved & !DATA_FLAGS
+    } else {
+        reserved
+    };
     if v != VERSION || reserved != 0 || (cipher != 0 && !handshake) {
         return Err(DropReason::BadType);
     }
@@ -329,8 +356,30 @@ mod tests {
         assert_eq!(parse(&[4, 2, 0, 0]).err(), Some(DropReason::BadType));
         let mut d = [0u8; 40];
         write_header(&mut d, TYPE_DATA);
-        d[3] = 1;
-        assert_eq!(parse(&d).err(), Some(DropReason::BadType));
+        // Byte 3 of a data message holds flags: the priority hint is known, every other bit is
+        // refused.
+        assert!(!priority_hint(&d));
+        d[3] = DATA_FLAG_PRIORITY;
+        assert!(priority_hint(&d));
+        match parse(&d) {
+            Ok(Message::Data(m)) => assert!(m.priority_hint()),
+            other => panic!("a data message with the priority hint: {other:?}"),
+        }
+        for bit in 1..8 {
+            d[3] = 1 << bit;
+            assert_eq!(parse(&d).err(), Some(DropReason::BadType), "flag bit {bit}");
+        }
+        // In the other types byte 3 stays reserved.
+        for (t, len) in [
+            (TYPE_COOKIE_REPLY, COOKIE_REPLY_LEN),
+            (TYPE_INITIATION, INITIATION_MIN_LEN),
+        ] {
+            let mut b = vec![0u8; len];
+            write_header(&mut b, t);
+            b[3] = DATA_FLAG_PRIORITY;
+            assert_eq!(parse(&b).err(), Some(DropReason::BadType), "type {t}");
+            assert!(!priority_hint(&b));
+        }
         // the cipher byte is meaningful only in initiations and responses
         for (t, len) in [
             (TYPE_DATA, DATA_MIN_LEN),

@@ -187,6 +187,8 @@ fn code_constants() -> BTreeMap<&'static str, Value> {
         ("RESPONSE_MIN_LEN", usize_(wire::RESPONSE_MIN_LEN)),
         ("RESPONSE_MAX_LEN", usize_(wire::RESPONSE_MAX_LEN)),
         ("COOKIE_REPLY_LEN", usize_(wire::COOKIE_REPLY_LEN)),
+        ("DATA_FLAG_PRIORITY", int(wire::DATA_FLAG_PRIORITY)),
+        ("DATA_FLAGS", int(wire::DATA_FLAGS)),
         ("DATA_HEADER_LEN", usize_(wire::DATA_HEADER_LEN)),
         ("DATA_MIN_LEN", usize_(wire::DATA_MIN_LEN)),
         ("DATA_OVERHEAD", usize_(wire::DATA_OVERHEAD)),

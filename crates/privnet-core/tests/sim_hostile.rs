@@ -111,6 +111,12 @@ fn replayed_bit_flipped_truncated_and_extended_messages() {
                 };
                 let len = d.bytes.len();
                 let ok = match (t, pos) {
+                    // Bit 0 of a data message's byte 3 is its priority flag, bound to the message
+                    // by the nonce: flipped, the tag fails (or a replay is refused first).
+                    (TYPE_DATA, 3) if bit == 0 => matches!(
+                        e,
+                        DropReason::BadTag | DropReason::Duplicate | DropReason::TooOld
+                    ),
                     (_, 0..=3) => matches!(
                         e,
                         DropReason::BadType
@@ -120,6 +126,8 @@ fn replayed_bit_flipped_truncated_and_extended_messages() {
                             | DropReason::UnexpectedHandshake
                     ),
                     (TYPE_DATA, 4..=7) => e == DropReason::UnknownIndex,
+                    // The counter's top bit: at or above REJECT_AFTER_MESSAGES.
+                    (TYPE_DATA, 15) if bit == 7 => e == DropReason::CounterLimit,
                     (TYPE_DATA, _) if is_withheld => matches!(
                         e,
                         DropReason::BadTag | DropReason::Duplicate | DropReason::TooOld
@@ -191,7 +199,8 @@ fn replayed_bit_flipped_truncated_and_extended_messages() {
 fn forged_far_future_counter_does_not_move_the_window() {
     let (net, mut sim, _, withheld) = setup(32);
     let mut b = withheld.bytes.clone();
-    b[8..16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    // Far ahead but below REJECT_AFTER_MESSAGES (2^63 − 2^13 − 1): the tag decides.
+    b[8..16].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
     assert_eq!(
         sim.deliver_now(withheld.src, 1, &b),
         Err(DropReason::BadTag)

@@ -501,3 +501,115 @@ fn a_reload_keeps_the_state_of_an_unchanged_limit() {
     sim.nodes[OPS].node.set_policy(None, now);
     assert!((0..30u8).all(|i| sim.send_packet(OPS, &ipv4_udp(ops, db, &[i; 20])).is_ok()));
 }
+
+const PRIORITY_POLICY: &str = r#"
+default = "deny"
+
+[[application]]
+id = "health"
+action = "allow"
+from = { groups = { any = ["web"] } }
+to = { groups = { any = ["db"] } }
+proto = "tcp"
+ports = [8081]
+priority = "high"
+
+[[application]]
+id = "sql"
+action = "allow"
+from = { groups = { any = ["web"] } }
+to = { groups = { any = ["db"] } }
+proto = "tcp"
+ports = [5432]
+"#;
+
+#[test]
+fn a_high_priority_flow_is_marked_on_the_wire_and_confirmed_by_the_receivers_policy() {
+    let (net, mut sim) = setup_with(97, [true; 3], PRIORITY_POLICY);
+    let (web, db) = (net.overlay[WEB], net.overlay[DB]);
+    let from = net.underlay[WEB];
+    let now = sim.now;
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    // A health check: its rule is `priority = "high"`, so the sealed message carries the hint.
+    let check = tcp(web, 40000, db, 8081, SYN);
+    let o = sim.nodes[WEB].node.prepare(&check, now).unwrap();
+    assert!(o.high, "the health check's flow is high priority");
+    let Ok(privnet_core::Encapsulated::Send(t)) =
+        sim.nodes[WEB].node.seal_prepared(o, &check, &mut buf, now)
+    else {
+        panic!("sealed")
+    };
+    assert!(privnet_core::wire::priority_hint(&buf[..t.len]));
+    assert_eq!(sim.nodes[WEB].node.stats().priority_sent, 1);
+    let got = sim.nodes[DB]
+        .node
+        .decapsulate(from, &buf[..t.len], &mut out, now)
+        .unwrap();
+    assert!(matches!(got, privnet_core::Decapsulated::Packet { .. }));
+    assert_eq!(sim.nodes[DB].node.stats().priority_received, 1);
+    // Its reply belongs to the same tracked flow: high at db too.
+    let reply = tcp(db, 8081, web, 40000, SYN | ACK);
+    assert!(sim.nodes[DB].node.prepare(&reply, now).unwrap().high);
+    // An ordinary flow is not marked.
+    let sql = tcp(web, 40001, db, 5432, SYN);
+    let Ok(privnet_core::Encapsulated::Send(t)) =
+        sim.nodes[WEB].node.encapsulate(&sql, &mut buf, now)
+    else {
+        panic!("sealed")
+    };
+    assert!(!privnet_core::wire::priority_hint(&buf[..t.len]));
+    assert_eq!(sim.nodes[WEB].node.stats().priority_sent, 1);
+    // A mark set on the way fails the tag: the flag is bound to the message by its nonce.
+    let mut forged = buf[..t.len].to_vec();
+    forged[3] |= privnet_core::wire::DATA_FLAG_PRIORITY;
+    let r = sim.nodes[DB].node.decapsulate(from, &forged, &mut out, now);
+    assert_eq!(r.err().map(|e| e.reason()), Some(DropReason::BadTag));
+    // The genuine message still opens.
+    let got = sim.nodes[DB]
+        .node
+        .decapsulate(from, &buf[..t.len], &mut out, now)
+        .unwrap();
+    assert!(matches!(got, privnet_core::Decapsulated::Packet { .. }));
+    // A receiver on a policy that does not class the flow high delivers a marked packet as
+    // ordinary traffic and counts it: its own policy decides the class.
+    let normal = PRIORITY_POLICY.replace("priority = \"high\"", "");
+    sim.nodes[DB].node.set_policy(Some(policy(&normal)), now);
+    let check2 = tcp(web, 40002, db, 8081, SYN);
+    let Ok(privnet_core::Encapsulated::Send(t)) =
+        sim.nodes[WEB].node.encapsulate(&check2, &mut buf, now)
+    else {
+        panic!("sealed")
+    };
+    assert!(privnet_core::wire::priority_hint(&buf[..t.len]));
+    let got = sim.nodes[DB]
+        .node
+        .decapsulate(from, &buf[..t.len], &mut out, now)
+        .unwrap();
+    assert!(matches!(got, privnet_core::Decapsulated::Packet { .. }));
+    let s = sim.nodes[DB].node.stats();
+    assert_eq!((s.priority_received, s.priority_unconfirmed), (1, 1));
+    // Without a policy nothing is ever high.
+    sim.nodes[OPS].node.set_policy(None, now);
+    let p = ipv4_udp(net.overlay[OPS], db, b"x");
+    assert!(!sim.nodes[OPS].node.prepare(&p, now).unwrap().high);
+}
+
+#[test]
+fn priority_is_refused_on_rules_that_do_not_allow_and_changes_no_other_policy_hash() {
+    let deny =
+        "[[application]]\naction = \"deny\"\nfrom = \"any\"\nto = \"any\"\npriority = \"high\"\n";
+    let e = parse_policy(deny, "p.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("p.toml:5:") && e.contains("`priority` only on `allow` rules"),
+        "{e}"
+    );
+    let bad = "[[application]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\npriority = \"urgent\"\n";
+    let e = parse_policy(bad, "p.toml").unwrap_err().to_string();
+    assert!(e.contains("`high` or `normal`"), "{e}");
+    let plain = "[[application]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n";
+    let normal = format!("{plain}priority = \"normal\"\n");
+    let high = format!("{plain}priority = \"high\"\n");
+    assert_eq!(policy(plain).hash(), policy(&normal).hash());
+    assert_ne!(policy(plain).hash(), policy(&high).hash());
+}

@@ -395,10 +395,12 @@ impl<I: InnerSide> Driver<I> {
             for dgram in in_buf[..n].chunks(seg.max(1)) {
                 read += 1;
                 // The fairness stage: a data message of a peer over its share while this member
-                // is overloaded is dropped before it costs a decryption.
+                // is overloaded is dropped before it costs a decryption (the sender's priority
+                // hint is checked against our policy after decryption, by the node).
                 if self.fair.enabled() {
                     if let Some(peer) = self.node.peer_of_datagram(dgram) {
-                        if !self.fair.admit(peer, dgram.len()) {
+                        let high = crate::wire::priority_hint(dgram);
+                        if !self.fair.admit(peer, dgram.len(), high) {
                             continue;
                         }
                     }

@@ -45,6 +45,16 @@
 //! limiter, junk is cheap to refuse. The table holds at most [`MAX_SLOTS`] peers (then the rest
 //! share one overflow slot), and idle peers leave it.
 //!
+//! ## Priority classes
+//! A packet of a flow the policy allows with `priority = "high"` (health checks, control
+//! traffic; docs/POLICY.md) passes a policed batch even when its peer's deficit is spent, up to
+//! [`PRIORITY_SHARE`] bytes per peer and batch, and without spending the deficit; beyond that it
+//! is ordinary traffic again. The bound keeps the class from being a way around fairness: a peer
+//! that marks everything gets at most `PRIORITY_SHARE` more than its fair share per batch. At the
+//! send stage the class is the local policy's verdict; at the receive stage, which runs before
+//! decryption, it is the sender's hint in the data message's flags byte (`wire::priority_hint`),
+//! which the node checks against its own policy after decryption (`Stats::priority_unconfirmed`).
+//!
 //! ## The send stage
 //! The same gate, a second instance keyed by the destination peer, sits between the inner side's
 //! read and the encryption (`seal.rs`): at a gateway or any member that many local senders share,
@@ -69,6 +79,8 @@ pub const MAX_BUDGET: u64 = 64 << 20;
 pub const MIN_SHARE: u64 = 64 * 1024;
 /// A batch that found this many datagrams waiting is overloaded (see the module docs).
 pub const BACKLOG: usize = 256;
+/// Bytes of high-priority packets a peer may pass per policed batch beyond its deficit.
+pub const PRIORITY_SHARE: u64 = 16 * 1024;
 /// Batches without a datagram after which a peer's slot is freed.
 const IDLE_BATCHES: u32 = 256;
 
@@ -89,6 +101,8 @@ struct Slot {
     last_demand: u64,
     /// Bytes it may still take in this batch (while policing).
     deficit: u64,
+    /// Bytes of high-priority packets it may still take beyond the deficit in this batch.
+    priority_left: u64,
     /// Consecutive batches without a datagram.
     idle: u32,
 }
@@ -126,6 +140,8 @@ pub struct FairGate<K> {
     forgotten: FairDrops,
     /// Batches that were policed.
     policed_batches: u64,
+    /// High-priority packets admitted beyond their peer's deficit while policing.
+    priority_admitted: u64,
 }
 
 impl<K: Copy + Eq + Hash> FairGate<K> {
@@ -150,6 +166,7 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
             dropped: HashMap::with_capacity(if enabled { MAX_SLOTS + 1 } else { 0 }),
             forgotten: FairDrops::default(),
             policed_batches: 0,
+            priority_admitted: 0,
         }
     }
 
@@ -183,10 +200,16 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         self.policed_batches
     }
 
+    /// High-priority packets that passed a policed batch beyond their peer's deficit, ever.
+    pub fn priority_admitted(&self) -> u64 {
+        self.priority_admitted
+    }
+
     /// Whether a datagram of `len` bytes for `peer` is decrypted (`true`) or dropped now
-    /// (`false`, counted for the peer).
+    /// (`false`, counted for the peer); `high`: it belongs to a high-priority flow (see the
+    /// module docs).
     #[inline]
-    pub fn admit(&mut self, peer: K, len: usize) -> bool {
+    pub fn admit(&mut self, peer: K, len: usize, high: bool) -> bool {
         if !self.enabled {
             return true;
         }
@@ -200,11 +223,17 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         let fresh = self.level.max(self.min_share);
         let slot = self.slots.entry(key).or_insert(Slot {
             deficit: fresh,
+            priority_left: PRIORITY_SHARE,
             ..Slot::default()
         });
         slot.demand = slot.demand.saturating_add(len);
         if !self.policing || slot.deficit >= len {
             slot.deficit = slot.deficit.saturating_sub(len);
+            return true;
+        }
+        if high && slot.priority_left >= len {
+            slot.priority_left -= len;
+            self.priority_admitted += 1;
             return true;
         }
         let key = if self.dropped.contains_key(&key) || self.dropped.len() < MAX_SLOTS {
@@ -270,6 +299,7 @@ impl<K: Copy + Eq + Hash> FairGate<K> {
         let quantum = self.level.max(self.min_share);
         for s in self.slots.values_mut() {
             s.deficit = quantum;
+            s.priority_left = PRIORITY_SHARE;
         }
         self.batch_bytes = 0;
     }

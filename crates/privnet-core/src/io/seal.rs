@@ -104,21 +104,18 @@ pub(crate) struct Sealer<'a> {
 impl Seal for Sealer<'_> {
     #[inline]
     fn seal(&mut self, packet: &[u8]) -> Result<(), Refused> {
-        if self.fair.enabled() {
-            let peer = crate::packet::addresses(packet)
-                .and_then(|(_, dst)| self.node.peer_for_destination(dst));
-            if let Some(peer) = peer {
-                if !self.fair.admit(peer, packet.len()) {
-                    // Over its share while the inner side is backlogged: dropped before it costs
-                    // an encryption (counted by the gate, per peer).
-                    return Ok(());
-                }
-            }
+        // One route lookup and one policy check per packet: the gate needs the destination peer
+        // and the flow's priority class, and the seal takes them from the same judgement.
+        let o = self.node.prepare(packet, self.now).map_err(Refused)?;
+        if !self.fair.admit(o.peer, packet.len(), o.high) {
+            // Over its share while the inner side is backlogged: dropped before it costs an
+            // encryption (counted by the gate, per peer).
+            return Ok(());
         }
         let at = self.stage.used;
         match self
             .node
-            .encapsulate(packet, &mut self.stage.buf[at..], self.now)
+            .seal_prepared(o, packet, &mut self.stage.buf[at..], self.now)
         {
             Ok(Encapsulated::Send(t)) => {
                 self.stage.items.push((at, t.len, t.dst));
@@ -197,5 +194,78 @@ mod tests {
         orig.extend_from_slice(&[0; 8]);
         assert_eq!(a.icmp_reply(&orig, IcmpKind::Unreachable), None);
         assert_eq!(a.icmp_reply(&[], IcmpKind::Unreachable), None);
+    }
+
+    /// The send stage end to end: a [`Sealer`] over a real node with sessions to two peers, the
+    /// gate between the node's judgement and its seal. While the inner side is backlogged the
+    /// heavy destination's excess is dropped before encryption (counted for it), the light one
+    /// loses nothing, and every admitted packet is sealed into the stage exactly once.
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn the_send_stage_gate_cuts_the_heavy_destination_before_encryption() {
+        use crate::testing::{ipv4_udp, LinkConfig, TestNetwork};
+        use std::time::Duration;
+
+        let net = TestNetwork::new(3, 71);
+        let mut sim = net.sim(71, LinkConfig::default());
+        let keys = [net.public(1), net.public(2)];
+        sim.run_until_cond(Duration::from_secs(7), |s| {
+            keys.iter().all(|k| {
+                s.nodes[0]
+                    .node
+                    .peer_by_key(k)
+                    .is_some_and(|p| s.nodes[0].node.is_established(p))
+            })
+        })
+        .unwrap_or_else(|| panic!("sessions"));
+        let peer = |i: usize| {
+            sim.nodes[0]
+                .node
+                .peer_by_key(&keys[i - 1])
+                .unwrap_or_else(|| panic!("peer {i}"))
+        };
+        let (p1, p2) = (peer(1), peer(2));
+        let now = sim.now;
+        let (src, heavy_dst, light_dst) = (net.overlay[0], net.overlay[1], net.overlay[2]);
+        let heavy = ipv4_udp(src, heavy_dst, &[7u8; 172]);
+        let light = ipv4_udp(src, light_dst, &[9u8; 72]);
+        let mut stage = Stage::new();
+        let mut answers = IcmpAnswers::new(&[], 1400);
+        let mut counters = Counters::default();
+        let mut fair: FairGate<PeerId> = FairGate::with_min_share(true, 4_000);
+        let node = &mut sim.nodes[0].node;
+        let mut batch = |fair: &mut FairGate<PeerId>, stage: &mut Stage| {
+            stage.used = 0;
+            stage.items.clear();
+            let mut sealer = Sealer {
+                node: &mut *node,
+                stage,
+                answers: &mut answers,
+                counters: &mut counters,
+                fair: &mut *fair,
+                now,
+            };
+            for i in 0..1_000 {
+                assert!(sealer.seal(&heavy).is_ok());
+                if i % 50 == 0 {
+                    assert!(sealer.seal(&light).is_ok());
+                }
+            }
+            fair.end_batch(true);
+            let sent = |dst| stage.items.iter().filter(|it| it.2 == dst).count();
+            (sent(net.underlay[1]), sent(net.underlay[2]))
+        };
+        // The first overloaded batch only detects the overload; the next ones are policed.
+        assert_eq!(batch(&mut fair, &mut stage), (1_000, 20));
+        assert!(fair.policing());
+        for _ in 0..5 {
+            let (h, l) = batch(&mut fair, &mut stage);
+            assert_eq!(l, 20, "the light destination keeps every packet");
+            assert!(h < 1_000, "the heavy destination is cut: {h}");
+            assert!(h > 0, "but not starved");
+        }
+        assert!(fair.drops(p1).packets > 0);
+        assert_eq!(fair.drops(p2).packets, 0);
+        assert_eq!(fair.priority_admitted(), 0, "no policy, no priority class");
     }
 }

@@ -71,6 +71,12 @@ pub struct NetworkSnapshot {
     pub gateways: GatewayCountersSnapshot,
     /// TCP SYNs whose MSS was clamped to the overlay MTU.
     pub mss_clamped: u64,
+    /// Data packets sent marked high-priority (docs/POLICY.md §19).
+    pub priority_sent: u64,
+    /// Marked data packets received whose flow our policy classes high too.
+    pub priority_received: u64,
+    /// Marked data packets received whose flow our policy does not class high.
+    pub priority_unconfirmed: u64,
 }
 
 /// One routing entry in a snapshot.
@@ -473,6 +479,9 @@ impl Publisher {
                 }
             },
             mss_clamped: s.mss_clamped,
+            priority_sent: s.priority_sent,
+            priority_received: s.priority_received,
+            priority_unconfirmed: s.priority_unconfirmed,
         }
     }
 

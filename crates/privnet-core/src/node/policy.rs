@@ -178,6 +178,16 @@ struct Fast {
     peer: PeerId,
     tuple: Tuple,
     until: Instant,
+    /// The flow's priority class (`Decision::high`).
+    high: bool,
+}
+
+/// What the policy said about one packet (`Node::decide`).
+pub(super) enum Judged {
+    /// Let it through; `high`: a packet of a `priority = "high"` flow.
+    Pass { high: bool },
+    /// Refused.
+    Refused(Disposition, Flow, Decision),
 }
 
 /// How long a fast-path entry stands in for the full check.
@@ -228,7 +238,8 @@ impl Enforcer {
         }
     }
 
-    /// Whether `packet` for `peer` in `direction` passes on the fast path.
+    /// Whether `packet` for `peer` in `direction` passes on the fast path: `Some(high)` with its
+    /// flow's priority class.
     #[inline]
     fn fast_hit(
         &mut self,
@@ -236,15 +247,13 @@ impl Enforcer {
         direction: Direction,
         packet: &[u8],
         now: Instant,
-    ) -> bool {
-        let Some(f) = &self.fast[dir_index(direction)] else {
-            return false;
-        };
+    ) -> Option<bool> {
+        let f = self.fast[dir_index(direction)].as_ref()?;
         if f.peer == peer && now < f.until && f.tuple.matches(packet) {
             self.fast_passed += 1;
-            return true;
+            return Some(f.high);
         }
-        false
+        None
     }
 
     /// Forget the fast path (the filter's answers may have changed).
@@ -471,21 +480,21 @@ impl Node {
         direction: Direction,
         packet: &[u8],
         now: Instant,
-    ) -> Result<Option<(Disposition, Flow, Decision)>, ()> {
+    ) -> Result<Judged, ()> {
         let Ok(view) = IpPacket::new_checked(packet) else {
             return Err(());
         };
         let flow = classify::flow_of(&view);
         let path = self.path_of(id, direction, flow.src, flow.dst);
         let Some(filter) = self.enforcer.filter.as_mut() else {
-            return Ok(None);
+            return Ok(Judged::Pass { high: false });
         };
         let d = filter.check(id, path, &flow, now);
         if d.reason == Reason::UnknownPeer && direction == Direction::Outbound {
             // No handshake has told us who the peer is yet: the packet goes to the handshake
             // queue unjudged (refusing it would also never start the handshake), and the
             // receiver, which knows us from the session, decides it.
-            return Ok(None);
+            return Ok(Judged::Pass { high: false });
         }
         // Only a packet of a tracked flow, or the first one of a flow just tracked, stands in for
         // its successors.
@@ -499,6 +508,7 @@ impl Node {
                 peer: id,
                 tuple,
                 until: now + FAST_PATH_FOR,
+                high: d.high,
             }),
             _ => None,
         };
@@ -510,9 +520,9 @@ impl Node {
                         self.report_logged(id, direction, flow, v, now);
                     }
                 }
-                None
+                Judged::Pass { high: d.high }
             }
-            other => Some((other, flow, d)),
+            other => Judged::Refused(other, flow, d),
         })
     }
 
@@ -522,14 +532,14 @@ impl Node {
         id: PeerId,
         packet: &[u8],
         now: Instant,
-    ) -> Result<(), EncapsulateError> {
-        if self.enforcer.fast_hit(id, Direction::Outbound, packet, now) {
-            return Ok(());
+    ) -> Result<bool, EncapsulateError> {
+        if let Some(high) = self.enforcer.fast_hit(id, Direction::Outbound, packet, now) {
+            return Ok(high);
         }
         match self.decide(id, Direction::Outbound, packet, now) {
             Err(()) => Err(EncapsulateError::Malformed),
-            Ok(None) => Ok(()),
-            Ok(Some((disposition, flow, d))) => {
+            Ok(Judged::Pass { high }) => Ok(high),
+            Ok(Judged::Refused(disposition, flow, d)) => {
                 self.report_denied(id, Direction::Outbound, flow, d, now);
                 Err(match disposition {
                     Disposition::Reject => EncapsulateError::PolicyRejected,
@@ -546,14 +556,14 @@ impl Node {
         id: PeerId,
         packet: &[u8],
         now: Instant,
-    ) -> Result<(), DropReason> {
-        if self.enforcer.fast_hit(id, Direction::Inbound, packet, now) {
-            return Ok(());
+    ) -> Result<bool, DropReason> {
+        if let Some(high) = self.enforcer.fast_hit(id, Direction::Inbound, packet, now) {
+            return Ok(high);
         }
         match self.decide(id, Direction::Inbound, packet, now) {
             Err(()) => Err(DropReason::MalformedInner),
-            Ok(None) => Ok(()),
-            Ok(Some((disposition, flow, d))) => {
+            Ok(Judged::Pass { high }) => Ok(high),
+            Ok(Judged::Refused(disposition, flow, d)) => {
                 self.report_denied(id, Direction::Inbound, flow, d, now);
                 if disposition != Disposition::Reject {
                     return Err(DropReason::PolicyDenied);

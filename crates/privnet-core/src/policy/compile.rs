@@ -29,8 +29,8 @@ use super::hash::policy_hash;
 use super::interval::IntervalIndex;
 use super::limits::{compile_limits, LimitInfo};
 use super::spec::{
-    Action, Atom, DefaultAction, MatchAtom, PolicySpec, ProtoSpec, RuleSpec, Selector, TestEnd,
-    Tier,
+    Action, Atom, DefaultAction, MatchAtom, PolicySpec, Priority, ProtoSpec, RuleSpec, Selector,
+    TestEnd, Tier,
 };
 
 /// At most this many entries (rules × selector variants) in one policy.
@@ -63,6 +63,8 @@ pub struct RuleInfo {
     pub position: usize,
     /// Its action.
     pub action: Action,
+    /// The class of the flows it allows ([`Priority::Normal`] for every rule but an `allow`).
+    pub priority: Priority,
     /// Where it starts in the file.
     pub location: Option<Location>,
 }
@@ -279,6 +281,15 @@ impl CompiledPolicy {
         self.hash.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Whether rule `rule` (a global index, as kept by the connection tracker) allows flows of
+    /// the high priority class. `false` for an index out of range (`u32::MAX`: the default).
+    #[inline]
+    pub fn rule_is_high(&self, rule: u32) -> bool {
+        self.rules
+            .get(rule as usize)
+            .is_some_and(|r| r.priority == Priority::High)
+    }
+
     /// What no tier deciding means.
     pub fn default_action(&self) -> DefaultAction {
         self.spec.default
@@ -396,6 +407,11 @@ pub(crate) fn compile_with_budget(
                 tier,
                 position: pos,
                 action: r.action,
+                priority: if r.action == Action::Allow {
+                    r.priority
+                } else {
+                    Priority::Normal
+                },
                 location: r.location,
             });
         }

@@ -68,6 +68,10 @@ pub struct Decision {
     pub disposition: Disposition,
     /// Why.
     pub reason: Reason,
+    /// A packet of a flow the policy allowed with `priority = "high"` (the fairness gates
+    /// admit it first): the deciding rule's class for a new flow, the allowing rule's for a
+    /// tracked one; `false` for everything else.
+    pub high: bool,
 }
 
 impl Decision {
@@ -75,6 +79,7 @@ impl Decision {
         Self {
             disposition: Disposition::Pass,
             reason,
+            high: false,
         }
     }
 
@@ -82,10 +87,11 @@ impl Decision {
         Self {
             disposition: Disposition::Drop,
             reason,
+            high: false,
         }
     }
 
-    fn of(v: Verdict) -> Self {
+    fn of(v: Verdict, policy: &CompiledPolicy) -> Self {
         Self {
             disposition: match v.action {
                 Action::Allow => Disposition::Pass,
@@ -93,6 +99,7 @@ impl Decision {
                 _ => Disposition::Drop,
             },
             reason: Reason::Policy(v),
+            high: v.is_allow() && v.rule().is_some_and(|r| policy.rule_is_high(r.0)),
         }
     }
 }
@@ -285,7 +292,12 @@ impl<P: Copy + Eq + Hash> Filter<P> {
         if let Some(hit) = self.conntrack.lookup(&peer, flow, now) {
             if hit.epoch >= self.policy_epoch && hit.epoch >= hit.peer_epoch {
                 self.counters.totals.established += 1;
-                return Decision::pass(Reason::Established);
+                let mut d = Decision::pass(Reason::Established);
+                d.high = self
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.rule_is_high(hit.rule));
+                return d;
             }
             let Some(policy) = self.policy.clone() else {
                 return Decision::pass(Reason::NoPolicy);
@@ -296,6 +308,7 @@ impl<P: Copy + Eq + Hash> Filter<P> {
                     Decision::pass(Reason::Established)
                 }
                 Some(cut) => Decision {
+                    high: false,
                     // A rejected flow is answered (TCP RST), so its ends learn at once.
                     disposition: if cut.verdict.action == Action::Reject {
                         Disposition::Reject
@@ -322,7 +335,7 @@ impl<P: Copy + Eq + Hash> Filter<P> {
         };
         self.counters.record(&v);
         if !v.is_allow() {
-            return Decision::of(v);
+            return Decision::of(v, &policy);
         }
         if let Fragment::First { ident } = flow.fragment {
             self.conntrack.remember_fragment(flow, ident, now);
@@ -338,7 +351,7 @@ impl<P: Copy + Eq + Hash> Filter<P> {
                 return Decision::drop(Reason::Refused(why));
             }
         }
-        Decision::of(v)
+        Decision::of(v, &policy)
     }
 
     /// Re-evaluate tracked flow `id` if it is older than its epoch; keep it (refreshing its epoch

@@ -12,8 +12,8 @@ use blake2::{Blake2s256, Digest};
 use super::cidr::IpSet;
 use super::flow::Protocol;
 use super::spec::{
-    Action, Atom, DefaultAction, LimitDirection, LimitSpec, PolicySpec, ProtoSpec, RuleSpec,
-    Selector,
+    Action, Atom, DefaultAction, LimitDirection, LimitSpec, PolicySpec, Priority, ProtoSpec,
+    RuleSpec, Selector,
 };
 
 /// Encoding version: bump when the encoding changes.
@@ -112,7 +112,10 @@ impl Enc {
             }
             None => self.u8(0),
         }
+        // A high-priority allow is its own action code, so the hashes of policies without priority
+        // classes are those from before the classes existed.
         self.u8(match r.action {
+            Action::Allow if r.priority == Priority::High => 5,
             Action::Allow => 0,
             Action::Deny => 1,
             Action::Reject => 2,

@@ -16,8 +16,8 @@ use toml::de::{DeTable, DeValue};
 use super::error::{Location, PolicyError, Problems};
 use super::flow::{MemberRef, Protocol};
 use super::spec::{
-    Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, ProtoSpec, RuleSpec,
-    Selector, TestEnd, TestSpec, Tier,
+    Action, Atom, DefaultAction, IcmpMatch, MatchAtom, PolicySpec, PortRange, Priority, ProtoSpec,
+    RuleSpec, Selector, TestEnd, TestSpec, Tier,
 };
 use reader::{join, parse_port_range, parse_prefix, safe, Parser, Val};
 
@@ -43,6 +43,7 @@ const RULE_KEYS: &[&str] = &[
     "proto",
     "ports",
     "icmp",
+    "priority",
     "description",
 ];
 const SELECTOR_KEYS: &[&str] = &["members", "groups", "cidr", "except"];
@@ -248,7 +249,32 @@ impl Parser<'_> {
             Some(v) => self.icmp_list(v, &join(key, "icmp"), &icmp_protos),
             None => Some(Vec::new()),
         };
+        let priority = match t.get("priority") {
+            None => Some(Priority::Normal),
+            Some(v) => match self.string(v, &join(key, "priority")).as_deref() {
+                Some("normal") => Some(Priority::Normal),
+                Some("high") => {
+                    if action.is_some_and(|a| a != Action::Allow) {
+                        self.err(
+                            v.span(),
+                            &join(key, "priority"),
+                            "`priority` only on `allow` rules (it is the class of the flows a \
+                             rule allows)",
+                        );
+                        None
+                    } else {
+                        Some(Priority::High)
+                    }
+                }
+                Some(_) => {
+                    self.err(v.span(), &join(key, "priority"), "`high` or `normal`");
+                    None
+                }
+                None => None,
+            },
+        };
         ok &= action.is_some()
+            && priority.is_some()
             && from.is_some()
             && to.is_some()
             && proto.is_some()
@@ -265,6 +291,7 @@ impl Parser<'_> {
             proto: proto?,
             ports: ports?,
             icmp: icmp?,
+            priority: priority?,
             description,
             location: self.at(span),
         })

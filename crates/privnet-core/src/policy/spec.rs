@@ -163,6 +163,9 @@ pub struct RuleSpec {
     pub ports: Vec<PortRange>,
     /// ICMP type/code matches (ICMP, ICMPv6 only); empty: any type.
     pub icmp: Vec<IcmpMatch>,
+    /// The traffic class of the flows this rule allows (`allow` rules only): [`Priority::High`]
+    /// flows pass the fairness gates first (docs/POLICY.md, "Priority classes").
+    pub priority: Priority,
     /// Free text (not part of the hash).
     pub description: Option<String>,
     /// Where the rule starts in its file.
@@ -180,9 +183,16 @@ impl RuleSpec {
             proto: ProtoSpec::Any,
             ports: Vec::new(),
             icmp: Vec::new(),
+            priority: Priority::Normal,
             description: None,
             location: None,
         }
+    }
+
+    /// Set the traffic class of the flows it allows.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Set the id.
@@ -208,6 +218,20 @@ impl RuleSpec {
         self.icmp = m.to_vec();
         self
     }
+}
+
+/// The traffic class of an allowed flow.
+///
+/// While a shared stage of the data path is overloaded, the fairness gates drop the heaviest
+/// peers' excess; packets of a `High` flow are admitted first, up to a bounded share per peer and
+/// batch (`io::fair::PRIORITY_SHARE`), so health checks and control traffic get through a flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Priority {
+    /// Ordinary traffic (the default).
+    #[default]
+    Normal,
+    /// Health checks, control traffic: admitted first under overload.
+    High,
 }
 
 /// The protocols of a rule.

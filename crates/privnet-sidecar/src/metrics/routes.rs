@@ -85,6 +85,26 @@ pub(super) fn render_routes(o: &mut String, snaps: &[NetworkSnapshot]) {
             s.mss_clamped
         );
     }
+    family(
+        o,
+        "privnet_priority_packets_total",
+        "counter",
+        "Data packets of high-priority flows (docs/POLICY.md §19): sent marked, received marked and \
+         confirmed by this member's policy, received marked but not high here.",
+    );
+    for s in snaps {
+        for (kind, n) in [
+            ("sent", s.priority_sent),
+            ("received", s.priority_received),
+            ("unconfirmed", s.priority_unconfirmed),
+        ] {
+            let _ = writeln!(
+                o,
+                "privnet_priority_packets_total{{network=\"{}\",kind=\"{kind}\"}} {n}",
+                label(&s.network),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +117,7 @@ mod tests {
         let mut snap = NetworkSnapshot {
             network: "demo".into(),
             mss_clamped: 4,
+            priority_unconfirmed: 2,
             gateway_routes: vec![GatewayRouteSnapshot {
                 id: "lan".into(),
                 prefix: "10.9.0.0/24".into(),
@@ -114,6 +135,8 @@ mod tests {
             "privnet_route_failovers_total{network=\"demo\",route=\"lan\",prefix=\"10.9.0.0/24\"} 1",
             "privnet_route_active_gateway{network=\"demo\",route=\"lan\",prefix=\"10.9.0.0/24\",gateway=\"gwb\"} 1",
             "privnet_mss_clamped_total{network=\"demo\"} 4",
+            "privnet_priority_packets_total{network=\"demo\",kind=\"unconfirmed\"} 2",
+            "privnet_priority_packets_total{network=\"demo\",kind=\"sent\"} 0",
         ] {
             assert!(o.lines().any(|l| l == line), "{line} missing in\n{o}");
         }

@@ -8,12 +8,91 @@ const MTU: usize = 1_500;
 fn batch(g: &mut FairGate<u32>, arrivals: &[(u32, usize)], full: bool) -> HashMap<u32, u64> {
     let mut got = HashMap::new();
     for &(p, len) in arrivals {
-        if g.admit(p, len) {
+        if g.admit(p, len, false) {
             *got.entry(p).or_insert(0) += len as u64;
         }
     }
     g.end_batch(full);
     got
+}
+
+/// One batch of (peer, length, high-priority) arrivals. Returns per peer the admitted bytes and
+/// the number of datagrams shorter than `MTU` admitted.
+fn batch_classed(
+    g: &mut FairGate<u32>,
+    arrivals: &[(u32, usize, bool)],
+    full: bool,
+) -> HashMap<u32, (u64, u64)> {
+    let mut got: HashMap<u32, (u64, u64)> = HashMap::new();
+    for &(p, len, high) in arrivals {
+        if g.admit(p, len, high) {
+            let e = got.entry(p).or_default();
+            e.0 += len as u64;
+            e.1 += u64::from(len < MTU);
+        }
+    }
+    g.end_batch(full);
+    got
+}
+
+/// Peer 1 floods, peer 2 is a bulk sender too and has 40 health checks of 100 bytes at the end
+/// of each batch, after its share is spent; `marked`: they are high-priority.
+fn health_checks_behind_bulk(marked: bool) -> Vec<(u32, usize, bool)> {
+    let mut v: Vec<(u32, usize, bool)> = Vec::new();
+    for _ in 0..3_000 {
+        v.push((1, MTU, false));
+        v.push((2, MTU, false));
+    }
+    v.extend((0..40).map(|_| (2, 100, marked)));
+    v
+}
+
+#[test]
+fn high_priority_packets_pass_a_policed_batch_beyond_their_peers_share() {
+    for marked in [true, false] {
+        let mut g: FairGate<u32> = FairGate::new(true);
+        let arrivals = health_checks_behind_bulk(marked);
+        batch_classed(&mut g, &arrivals, true);
+        assert!(g.policing());
+        let mut checks_lost = 0;
+        for _ in 0..20 {
+            let got = batch_classed(&mut g, &arrivals, true);
+            assert!(got[&2].0 < 3_000 * MTU as u64, "peer 2's bulk is cut");
+            // Its health checks come last, after its deficit is spent.
+            checks_lost += 40 - got[&2].1;
+        }
+        if marked {
+            assert_eq!(checks_lost, 0, "every marked check passes");
+            // Some batches leave peer 2 deficit for its checks; the others needed the lane.
+            assert!((1..=20 * 40).contains(&g.priority_admitted()));
+        } else {
+            assert!(
+                checks_lost > 0,
+                "unmarked, the checks share the bulk's fate"
+            );
+            assert_eq!(g.priority_admitted(), 0);
+        }
+    }
+}
+
+#[test]
+fn marking_everything_high_buys_at_most_the_priority_share() {
+    let mut honest: FairGate<u32> = FairGate::new(true);
+    let mut liar: FairGate<u32> = FairGate::new(true);
+    let plain: Vec<(u32, usize, bool)> = (0..3_000)
+        .flat_map(|_| [(1, MTU, false), (2, MTU, false)])
+        .collect();
+    let lying: Vec<(u32, usize, bool)> = plain.iter().map(|&(p, l, _)| (p, l, p == 2)).collect();
+    for _ in 0..10 {
+        let a = batch_classed(&mut honest, &plain, true);
+        let b = batch_classed(&mut liar, &lying, true);
+        let extra = b[&2].0.saturating_sub(a[&2].0);
+        assert!(
+            extra <= PRIORITY_SHARE,
+            "the liar got {extra} bytes more than an honest peer"
+        );
+        assert!(b[&1].0 > 0, "the other peer still gets its share");
+    }
 }
 
 /// A flood of `flood` datagrams from peer 1 with `light` datagrams of peer 2 spread among them.
