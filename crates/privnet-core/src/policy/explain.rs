@@ -54,6 +54,8 @@ pub struct Explanation {
     pub verdict: Verdict,
     /// The id of the deciding rule, or `default`, `unknown-protocol`, `non-first-fragment`.
     pub decided_by: String,
+    /// The flow is allowed with `priority = "high"` (docs/POLICY.md §19).
+    pub high: bool,
 }
 
 impl Mismatch {
@@ -84,6 +86,7 @@ impl CompiledPolicy {
         let decided = |v: Verdict, steps: Vec<Step>, by: String| Explanation {
             flow: *flow,
             steps,
+            high: v.is_allow() && v.rule().is_some_and(|r| self.rule_is_high(r.0)),
             verdict: v,
             decided_by: by,
         };
@@ -260,7 +263,11 @@ impl fmt::Display for Explanation {
             "verdict: {} (decided by {tier}{})",
             self.verdict.action.name(),
             self.decided_by
-        )
+        )?;
+        if self.high {
+            write!(f, ", priority high")?;
+        }
+        Ok(())
     }
 }
 
@@ -362,5 +369,37 @@ mod tests {
         assert_eq!(v.verdict.action, Action::Deny);
         assert_eq!(v.steps[0].outcome, Outcome::NoMatch(Mismatch::From));
         assert!(path.to_string().contains("at the sending member"));
+    }
+
+    #[test]
+    fn explain_names_the_priority_class_of_an_allow() {
+        let mut p = PolicySpec::new(DefaultAction::Deny);
+        p.tiers[1].push(
+            RuleSpec::new(Action::Allow, Selector::any(), Selector::any())
+                .proto(&[Protocol::TCP])
+                .ports(&[(8081, 8081)])
+                .priority(crate::policy::spec::Priority::High)
+                .id("health"),
+        );
+        let c = compile(&p, "t").unwrap();
+        let (a, b) = (MemberRef::new("a", &[]), MemberRef::new("b", &[]));
+        let flow = |port| {
+            Flow::tcp(
+                "10.0.0.1".parse().unwrap(),
+                1,
+                "10.0.0.2".parse().unwrap(),
+                port,
+                2,
+            )
+        };
+        let e = c.explain(&flow(8081), End::Local(&a), End::Member(&b));
+        assert!(e.high);
+        assert!(
+            e.to_string()
+                .ends_with("verdict: allow (decided by application health), priority high"),
+            "{e}"
+        );
+        let e = c.explain(&flow(22), End::Local(&a), End::Member(&b));
+        assert!(!e.high && !e.to_string().contains("priority"), "{e}");
     }
 }
