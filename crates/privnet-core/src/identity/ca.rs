@@ -8,7 +8,9 @@ use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::codec::{self, is_default, overlaps, DecodeError, Envelope, Fingerprint, WireNet, KIND_CA};
+use super::codec::{
+    self, is_default, overlaps, DecodeError, Envelope, Fingerprint, WireNet, KIND_CA,
+};
 use super::issue::IssueError;
 use super::{armor, is_valid_name, NetworkId, MAX_PREFIXES, MAX_ROUTES};
 
