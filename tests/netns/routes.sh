@@ -18,10 +18,17 @@
 #                     gwa's kernel has a fallback route to the overlay via gwb (metric 500), used
 #                     once gwa's TUN device is gone: the server stays reachable through either
 #                     gateway without address translation.
+#   rte-<pid>-rtr     an underlay router: 10.236.0.1 on br0, 10.238.0.1 towards exit; the default
+#                     route of client, guest, gwa and gwb (their main table's only way to exit)
+#   rte-<pid>-exit    the exit, granted 0.0.0.0/0: underlay 10.238.0.31 (behind rtr), overlay
+#                     10.79.0.31, WAN 203.0.113.2 with its default route via 203.0.113.1; forwards
+#                     and masquerades (nft) what leaves through the WAN: privnet does no NAT
+#   rte-<pid>-out     "the outside": 203.0.113.1 on the WAN, the host 198.51.100.10 on lo; no route
+#                     to the overlay or the underlay (answers reach only the exit's WAN address)
 #
 # client and guest enforce client-policy.toml (allow, `[[route]] prefix = 10.237.5.0/24, via =
 # ["gwa", "gwb"]`); the gateways enforce gw-policy.toml (allow, but deny group `guest` into the
-# subnet). Cases:
+# subnet); the exit enforces exit-policy.toml (allow, but deny group `guest` the outside). Cases:
 #   R1 the route entry's priority: client's pings to the server go through gwa, not gwb
 #   R2 a group denied the route: guest's pings are dropped at the gateway (policy_denied there);
 #      guest still reaches gwa's own address
@@ -30,6 +37,16 @@
 #      is GATEWAY_DOWN_AFTER + GATEWAY_TICK = 3.25 s after the first unanswered packet); the
 #      measured time is printed. `privnet status --json` on client shows gwb active and the
 #      failover counted.
+#   R4 the default route: client-policy.toml also has `[[route]] prefix = 0.0.0.0/0, via = ["exit"]`,
+#      so client's sidecar installs 0.0.0.0/0 into the TUN in table 7077 with the rules `not fwmark
+#      0x7077 table 7077` and `table main suppress_prefixlength 0`. client pings 198.51.100.10 (only
+#      the exit can reach it) through the exit; its own underlay datagrams to the exit (10.238.0.31,
+#      reachable only through the main table's default route via rtr) carry the mark and keep the
+#      main table: the kernel's route for an unmarked packet to the exit's endpoint is the tunnel,
+#      for a marked one rtr; the session stays up and nothing is counted endpoint_in_overlay.
+#   R5 a group denied the default route: guest (same client policy) is refused the outside by the
+#      exit's policy (policy_denied there), still reaches the exit's own overlay address.
+#   R6 stop: client's sidecar stopped (SIGTERM): its rules and its table's route are gone.
 # Every command is bounded by `timeout`, the whole run by ROUTES_E2E_TIMEOUT. Cleanup (sidecars,
 # helpers, namespaces, temp files) runs on EXIT, even on failure or interrupt.
 #
@@ -58,7 +75,7 @@ HELPER="$ROOT/tests/netns/policy_helper.py"
     echo "routes.sh: $PRIVNET missing: cargo build --release -p privnet-sidecar" >&2
     exit 1
 }
-for tool in ip ping python3 timeout; do
+for tool in ip ping python3 timeout nft; do
     command -v "$tool" >/dev/null || {
         echo "routes.sh: $tool missing (scripts/test.sh installs it)" >&2
         exit 1
@@ -69,10 +86,16 @@ RUN="rte-$$"
 BR="$RUN-br"
 LAN="$RUN-lan"
 SRV="$RUN-srv"
-MEMBERS=(client guest gwa gwb)
-declare -A UNDERLAY=([client]=10.236.0.11 [guest]=10.236.0.12 [gwa]=10.236.0.21 [gwb]=10.236.0.22)
-declare -A OV4=([client]=10.79.0.11 [guest]=10.79.0.12 [gwa]=10.79.0.21 [gwb]=10.79.0.22)
-declare -A GROUP=([client]=staff [guest]=guest [gwa]=gateway [gwb]=gateway)
+RTR="$RUN-rtr"
+OUT="$RUN-out"
+MEMBERS=(client guest gwa gwb exit)
+declare -A UNDERLAY=([client]=10.236.0.11 [guest]=10.236.0.12 [gwa]=10.236.0.21 [gwb]=10.236.0.22 [exit]=10.238.0.31)
+declare -A OV4=([client]=10.79.0.11 [guest]=10.79.0.12 [gwa]=10.79.0.21 [gwb]=10.79.0.22 [exit]=10.79.0.31)
+declare -A GROUP=([client]=staff [guest]=guest [gwa]=gateway [gwb]=gateway [exit]=exit)
+OUTSIDE=198.51.100.10
+EXIT_WAN=203.0.113.2
+MARK=0x7077
+TABLE=7077
 declare -A LANIP=([gwa]=10.237.5.2 [gwb]=10.237.5.3)
 SUBNET=10.237.5.0/24
 SERVER=10.237.5.10
@@ -117,10 +140,10 @@ cleanup() {
     for f in "$WORK"/*/pid; do
         [[ -f "$f" ]] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
-    for n in "${MEMBERS[@]}" br lan srv; do
+    for n in "${MEMBERS[@]}" br lan srv rtr out; do
         for pid in $(ip netns pids "$RUN-$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     done
-    for n in "${MEMBERS[@]}" br lan srv; do
+    for n in "${MEMBERS[@]}" br lan srv rtr out; do
         ip netns del "$RUN-$n" 2>/dev/null
     done
     if [[ "${ROUTES_E2E_KEEP:-0}" == 1 ]]; then
@@ -226,11 +249,51 @@ setup_topology() {
     for m in "${MEMBERS[@]}"; do
         ip netns add "$(ns "$m")"
         ip -n "$(ns "$m")" link set lo up
+    done
+    # The underlay router: br0 on one side, the exit on the other.
+    ip netns add "$RTR"
+    ip -n "$RTR" link set lo up
+    ip link add ul0 netns "$RTR" type veth peer name p-rtr netns "$BR"
+    ip -n "$BR" link set p-rtr master br0 up
+    ip -n "$RTR" addr add 10.236.0.1/24 dev ul0
+    ip -n "$RTR" link set ul0 up
+    ip link add ul1 netns "$RTR" type veth peer name ul0 netns "$(ns exit)"
+    ip -n "$RTR" addr add 10.238.0.1/24 dev ul1
+    ip -n "$RTR" link set ul1 up
+    ip netns exec "$RTR" sysctl -qw net.ipv4.ip_forward=1
+    ip -n "$(ns exit)" addr add "${UNDERLAY[exit]}/24" dev ul0
+    ip -n "$(ns exit)" link set ul0 up
+    ip -n "$(ns exit)" route add 10.236.0.0/24 via 10.238.0.1
+    for m in "${MEMBERS[@]}"; do
+        [[ "$m" == exit ]] && continue
         ip link add ul0 netns "$(ns "$m")" type veth peer name "p-$m" netns "$BR"
         ip -n "$BR" link set "p-$m" master br0 up
         ip -n "$(ns "$m")" addr add "${UNDERLAY[$m]}/24" dev ul0
         ip -n "$(ns "$m")" link set ul0 up
+        # The main table's only way to the exit's endpoint: its default route (what an exit
+        # across the internet looks like to its clients).
+        ip -n "$(ns "$m")" route add default via 10.236.0.1
     done
+    # The outside behind the exit, and the exit's forwarding and masquerade (the operator's part).
+    ip netns add "$OUT"
+    ip -n "$OUT" link set lo up
+    ip -n "$OUT" addr add "$OUTSIDE/32" dev lo
+    ip link add wan0 netns "$(ns exit)" type veth peer name wan0 netns "$OUT"
+    ip -n "$OUT" addr add 203.0.113.1/24 dev wan0
+    ip -n "$OUT" link set wan0 up
+    ip -n "$(ns exit)" addr add "$EXIT_WAN/24" dev wan0
+    ip -n "$(ns exit)" link set wan0 up
+    ip -n "$(ns exit)" route add default via 203.0.113.1
+    nsx exit sysctl -qw net.ipv4.ip_forward=1
+    nsx exit sysctl -qw net.ipv4.conf.all.rp_filter=0
+    nsx exit nft -f - <<'NFT'
+table ip rte_egress {
+    chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" masquerade
+    }
+}
+NFT
     # The LAN behind the gateways, and the server on it.
     ip netns add "$LAN"
     ip -n "$LAN" link set lo up
@@ -255,7 +318,9 @@ setup_topology() {
     for _ in $(seq 1 50); do
         if nsx gwa ping -n -c1 -W 0.2 -q "$SERVER" >/dev/null 2>&1 &&
             nsx gwb ping -n -c1 -W 0.2 -q "$SERVER" >/dev/null 2>&1 &&
-            nsx client ping -n -c1 -W 0.2 -q "${UNDERLAY[gwb]}" >/dev/null 2>&1; then
+            nsx client ping -n -c1 -W 0.2 -q "${UNDERLAY[gwb]}" >/dev/null 2>&1 &&
+            nsx client ping -n -c1 -W 0.2 -q "${UNDERLAY[exit]}" >/dev/null 2>&1 &&
+            nsx exit ping -n -c1 -W 0.2 -q "$OUTSIDE" >/dev/null 2>&1; then
             ok=1
             break
         fi
@@ -265,13 +330,15 @@ setup_topology() {
 
 setup_credentials() {
     local m route
+    # The CA lists the default route explicitly: only then may a member be granted it (an exit).
     "$PRIVNET" ca init --name rtenet --prefix 10.79.0.0/16 --route 10.237.0.0/16 \
-        --out-dir "$WORK/ca" >"$WORK/ca.log"
+        --route 0.0.0.0/0 --out-dir "$WORK/ca" >"$WORK/ca.log"
     for m in "${MEMBERS[@]}"; do
         mkdir -p "$WORK/$m"
         "$PRIVNET" keygen --out "$WORK/$m/private.key" >/dev/null 2>&1
         route=()
         [[ "$m" == gw* ]] && route=(--route "$SUBNET")
+        [[ "$m" == exit ]] && route=(--route 0.0.0.0/0)
         "$PRIVNET" cert issue --ca-dir "$WORK/ca" --name "$m" --group "${GROUP[$m]}" \
             --address "${OV4[$m]}" "${route[@]}" \
             --public-key "$WORK/$m/private.key.pub" --out "$WORK/$m/member.crt" >/dev/null 2>&1
@@ -288,6 +355,11 @@ default = "allow"
 id = "lan"
 prefix = "$SUBNET"
 via = ["gwa", "gwb"]
+
+[[route]]
+id = "egress"
+prefix = "0.0.0.0/0"
+via = ["exit"]
 EOF
     cat >"$WORK/gw-policy.toml" <<EOF
 # tests/netns/routes.sh: the policy of the gateways
@@ -300,11 +372,23 @@ action = "deny"
 from = { groups = { any = ["guest"] } }
 to = { cidr = ["$SUBNET"] }
 EOF
+    cat >"$WORK/exit-policy.toml" <<EOF
+# tests/netns/routes.sh: the policy of the exit
+name = "routes e2e exit"
+default = "allow"
+
+[[application]]
+id = "no-guests-outside"
+action = "deny"
+from = { groups = { any = ["guest"] } }
+to = { cidr = ["0.0.0.0/0"], except = ["10.79.0.0/16"] }
+EOF
 }
 
 write_config() { # write_config MEMBER: every other member is a peer
     local m="$1" p policy=client-policy.toml
     [[ "$m" == gw* ]] && policy=gw-policy.toml
+    [[ "$m" == exit ]] && policy=exit-policy.toml
     {
         cat <<EOF
 # privnet routes e2e: member $m (group ${GROUP[$m]})
@@ -352,10 +436,11 @@ setup() {
     local m
     for m in "${MEMBERS[@]}"; do write_config "$m"; done
     for m in "${MEMBERS[@]}"; do start_sidecar "$m"; done
-    for m in "${MEMBERS[@]}"; do wait_established "$m" 3 15; done
+    for m in "${MEMBERS[@]}"; do wait_established "$m" $((${#MEMBERS[@]} - 1)) 15; done
     # Once gwa's TUN routes exist: the fallback to the overlay through gwb, used when they vanish.
     nsx gwa ip route add 10.79.0.0/16 via "${LANIP[gwb]}" dev lan1 metric 500
-    log "4 sidecars up, fully meshed; gwa routes: $(nsx gwa ip route show 10.79.0.0/16 | tr '\n' ';')"
+    log "${#MEMBERS[@]} sidecars up, fully meshed; gwa routes: $(nsx gwa ip route show 10.79.0.0/16 | tr '\n' ';')"
+    log "client rules: $(nsx client ip rule show | tr '\n' ';')"
 }
 
 # --- cases -----------------------------------------------------------------------------------------------
@@ -441,10 +526,89 @@ for n in json.load(sys.stdin):
     echo "$routes" | grep -q "active=gwb failovers=1" || fail "client status does not show the failover to gwb: $routes"
 }
 
+# R4: the default route through the exit; the underlay to the exit keeps the main table.
+test_default_route() {
+    local e0 e1 rules table unmarked marked eio0 eio1 eioexit ep
+    rules="$(nsx client ip rule show)"
+    echo "$rules" | grep -q "not from all fwmark $MARK lookup $TABLE" ||
+        fail "client has no 'not fwmark $MARK lookup $TABLE' rule: $(echo "$rules" | tr '\n' ';')"
+    echo "$rules" | grep -q "lookup main suppress_prefixlength 0" ||
+        fail "client has no suppress_prefixlength rule: $(echo "$rules" | tr '\n' ';')"
+    table="$(nsx client ip route show table "$TABLE")"
+    echo "$table" | grep -q "^default dev $TUN" || fail "table $TABLE of client: $table"
+    # The gateways' policy has no default [[route]]; the exit is itself granted it: no rules there.
+    for m in gwb exit; do
+        if nsx "$m" ip rule show | grep -q "lookup $TABLE"; then fail "$m installed the default route"; fi
+    done
+    # What the kernel does with the exit's endpoint: unmarked into the tunnel, marked to rtr.
+    unmarked="$(nsx client ip route get "${UNDERLAY[exit]}")"
+    marked="$(nsx client ip route get "${UNDERLAY[exit]}" mark "$MARK")"
+    log "route to exit's endpoint: unmarked: $(echo "$unmarked" | head -n1); marked: $(echo "$marked" | head -n1)"
+    echo "$unmarked" | grep -q "dev $TUN" || fail "an unmarked packet to the endpoint does not take the tunnel"
+    echo "$marked" | grep -q "via 10.236.0.1 dev ul0" || fail "a marked packet to the endpoint does not take rtr"
+    eio0="$(get client drops.endpoint_in_overlay)"
+    e0="$(tun_rx exit)"
+    ping_ok client "$OUTSIDE" 10
+    e1="$(tun_rx exit)"
+    log "packets out of the exit's tunnel: +$((e1 - e0))"
+    ((e1 - e0 >= 10)) || fail "the exit carried $((e1 - e0)) packets, expected >= 10"
+    # The underlay is not the overlay: the session to the exit is up on its endpoint behind rtr.
+    wait_established client 4 5
+    ep="$(get client peer.exit.endpoint)"
+    [[ "$ep" == "\"${UNDERLAY[exit]}:$PORT\"" ]] || fail "client's endpoint of exit is $ep"
+    eio1="$(get client drops.endpoint_in_overlay)"
+    eioexit="$(get exit drops.endpoint_in_overlay)"
+    log "endpoint_in_overlay: client $eio0 -> $eio1, exit $eioexit; exit endpoint $ep"
+    [[ "$eio1" == "$eio0" && "$eioexit" == 0 ]] || fail "endpoint_in_overlay counted"
+    # Other members' overlay addresses are not the default route's: still their own tunnels.
+    ping_ok client "${OV4[gwb]}" 3
+}
+
+# R5: group guest is denied the outside by the exit's policy; the exit's own address is fine.
+test_denied_default_route() {
+    local d0 d1 out
+    d0="$(get exit drops.policy_denied)"
+    if out="$(timeout 10 ip netns exec "$(ns guest)" ping -n -c 3 -i 0.2 -W 1 "$OUTSIDE" 2>&1)"; then
+        fail "guest reached the outside: $(echo "$out" | grep -E 'packets transmitted')"
+    fi
+    echo "$out" | grep -qE ' 0 received' || fail "ping guest -> outside: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+    log "ping guest -> outside (denied): $(echo "$out" | grep -E 'packets transmitted' | sed 's/, time.*//')"
+    for _ in $(seq 1 30); do
+        d1="$(get exit drops.policy_denied)"
+        ((d1 >= d0 + 3)) && break
+        sleep 0.1
+    done
+    ((d1 >= d0 + 3)) || fail "exit's policy_denied went from $d0 to $d1, expected +3"
+    log "exit policy_denied: $d0 -> $d1"
+    ping_ok guest "${OV4[exit]}" 3
+}
+
+# R6: a stopped sidecar takes its rules with it (the table's route goes with the TUN device).
+test_stop_cleans_up() {
+    local pid rules
+    pid="$(cat "$WORK/client/pid")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then fail "client's sidecar still runs 5 s after SIGTERM"; fi
+    rules="$(nsx client ip rule show)"
+    log "client rules after stop: $(echo "$rules" | tr '\n' ';')"
+    if echo "$rules" | grep -qE "lookup $TABLE|suppress_prefixlength"; then
+        fail "rules left behind"
+    fi
+    [[ -z "$(nsx client ip route show table "$TABLE" 2>/dev/null)" ]] || fail "table $TABLE not empty"
+    grep -q "default route rules removed" "$WORK/client/sidecar.log" || fail "no removal logged"
+}
+
 setup
 run_test "R1 the route entry's priority: traffic leaves through gwa" test_priority
 run_test "R2 a group denied the route cannot use it" test_denied_group
 run_test "R3 failover: gwa's sidecar killed, traffic resumes through gwb" test_failover
+run_test "R4 the default route: egress through the exit, the underlay stays out of the tunnel" test_default_route
+run_test "R5 a group denied the default route cannot use it" test_denied_default_route
+run_test "R6 a stopped sidecar removes its default-route rules" test_stop_cleans_up
 
 printf '\nroutes e2e: %d passed, %d failed\n' "$PASSED" "$FAILED"
 if ((FAILED > 0)); then

@@ -826,7 +826,13 @@ impl Peer {
             Ok(0)
         } else {
             match out.get(..n).and_then(crate::packet::addresses) {
-                Some((src, dst)) if contains_any(self.allowed_sources(), src) => {
+                Some((src, dst))
+                    if crate::router::source_allowed(
+                        self.allowed_sources(),
+                        &ctx.settings.overlay_prefixes,
+                        src,
+                    ) =>
+                {
                     if contains_any(&ctx.settings.local_addresses, dst) {
                         self.counters.rx_bytes += n as u64;
                         Ok(n)

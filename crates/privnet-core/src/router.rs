@@ -353,13 +353,44 @@ fn canonical(net: IpNetwork) -> IpNetwork {
 
 /// Whether `ip` lies inside the overlay: in one of the fixed prefix `lists` (the network's
 /// prefixes, our own addresses) or in any prefix routed to a peer (docs/PROTOCOL.md §6).
+///
+/// A default route (`0.0.0.0/0`, `::/0`, an exit's grant) does not count: it holds the whole
+/// underlay, which lies outside the overlay by definition. An endpoint that falls only inside a
+/// default route is an ordinary endpoint; what keeps the tunnel out of the tunnel there is the
+/// I/O shell's marked underlay socket and separate routing table (docs/CONFIG.md, "Default
+/// route"). Every more specific prefix keeps its guard.
 #[inline]
 pub(crate) fn overlay_contains<T: Clone + PartialEq>(
     router: &Router<T>,
     lists: [&[IpNetwork]; 2],
     ip: IpAddr,
 ) -> bool {
-    lists.iter().any(|l| contains_any(l, ip)) || router.lookup(ip).is_some()
+    lists.iter().any(|l| contains_specific(l, ip))
+        || router.lookup_len(ip).is_some_and(|(_, len)| len > 0)
+}
+
+/// True if `addr` lies inside one of `nets` other than a default route.
+#[inline]
+fn contains_specific(nets: &[IpNetwork], addr: IpAddr) -> bool {
+    nets.iter().any(|n| n.prefix() > 0 && n.contains(addr))
+}
+
+/// The anti-spoofing check of an inner source: `src` lies in one of the peer's `allowed`
+/// prefixes, and when only a default route of the peer (an exit) covers it, it lies outside the
+/// network's `overlay` prefixes: an exit forwards the outside world, never the addresses of
+/// other members.
+#[inline]
+pub(crate) fn source_allowed(allowed: &[IpNetwork], overlay: &[IpNetwork], src: IpAddr) -> bool {
+    let mut by_default = false;
+    for n in allowed {
+        if n.contains(src) {
+            if n.prefix() > 0 {
+                return true;
+            }
+            by_default = true;
+        }
+    }
+    by_default && !contains_specific(overlay, src)
 }
 
 /// True if `addr` lies inside one of `nets`.
@@ -379,6 +410,45 @@ mod tests {
 
     fn at(r: &Router<u32>, a: &str) -> Option<u32> {
         r.lookup(a.parse().unwrap()).copied()
+    }
+
+    #[test]
+    fn a_default_route_is_not_inside_the_overlay() {
+        let mut r = Router::new();
+        r.insert(net("0.0.0.0/0"), 7, true);
+        r.insert(net("::/0"), 7, true);
+        r.insert(net("10.237.5.0/24"), 8, true);
+        let overlay = [net("10.79.0.0/16"), net("0.0.0.0/0"), net("fd79::/48")];
+        let own = [net("10.79.0.11/32"), net("::/0")];
+        let inside = |a: &str| overlay_contains(&r, [&overlay[..], &own[..]], a.parse().unwrap());
+        // Only a default route covers them: the underlay, allowed as an endpoint.
+        assert!(!inside("198.51.100.7"));
+        assert!(!inside("10.236.0.21"));
+        assert!(!inside("2001:db8::1"));
+        // Every more specific prefix keeps the routing-loop guard.
+        assert!(inside("10.79.0.22"));
+        assert!(inside("10.79.0.11"));
+        assert!(inside("10.237.5.10"));
+        assert!(inside("fd79::5"));
+        // The router still routes there (the exit): only the guard ignores the default.
+        assert_eq!(at(&r, "198.51.100.7"), Some(7));
+    }
+
+    #[test]
+    fn an_exit_is_no_source_of_overlay_addresses() {
+        let overlay = [net("10.79.0.0/16"), net("fd79::/48"), net("0.0.0.0/0")];
+        let exit = [net("10.79.0.31/32"), net("0.0.0.0/0"), net("10.237.5.0/24")];
+        let ok = |a: &str| source_allowed(&exit, &overlay, a.parse().unwrap());
+        assert!(ok("10.79.0.31"));
+        assert!(ok("10.237.5.10"));
+        assert!(ok("203.0.113.10"));
+        assert!(!ok("10.79.0.12"), "another member's address through the exit");
+        assert!(!ok("10.79.9.9"), "an unassigned overlay address");
+        assert!(!ok("2001:db8::1"), "no IPv6 default route");
+        // Without a default route, the check is the plain one.
+        let member = [net("10.79.0.12/32")];
+        assert!(source_allowed(&member, &overlay, "10.79.0.12".parse().unwrap()));
+        assert!(!source_allowed(&member, &overlay, "203.0.113.10".parse().unwrap()));
     }
 
     #[test]

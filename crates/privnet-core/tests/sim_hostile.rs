@@ -586,3 +586,115 @@ fn an_authenticated_packet_from_inside_the_overlay_never_moves_the_endpoint() {
         Err(privnet_core::NodeError::EndpointInOverlay(_))
     ));
 }
+
+/// An exit member (its credential grants `0.0.0.0/0`, the default route; docs/POLICY.md §18):
+/// an underlay endpoint that falls only inside the default route is the underlay, not the overlay.
+/// The session comes up, the endpoint may roam there, nothing is counted `endpoint_in_overlay`;
+/// the guard stays for the overlay prefixes. The exit's inner sources may be any outside address,
+/// never one of the overlay's.
+#[test]
+fn an_endpoint_only_inside_a_default_route_is_the_underlay() {
+    use privnet_core::credential::StaticKeyVerifier;
+    use privnet_core::PeerIdentity;
+    let mut net = TestNetwork::new(2, 72);
+    let default: ipnetwork::IpNetwork = "0.0.0.0/0".parse().unwrap();
+    let mut verifier = StaticKeyVerifier::new();
+    for i in 0..2 {
+        let mut addresses = vec![ipnetwork::IpNetwork::new(net.overlay[i], 32).unwrap()];
+        if i == 1 {
+            addresses.push(default);
+        }
+        verifier.allow(
+            net.public(i),
+            PeerIdentity {
+                name: format!("m{i}"),
+                addresses,
+                groups: vec![],
+                not_after: u64::MAX,
+                fingerprint: [i as u8; 32],
+            },
+        );
+    }
+    net.verifier = std::sync::Arc::new(verifier);
+    let mut sim = Sim::new(72, LinkConfig::default());
+    let now = sim.now;
+    for i in 0..2 {
+        let mut cfg = net.config(i, 72);
+        // What `privnet up` gives a node of a network whose CA lists the default route.
+        cfg.overlay_prefixes = vec!["10.77.0.0/16".parse().unwrap(), default];
+        let n = net.node(i, cfg, now, net.unix_start);
+        sim.add_node(n, net.underlay[i]);
+    }
+    sim.send_packet(0, &ipv4_udp(net.overlay[0], net.overlay[1], b"hello"))
+        .unwrap();
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(sim.nodes[1].inbox.len(), 1, "the session came up");
+    // Outbound to the outside world: routed to the exit, which takes it as its own.
+    let outside = "198.51.100.7".parse().unwrap();
+    sim.send_packet(0, &ipv4_udp(net.overlay[0], outside, b"egress"))
+        .unwrap();
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(sim.nodes[1].inbox.len(), 2);
+
+    // The exit roams to an address covered only by its own default route: accepted, moved.
+    let p1 = sim.nodes[0].node.peer_by_key(&net.public(1)).unwrap();
+    let p0 = sim.nodes[1].node.peer_by_key(&net.public(0)).unwrap();
+    let roamed: SocketAddr = "203.0.113.50:51820".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+    let mut seal = |sim: &mut Sim, src: &str| {
+        let pkt = ipv4_udp(src.parse().unwrap(), net.overlay[0], b"reply");
+        let now = sim.now;
+        let privnet_core::Encapsulated::Send(t) = sim.nodes[1]
+            .node
+            .encapsulate_to(p0, &pkt, &mut out, now)
+            .unwrap()
+        else {
+            panic!("no session")
+        };
+        out[..t.len].to_vec()
+    };
+    let d = seal(&mut sim, "198.51.100.7");
+    assert!(matches!(
+        sim.deliver_now(roamed, 0, &d),
+        Ok(Decapsulated::Packet { .. })
+    ));
+    assert_eq!(sim.nodes[0].node.peer(p1).unwrap().endpoint, Some(roamed));
+    // An exit forwards the outside, never the overlay: an unassigned overlay source is spoofed.
+    let d = seal(&mut sim, "10.77.72.99");
+    assert_eq!(
+        sim.deliver_now(roamed, 0, &d),
+        Err(DropReason::SpoofedSource)
+    );
+    // The overlay prefixes keep the routing-loop guard.
+    let d = seal(&mut sim, "198.51.100.7");
+    let looped = SocketAddr::new(net.overlay[1], 51820);
+    assert_eq!(
+        sim.deliver_now(looped, 0, &d),
+        Err(DropReason::EndpointInOverlay)
+    );
+    assert_eq!(sim.nodes[0].node.peer(p1).unwrap().endpoint, Some(roamed));
+    for i in 0..2 {
+        let s = sim.nodes[i].node.stats();
+        assert_eq!(
+            s.dropped(DropReason::EndpointInOverlay),
+            u64::from(i == 0),
+            "node {i}"
+        );
+    }
+    // A configured endpoint only inside the default route is accepted; one in the overlay is not.
+    let mut cfg = net.config(0, 73);
+    cfg.overlay_prefixes = vec!["10.77.0.0/16".parse().unwrap(), default];
+    let mut n = privnet_core::Node::new(cfg, now, net.unix_start).unwrap();
+    let pc = privnet_core::PeerConfig::new(net.public(1))
+        .endpoint("198.51.100.9:51820".parse().unwrap());
+    assert!(n.add_peer(pc, now).is_ok());
+    let mut cfg = net.config(0, 74);
+    cfg.overlay_prefixes = vec!["10.77.0.0/16".parse().unwrap(), default];
+    let mut n = privnet_core::Node::new(cfg, now, net.unix_start).unwrap();
+    let pc =
+        privnet_core::PeerConfig::new(net.public(1)).endpoint("10.77.3.4:51820".parse().unwrap());
+    assert!(matches!(
+        n.add_peer(pc, now),
+        Err(privnet_core::NodeError::EndpointInOverlay(_))
+    ));
+}

@@ -201,7 +201,9 @@ pub struct CaInitArgs {
     /// Overlay prefix (repeat for IPv4 and IPv6), e.g. 10.77.0.0/16 and fd77::/48.
     #[arg(long = "prefix", value_name = "CIDR", required = true)]
     pub prefixes: Vec<IpNetwork>,
-    /// Subnet that members may be granted as gateway routes (repeatable).
+    /// Subnet that members may be granted as gateway routes (repeatable). 0.0.0.0/0 or ::/0, only
+    /// when given explicitly, lets members be granted the default route: exits (docs/CONFIG.md,
+    /// "Default route: egress through an exit").
     #[arg(long = "route", value_name = "CIDR")]
     pub routes: Vec<IpNetwork>,
     /// Directory for ca.key, ca.crt and network.psk (created if missing).
@@ -254,6 +256,7 @@ pub struct CertIssueArgs {
     #[arg(long = "address", value_name = "IP", required = true)]
     pub addresses: Vec<std::net::IpAddr>,
     /// Subnet route the member may act as gateway for (must be inside a CA route; repeatable).
+    /// 0.0.0.0/0 or ::/0 makes the member an exit (the CA must list it).
     #[arg(long = "route", value_name = "CIDR")]
     pub routes: Vec<IpNetwork>,
     /// Group (repeatable).

@@ -48,9 +48,10 @@ use privnet_core::identity::VerifiedBundle;
 use privnet_core::io::directory::{DirectoryClient, DirectoryConfig};
 use privnet_core::io::expose::Dialer;
 use privnet_core::io::{
-    ChannelInner, ControlError, Driver, DriverConfig, DriverHandle, Identity, InnerSide, Psks,
-    Reload, TunOptions,
+    ChannelInner, ControlError, DefaultRoute, Driver, DriverConfig, DriverHandle, Identity,
+    InnerSide, Psks, Reload, TunOptions,
 };
+use privnet_core::policy::MemberRef;
 use privnet_core::{CredentialVerifier, Node, NodeConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -152,12 +153,43 @@ pub fn driver_config(net: &NetworkConfig) -> DriverConfig {
         name: net.tun.name.clone(),
         mtu: net.tun.mtu,
         offload: net.tun.offload,
+        // A CA's default route is no subnet route: it goes in only through `default_route`.
         routes: cas
             .iter()
             .flat_map(|ca| ca.routes().iter().copied())
+            .filter(|r| r.prefix() > 0)
             .collect(),
+        default_route: default_route(net),
     };
     cfg
+}
+
+/// The default route into the TUN device (docs/CONFIG.md, "Default route"): on for a family when
+/// the policy at start has a `[[route]]` entry for that family's default route (`0.0.0.0/0`,
+/// `::/0`) that applies to this member, and this member is not itself granted it (an exit
+/// forwards to the outside; it does not send its own traffic into the tunnel).
+pub fn default_route(net: &NetworkConfig) -> DefaultRoute {
+    let me = MemberRef {
+        name: net.identity.certificate.name().to_owned(),
+        groups: net.identity.certificate.groups().to_vec(),
+    };
+    let own = net.identity.certificate.routes();
+    let wanted = |v6: bool| {
+        let asked =
+            net.policy.as_ref().is_some_and(|p| {
+                p.compiled.routes().entries().iter().any(|e| {
+                    e.prefix.prefix() == 0 && e.prefix.is_ipv6() == v6 && e.applies_to(&me)
+                })
+            });
+        let exit = own.iter().any(|r| r.prefix() == 0 && r.is_ipv6() == v6);
+        asked && !exit
+    };
+    DefaultRoute {
+        ipv4: wanted(false),
+        ipv6: wanted(true),
+        fwmark: net.tun.fwmark,
+        table: net.tun.route_table,
+    }
 }
 
 /// The network's overlay: every CA's prefixes and granted routes.
@@ -252,6 +284,7 @@ struct Fixed {
     offload: bool,
     overlay: Vec<IpNetwork>,
     expose: String,
+    default_route: DefaultRoute,
 }
 
 impl Fixed {
@@ -271,6 +304,7 @@ impl Fixed {
             offload: net.tun.offload,
             overlay,
             expose: crate::exposures::fixed(&net.exposures),
+            default_route: default_route(net),
         }
     }
 
@@ -321,6 +355,27 @@ impl Fixed {
             new.offload.to_string(),
         );
         cmp("expose", self.expose.clone(), new.expose.clone());
+        let (old, new) = (self.default_route, new.default_route);
+        cmp(
+            "tun.fwmark",
+            format!("{:#x}", old.fwmark),
+            format!("{:#x}", new.fwmark),
+        );
+        cmp(
+            "tun.route_table",
+            old.table.to_string(),
+            new.table.to_string(),
+        );
+        let families = |d: DefaultRoute| {
+            match (d.ipv4, d.ipv6) {
+                (false, false) => "none",
+                (true, false) => "0.0.0.0/0",
+                (false, true) => "::/0",
+                (true, true) => "0.0.0.0/0, ::/0",
+            }
+            .to_owned()
+        };
+        cmp("policy.default_route", families(old), families(new));
         out
     }
 }

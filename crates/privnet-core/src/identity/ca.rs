@@ -8,7 +8,9 @@ use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::codec::{self, overlaps, DecodeError, Envelope, Fingerprint, WireNet, KIND_CA};
+use super::codec::{
+    self, is_default, overlaps, DecodeError, Envelope, Fingerprint, WireNet, KIND_CA,
+};
 use super::issue::IssueError;
 use super::{armor, is_valid_name, NetworkId, MAX_PREFIXES, MAX_ROUTES};
 
@@ -75,7 +77,10 @@ pub struct CaParams {
     /// Overlay prefixes member addresses must lie in (1 to [`MAX_PREFIXES`], non-overlapping).
     pub prefixes: Vec<IpNetwork>,
     /// Subnets members may be granted as gateway routes (up to [`MAX_ROUTES`]; must not overlap the
-    /// prefixes).
+    /// prefixes or each other). A default route (`0.0.0.0/0`, `::/0`) is the exception, and only
+    /// when listed explicitly: it may be granted to exit members (egress to the outside), lies
+    /// over every other prefix and route of its family, and never lets a member claim an address
+    /// inside the overlay prefixes (see [`CaCertificate::allows_route`]).
     pub routes: Vec<IpNetwork>,
     /// Start of validity (Unix seconds, inclusive).
     pub not_before: u64,
@@ -124,7 +129,13 @@ fn check_nets(
         .map(|n| n.to_net().ok_or((field, "not a normalised prefix")))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, a) in out.iter().enumerate() {
-        if out.iter().skip(i + 1).any(|b| overlaps(a, b)) {
+        // Two default routes of one family are a duplicate; a default route over other entries is
+        // what it is for.
+        if out
+            .iter()
+            .skip(i + 1)
+            .any(|b| overlaps(a, b) && (a == b || !(is_default(a) || is_default(b))))
+        {
             return Err((field, "entries overlap"));
         }
     }
@@ -142,7 +153,7 @@ fn check_body(body: &CaBody) -> Result<(Vec<IpNetwork>, Vec<IpNetwork>), FieldEr
     let routes = check_nets(&body.routes, "routes", 0, MAX_ROUTES)?;
     if routes
         .iter()
-        .any(|r| prefixes.iter().any(|p| overlaps(r, p)))
+        .any(|r| !is_default(r) && prefixes.iter().any(|p| overlaps(r, p)))
     {
         return Err(("routes", "must not overlap the overlay prefixes"));
     }
@@ -273,9 +284,17 @@ impl CaCertificate {
         self.prefixes.iter().any(|p| p.contains(addr))
     }
 
-    /// Whether `route` lies entirely inside one of the CA's routes.
+    /// Whether `route` lies entirely inside one of the CA's routes. Under a default route of the
+    /// CA, a route other than the default itself must also stay clear of the overlay prefixes: a
+    /// member is never granted the addresses of other members.
     pub fn allows_route(&self, route: &IpNetwork) -> bool {
         self.routes.iter().any(|r| codec::net_within(route, r))
+            && (is_default(route) || !self.prefixes.iter().any(|p| overlaps(route, p)))
+    }
+
+    /// Whether the CA lets members be granted a default route (`0.0.0.0/0` or `::/0`): exits.
+    pub fn allows_default_route(&self) -> bool {
+        self.routes.iter().any(is_default)
     }
 
     /// Whether `key` is this CA's signing key.
@@ -362,6 +381,36 @@ mod tests {
                 Err(IssueError::InvalidField { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_default_route_may_lie_over_the_prefixes_and_routes() {
+        let key = CaKey::from_seed([1; 32]);
+        let mut p = ca_params();
+        p.routes.push("0.0.0.0/0".parse().unwrap());
+        p.routes.push("::/0".parse().unwrap());
+        let ca = CaCertificate::self_signed(&key, &p).unwrap();
+        assert_eq!(CaCertificate::from_bytes(&ca.to_bytes()).unwrap(), ca);
+        assert!(ca.allows_default_route());
+        assert!(ca.allows_route(&"0.0.0.0/0".parse().unwrap()));
+        assert!(ca.allows_route(&"::/0".parse().unwrap()));
+        assert!(ca.allows_route(&"203.0.113.0/24".parse().unwrap()));
+        assert!(!ca.allows_route(&"10.77.1.0/24".parse().unwrap()));
+        assert!(!ca.allows_route(&"fd77::/64".parse().unwrap()));
+        // Still refused: a default route twice, an ordinary route over the prefixes.
+        let mut twice = p.clone();
+        twice.routes.push("0.0.0.0/0".parse().unwrap());
+        let mut over = ca_params();
+        over.routes.push("10.0.0.0/8".parse().unwrap());
+        for bad in [twice, over] {
+            assert!(matches!(
+                CaCertificate::self_signed(&key, &bad),
+                Err(IssueError::InvalidField {
+                    field: "routes",
+                    ..
+                })
+            ));
         }
     }
 

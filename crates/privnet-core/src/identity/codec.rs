@@ -169,6 +169,11 @@ pub(crate) fn overlaps(a: &IpNetwork, b: &IpNetwork) -> bool {
     a.contains(b.network()) || b.contains(a.network())
 }
 
+/// Whether `net` is a default route (`0.0.0.0/0` or `::/0`): egress to the outside.
+pub(crate) fn is_default(net: &IpNetwork) -> bool {
+    net.prefix() == 0
+}
+
 /// Whether `inner` lies entirely inside `outer`.
 pub(crate) fn net_within(inner: &IpNetwork, outer: &IpNetwork) -> bool {
     inner.prefix() >= outer.prefix() && outer.contains(inner.network())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ca::{CaCertificate, CaKey};
 use super::codec::{
-    self, overlaps, DecodeError, Envelope, Fingerprint, WireAddr, WireNet, KIND_MEMBER,
+    self, is_default, overlaps, DecodeError, Envelope, Fingerprint, WireAddr, WireNet, KIND_MEMBER,
 };
 use super::issue::IssueError;
 use super::{armor, is_valid_name, NetworkId, MAX_ADDRESSES, MAX_GROUPS, MAX_ROUTES};
@@ -88,7 +88,12 @@ fn check_body(b: &MemberBody) -> Result<(Vec<IpAddr>, Vec<IpNetwork>), FieldErro
         .map(|n| n.to_net().ok_or(("routes", "not a normalised prefix")))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, r) in routes.iter().enumerate() {
-        if routes.iter().skip(i + 1).any(|o| overlaps(r, o)) {
+        // A default route (an exit) may sit over the member's subnet routes; not twice.
+        if routes
+            .iter()
+            .skip(i + 1)
+            .any(|o| overlaps(r, o) && (r == o || !(is_default(r) || is_default(o))))
+        {
             return Err(("routes", "routes overlap"));
         }
     }
@@ -389,6 +394,63 @@ mod tests {
             MemberCertificate::issue(&ca, &key, &q),
             Err(IssueError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_default_route_is_granted_only_when_the_ca_lists_it() {
+        let (key, ca) = ca_fixture(1);
+        let mut p = member_params([9; 32]);
+        p.routes = vec!["0.0.0.0/0".parse().unwrap()];
+        // The standard CA lists 10.88.0.0/16 only: no exits.
+        assert!(!ca.allows_default_route());
+        assert_eq!(
+            MemberCertificate::issue(&ca, &key, &p),
+            Err(IssueError::RouteNotAllowed("0.0.0.0/0".parse().unwrap()))
+        );
+        // A CA that lists the default route explicitly, next to its subnet route.
+        let mut cp = ca_params();
+        cp.routes.push("0.0.0.0/0".parse().unwrap());
+        let exit_ca = CaCertificate::self_signed(&key, &cp).unwrap();
+        assert!(exit_ca.allows_default_route());
+        // An exit that is also the gateway of a subnet: the default route may lie over it.
+        p.routes = vec![
+            "0.0.0.0/0".parse().unwrap(),
+            "10.88.0.0/24".parse().unwrap(),
+        ];
+        let cert = MemberCertificate::issue(&exit_ca, &key, &p).unwrap();
+        assert_eq!(cert.routes(), &p.routes[..]);
+        let again = MemberCertificate::from_bytes(&cert.to_bytes()).unwrap();
+        assert_eq!(again, cert);
+        // The CA's default route is IPv4 only: no ::/0.
+        p.routes = vec!["::/0".parse().unwrap()];
+        assert!(matches!(
+            MemberCertificate::issue(&exit_ca, &key, &p),
+            Err(IssueError::RouteNotAllowed(_))
+        ));
+        // Under the default route, a subnet outside the CA's other routes may be granted, but
+        // never one inside the overlay prefixes (another member's address).
+        for (route, ok) in [
+            ("198.51.100.0/24", true),
+            ("10.77.0.0/24", false),
+            ("10.77.0.9/32", false),
+            ("10.0.0.0/8", false),
+        ] {
+            p.routes = vec![route.parse().unwrap()];
+            assert_eq!(
+                MemberCertificate::issue(&exit_ca, &key, &p).is_ok(),
+                ok,
+                "{route}"
+            );
+        }
+        // Two default routes of one family are a duplicate.
+        p.routes = vec!["0.0.0.0/0".parse().unwrap(), "0.0.0.0/0".parse().unwrap()];
+        assert!(matches!(
+            MemberCertificate::issue(&exit_ca, &key, &p),
+            Err(IssueError::InvalidField {
+                field: "routes",
+                ..
+            })
+        ));
     }
 
     #[test]

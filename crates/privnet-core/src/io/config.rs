@@ -47,6 +47,11 @@ pub const DEFAULT_TUN_NAME: &str = "privnet0";
 pub const DEFAULT_TUN_MTU: u16 = 1420;
 /// Default underlay MTU.
 pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
+/// Default firewall mark of the underlay socket when a default route is installed (`0x7077`,
+/// "pw"; see [`DefaultRoute`]).
+pub const DEFAULT_FWMARK: u32 = 0x7077;
+/// Default routing table of the default route (see [`DefaultRoute`]).
+pub const DEFAULT_ROUTE_TABLE: u32 = 7077;
 
 /// How one driver runs one network membership: its underlay socket, the labels of its snapshots,
 /// its overlay addresses, the latency knobs and (for [`super::Driver::tun`]) the TUN device.
@@ -181,6 +186,74 @@ pub enum ConfigError {
         /// The largest inner packet the underlay carries.
         path_mtu: usize,
     },
+    /// The default route's mark is 0 or its table is one the kernel reserves.
+    #[error(
+        "default route: fwmark {fwmark:#x} must not be 0, and table {table} must not be \
+         0, 253 (default), 254 (main) or 255 (local)"
+    )]
+    DefaultRoute {
+        /// The mark asked for.
+        fwmark: u32,
+        /// The table asked for.
+        table: u32,
+    },
+}
+
+/// A default route into the TUN device (egress to the outside through an exit member; docs/CONFIG.md,
+/// "Default route"), installed the way wg-quick does it: the route `0.0.0.0/0` (and/or `::/0`)
+/// out of the device in routing table [`Self::table`], the rule `not fwmark MARK table TABLE`
+/// (everything but the underlay socket, which carries `SO_MARK` [`Self::fwmark`], looks up that
+/// table) and the rule `table main suppress_prefixlength 0` (the main table's specific routes
+/// keep winning; only its default routes are skipped). The underlay traffic itself keeps the
+/// main table and its default route, so the tunnel never runs through itself. The rules are
+/// deleted when the device is dropped; the table's routes vanish with the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultRoute {
+    /// Install `0.0.0.0/0`.
+    pub ipv4: bool,
+    /// Install `::/0`.
+    pub ipv6: bool,
+    /// The underlay socket's firewall mark (non-zero).
+    pub fwmark: u32,
+    /// The routing table of the default route (not 0, 253, 254 or 255).
+    pub table: u32,
+}
+
+impl DefaultRoute {
+    /// Both families off, with the default mark and table.
+    pub fn new() -> Self {
+        Self {
+            ipv4: false,
+            ipv6: false,
+            fwmark: DEFAULT_FWMARK,
+            table: DEFAULT_ROUTE_TABLE,
+        }
+    }
+
+    /// Whether a family is on.
+    pub fn any(&self) -> bool {
+        self.ipv4 || self.ipv6
+    }
+
+    /// Check the mark and the table.
+    ///
+    /// # Errors
+    /// [`ConfigError::DefaultRoute`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.fwmark == 0 || matches!(self.table, 0 | 253..=255) {
+            return Err(ConfigError::DefaultRoute {
+                fwmark: self.fwmark,
+                table: self.table,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for DefaultRoute {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The TUN device of [`super::Driver::tun`].
@@ -194,8 +267,11 @@ pub struct TunOptions {
     /// falls back to plain packets when the kernel refuses.
     pub offload: bool,
     /// Subnets routed into the device besides the networks of [`DriverConfig::addresses`] (e.g.
-    /// gateway routes a CA allows).
+    /// gateway routes a CA allows), in the main table. A default route (`/0`) in here is skipped:
+    /// it goes in [`Self::default_route`].
     pub routes: Vec<IpNetwork>,
+    /// The default route into the device, with its mark and table (off by default).
+    pub default_route: DefaultRoute,
 }
 
 impl Default for TunOptions {
@@ -205,6 +281,7 @@ impl Default for TunOptions {
             mtu: DEFAULT_TUN_MTU,
             offload: true,
             routes: Vec::new(),
+            default_route: DefaultRoute::new(),
         }
     }
 }
@@ -229,6 +306,9 @@ impl TunOptions {
                 path_mtu,
             });
         }
+        if self.default_route.any() {
+            self.default_route.validate()?;
+        }
         Ok(())
     }
 }
@@ -250,6 +330,25 @@ mod tests {
 
     fn cfg(listen: &str) -> DriverConfig {
         DriverConfig::new("n", listen.parse().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn the_default_route_refuses_a_zero_mark_and_reserved_tables() {
+        let mut t = TunOptions::default();
+        t.default_route.fwmark = 0;
+        assert!(t.validate(1420).is_ok(), "checked only when installed");
+        t.default_route.ipv4 = true;
+        assert!(matches!(
+            t.validate(1420),
+            Err(ConfigError::DefaultRoute { .. })
+        ));
+        t.default_route.fwmark = DEFAULT_FWMARK;
+        for table in [0, 253, 254, 255] {
+            t.default_route.table = table;
+            assert!(t.validate(1420).is_err(), "table {table}");
+        }
+        t.default_route.table = DEFAULT_ROUTE_TABLE;
+        assert!(t.validate(1420).is_ok());
     }
 
     #[test]

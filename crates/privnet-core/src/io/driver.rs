@@ -138,6 +138,10 @@ impl Driver<TunInner> {
         config.validate()?;
         config.tun.validate(config.path_mtu())?;
         let underlay = Underlay::bind(config.listen, config.socket_buffer)?;
+        if config.tun.default_route.any() {
+            // Before the route exists: our own datagrams keep the main table (no loop).
+            underlay.set_mark(config.tun.default_route.fwmark)?;
+        }
         let inner = TunInner::open(&config.tun, &config.addresses)?;
         let d = Self::assemble(node, &config, identity, underlay, inner);
         tracing::info!(
@@ -150,6 +154,7 @@ impl Driver<TunInner> {
             mtu = config.tun.mtu,
             path_mtu = config.path_mtu(),
             tun_offload = d.inner.offload(),
+            default_route = d.inner.default_route(),
             tun_uso = d.inner.uso(),
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),

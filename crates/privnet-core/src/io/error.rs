@@ -53,6 +53,15 @@ pub enum DriverError {
     /// No rtnetlink socket.
     #[error("opening rtnetlink")]
     Netlink(#[source] std::io::Error),
+    /// The default route (its table route or its rules) could not be installed.
+    #[error("installing the default route via {device}")]
+    DefaultRoute {
+        /// The device.
+        device: String,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
     /// An overlay address could not be put on the device.
     #[error("adding {address} to {device}")]
     Address {

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
-use super::config::TunOptions;
+use super::config::{DefaultRoute, TunOptions};
 use super::counters::{Counters, DriverEvent};
 use super::error::DriverError;
 use super::inner::{HoldWake, InnerSide, ReadStatus, Seal};
 use super::sys;
 use super::sys::netlink::Netlink;
+use super::sys::netlink::Rule;
 use super::sys::tun::{
     TunConfig, TunDevice, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
@@ -42,6 +43,8 @@ pub struct TunInner {
     /// Room for the segments of one super-packet.
     scratch: Vec<u8>,
     counters: Counters,
+    /// The rules of the default route, deleted on drop.
+    rules: Option<Rules>,
 }
 
 impl std::fmt::Debug for TunInner {
@@ -104,8 +107,10 @@ impl TunInner {
                 device: opts.name.clone(),
                 source,
             })?;
-        // Subnet routes gateways may serve also go into the TUN.
+        // Subnet routes gateways may serve also go into the TUN; a default route only the way
+        // `opts.default_route` says (never into the main table).
         let mut routes = opts.routes.clone();
+        routes.retain(|r| r.prefix() > 0);
         routes.sort();
         routes.dedup();
         for r in routes {
@@ -117,12 +122,24 @@ impl TunInner {
         if let Some(v6) = first_v6 {
             let _ = nl.wait_local(v6, V6_READY_WAIT);
         }
+        let rules = if opts.default_route.any() {
+            let r = Rules::install(nl, ifindex, &opts.default_route).map_err(|source| {
+                DriverError::DefaultRoute {
+                    device: opts.name.clone(),
+                    source,
+                }
+            })?;
+            Some(r)
+        } else {
+            None
+        };
         Ok(Self {
             tun,
             vnet,
             coalescer,
             scratch: vec![0u8; 65_536],
             counters: Counters::default(),
+            rules,
         })
     }
 
@@ -134,6 +151,11 @@ impl TunInner {
     /// Whether packets carry virtio-net headers (offloads on).
     pub fn offload(&self) -> bool {
         self.vnet
+    }
+
+    /// Whether a default route into this device is installed (with its rules).
+    pub fn default_route(&self) -> bool {
+        self.rules.is_some()
     }
 
     /// Whether the kernel takes UDP super-packets (USO) on this device.
@@ -154,6 +176,85 @@ impl TunInner {
             if let Some(reply) = sink.answer(r, pkt) {
                 write_answer(tun, counters, vnet, reply);
             }
+        }
+    }
+}
+
+/// The policy routing rules of a default route (see [`DefaultRoute`]), deleted on drop; the
+/// route itself lives in its table on the device and vanishes with it.
+struct Rules {
+    nl: Netlink,
+    /// `(IPv6, rule)` for each rule we added (one that already existed is left alone).
+    added: Vec<(bool, Rule)>,
+}
+
+impl Rules {
+    /// Route each family of `dr` out of `ifindex` in `dr.table`, then add the two rules per
+    /// family (the one to consult first last), and let the kernel's reverse-path check honour
+    /// the mark (`net.ipv4.conf.all.src_valid_mark`, as wg-quick sets it).
+    fn install(mut nl: Netlink, ifindex: u32, dr: &DefaultRoute) -> std::io::Result<Self> {
+        let mut added = Vec::new();
+        let families = [
+            (false, dr.ipv4, IpAddr::from([0u8; 4])),
+            (true, dr.ipv6, IpAddr::from([0u8; 16])),
+        ];
+        for (v6, on, any) in families {
+            if !on {
+                continue;
+            }
+            match nl.add_route_in(ifindex, any, 0, dr.table) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    Self::remove(&mut nl, &added);
+                    return Err(e);
+                }
+                _ => {}
+            }
+            for rule in [
+                Rule::UnmarkedToTable {
+                    mark: dr.fwmark,
+                    table: dr.table,
+                },
+                Rule::MainWithoutDefault,
+            ] {
+                match nl.add_rule(v6, rule) {
+                    Ok(()) => added.push((v6, rule)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        tracing::info!("rule {rule} exists already; left in place at stop");
+                    }
+                    Err(e) => {
+                        Self::remove(&mut nl, &added);
+                        return Err(e);
+                    }
+                }
+            }
+            tracing::info!(
+                table = dr.table,
+                fwmark = %format!("{:#x}", dr.fwmark),
+                "default route {any}/0 installed"
+            );
+        }
+        if dr.ipv4 {
+            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/src_valid_mark", b"1") {
+                tracing::warn!("net.ipv4.conf.all.src_valid_mark=1: {e} (a strict rp_filter may drop underlay replies)");
+            }
+        }
+        Ok(Self { nl, added })
+    }
+
+    fn remove(nl: &mut Netlink, added: &[(bool, Rule)]) {
+        for &(v6, rule) in added.iter().rev() {
+            if let Err(e) = nl.del_rule(v6, rule) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+impl Drop for Rules {
+    fn drop(&mut self) {
+        Self::remove(&mut self.nl, &self.added);
+        if !self.added.is_empty() {
+            tracing::info!("default route rules removed");
         }
     }
 }

@@ -90,6 +90,15 @@ impl Underlay {
         })
     }
 
+    /// Mark every datagram of the socket with `mark` (`SO_MARK`, needs `CAP_NET_ADMIN`): the
+    /// default route's rules send unmarked traffic into the tunnel, this socket's past it.
+    pub(crate) fn set_mark(&self, mark: u32) -> Result<(), DriverError> {
+        udpx::set_mark(self.udp.as_raw_fd(), mark).map_err(|source| DriverError::Socket {
+            addr: self.local,
+            source,
+        })
+    }
+
     /// The bound address.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local

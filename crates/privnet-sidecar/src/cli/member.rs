@@ -42,6 +42,7 @@ pub struct MemberAddArgs {
     #[arg(long = "address", value_name = "IP", required = true)]
     pub addresses: Vec<IpAddr>,
     /// Subnet route the member may act as gateway for (must be inside a CA route; repeatable).
+    /// 0.0.0.0/0 or ::/0 makes the member an exit (the CA must list it).
     #[arg(long = "route", value_name = "CIDR")]
     pub routes: Vec<IpNetwork>,
     /// Group (repeatable).

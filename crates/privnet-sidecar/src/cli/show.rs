@@ -124,6 +124,11 @@ pub(crate) fn describe_member(c: &MemberCertificate) -> String {
         "routes:       {}",
         if c.routes().is_empty() {
             "(none)".into()
+        } else if c.routes().iter().any(|r| r.prefix() == 0) {
+            format!(
+                "{} (an exit: granted the default route; docs/CONFIG.md, \"Default route\")",
+                join(c.routes())
+            )
         } else {
             join(c.routes())
         }

@@ -245,6 +245,13 @@ pub struct TunSection {
     /// On by default; `false` only to compare.
     #[serde(default = "default_offload")]
     pub fairness: bool,
+    /// Firewall mark of the underlay socket while a default route is installed (mode `tun`; a
+    /// default `[[route]]` of the policy, docs/CONFIG.md "Default route").
+    #[serde(default = "default_fwmark")]
+    pub fwmark: u32,
+    /// Routing table of the default route.
+    #[serde(default = "default_route_table")]
+    pub route_table: u32,
 }
 
 impl Section for TunSection {
@@ -257,8 +264,18 @@ impl Section for TunSection {
         "busy_poll_us",
         "batch_hold_us",
         "fairness",
+        "fwmark",
+        "route_table",
     ];
     const REQUIRED: &'static [&'static str] = &[];
+}
+
+fn default_fwmark() -> u32 {
+    privnet_core::io::DEFAULT_FWMARK
+}
+
+fn default_route_table() -> u32 {
+    privnet_core::io::DEFAULT_ROUTE_TABLE
 }
 
 fn default_batch_hold_us() -> u32 {
@@ -294,6 +311,8 @@ impl Default for TunSection {
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             batch_hold_us: DEFAULT_BATCH_HOLD_US,
             fairness: true,
+            fwmark: default_fwmark(),
+            route_table: default_route_table(),
         }
     }
 }

@@ -305,6 +305,24 @@ fn tun_settings(
         MAX_BATCH_HOLD_US,
         "a batch hold",
     );
+    let dr = privnet_core::io::DefaultRoute {
+        ipv4: true,
+        fwmark: tun.fwmark,
+        table: tun.route_table,
+        ..privnet_core::io::DefaultRoute::new()
+    };
+    if dr.fwmark == 0 {
+        p.report("tun.fwmark", "a non-zero firewall mark; found 0");
+    }
+    if dr.validate().is_err() && dr.fwmark != 0 {
+        p.report(
+            "tun.route_table",
+            format!(
+                "a routing table other than 0, 253 (default), 254 (main) and 255 (local); found {}",
+                dr.table
+            ),
+        );
+    }
     TunSettings {
         mode: tun.mode,
         name: tun.name.clone(),
@@ -314,6 +332,8 @@ fn tun_settings(
         busy_poll,
         batch_hold,
         fairness: tun.fairness,
+        fwmark: tun.fwmark,
+        route_table: tun.route_table,
     }
 }
 
@@ -565,6 +585,29 @@ mod tests {
             }),
             ["tun.mtu"]
         );
+    }
+
+    #[test]
+    fn the_default_route_mark_and_table_are_checked() {
+        let t = tun_settings(&mut Problems::new(Path::new("x.toml"), ""), None, true);
+        assert_eq!(
+            (t.fwmark, t.route_table),
+            (
+                privnet_core::io::DEFAULT_FWMARK,
+                privnet_core::io::DEFAULT_ROUTE_TABLE
+            )
+        );
+        for (fwmark, route_table, key) in [(0, 100, "tun.fwmark"), (1, 254, "tun.route_table")] {
+            let raw = TunSection {
+                fwmark,
+                route_table,
+                ..TunSection::default()
+            };
+            let keys = problems_of("", |p| {
+                tun_settings(p, Some(&raw), true);
+            });
+            assert_eq!(keys, [key]);
+        }
     }
 
     #[test]

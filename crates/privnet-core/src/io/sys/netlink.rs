@@ -1,5 +1,6 @@
 //! Minimal rtnetlink client over a raw `NETLINK_ROUTE` socket: link lookup, up/down, MTU,
-//! addresses and device routes.
+//! addresses, device routes (in the main table or another) and the two policy routing rules of
+//! a default route (what wg-quick sets up with `ip rule`).
 //!
 //! Hand-written on `libc` rather than the `rtnetlink`/`netlink-packet-route` crates: we need nine
 //! fixed message shapes, and those crates bring an async runtime adapter, `futures` and a large
@@ -45,6 +46,8 @@ const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
 
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
@@ -53,6 +56,16 @@ const IFA_LOCAL: u16 = 2;
 const IFA_F_NODAD: u8 = 0x02;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
+const RTA_TABLE: u16 = 15;
+// <linux/fib_rules.h>: the `libc` crate does not define these; `ip rule show` in
+// tests/netns/routes.sh (R4) checks what the kernel made of them.
+const FRA_FWMARK: u16 = 10;
+const FRA_SUPPRESS_PREFIXLEN: u16 = 14;
+const FRA_TABLE: u16 = 15;
+const FRA_FWMASK: u16 = 16;
+const FR_ACT_TO_TBL: u8 = 1;
+const FIB_RULE_INVERT: u32 = 0x2;
+const RT_TABLE_COMPAT: u8 = 252;
 
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_STATIC: u8 = 4;
@@ -241,7 +254,19 @@ impl Netlink {
     /// Add a route to `dst/prefix_len` out of the link, in the main table (fails with
     /// `AlreadyExists` if present). `dst` must have no host bits set beyond `prefix_len`.
     pub fn add_route(&mut self, ifindex: u32, dst: IpAddr, prefix_len: u8) -> io::Result<()> {
-        let op = format!("netlink add route {dst}/{prefix_len} dev ifindex {ifindex}");
+        self.add_route_in(ifindex, dst, prefix_len, u32::from(RT_TABLE_MAIN))
+    }
+
+    /// [`Self::add_route`] into routing table `table` (`ip route add ... table T`).
+    pub fn add_route_in(
+        &mut self,
+        ifindex: u32,
+        dst: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
+        let op =
+            format!("netlink add route {dst}/{prefix_len} dev ifindex {ifindex} table {table}");
         let scope = if dst.is_ipv4() {
             RT_SCOPE_LINK
         } else {
@@ -252,8 +277,7 @@ impl Netlink {
             &op,
             RTM_NEWROUTE,
             flags,
-            RTPROT_STATIC,
-            scope,
+            (RTPROT_STATIC, scope, table),
             ifindex,
             dst,
             prefix_len,
@@ -268,12 +292,42 @@ impl Netlink {
             &op,
             RTM_DELROUTE,
             0,
-            0,
-            RT_SCOPE_NOWHERE,
+            (0, RT_SCOPE_NOWHERE, u32::from(RT_TABLE_MAIN)),
             ifindex,
             dst,
             prefix_len,
         )
+    }
+
+    /// Add a policy routing rule of `family` (IPv6 when `v6`); fails with `AlreadyExists` when an
+    /// identical rule exists. The kernel gives it the priority just before the existing rules
+    /// (after `local`), as `ip rule add` without a priority does: add the rule to be consulted
+    /// first last.
+    pub fn add_rule(&mut self, v6: bool, rule: Rule) -> io::Result<()> {
+        let op = format!("netlink add rule {rule} ({})", family_name(v6));
+        self.rule(&op, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, v6, rule)
+    }
+
+    /// Delete the policy routing rule `rule` of `family`.
+    pub fn del_rule(&mut self, v6: bool, rule: Rule) -> io::Result<()> {
+        let op = format!("netlink delete rule {rule} ({})", family_name(v6));
+        self.rule(&op, RTM_DELRULE, 0, v6, rule)
+    }
+
+    fn rule(
+        &mut self,
+        op: &str,
+        ty: u16,
+        extra_flags: u16,
+        v6: bool,
+        rule: Rule,
+    ) -> io::Result<()> {
+        let mut req = Request::new(ty, NLM_F_REQUEST | NLM_F_ACK | extra_flags);
+        req.push(&rule_request(v6, rule));
+        for (attr, value) in rule_attrs(rule) {
+            req.attr(attr, &value.to_ne_bytes());
+        }
+        self.transact(op, req).map(drop)
     }
 
     /// Whether the kernel currently treats `addr` as one of this host's addresses, i.e. a route
@@ -331,18 +385,19 @@ impl Netlink {
         }
     }
 
+    /// `(protocol, scope, table)` of the route message in `kind`.
     #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         op: &str,
         ty: u16,
         extra_flags: u16,
-        protocol: u8,
-        scope: u8,
+        kind: (u8, u8, u32),
         ifindex: u32,
         dst: IpAddr,
         prefix_len: u8,
     ) -> io::Result<()> {
+        let (protocol, scope, table) = kind;
         check_prefix(op, dst, prefix_len)?;
         let (family, bytes) = match dst {
             IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
@@ -355,7 +410,7 @@ impl Netlink {
             prefix_len,
             0,
             0,
-            RT_TABLE_MAIN,
+            table_byte(table),
             protocol,
             scope,
             RTN_UNICAST,
@@ -365,6 +420,7 @@ impl Netlink {
             req.attr(RTA_DST, &bytes);
         }
         req.attr(RTA_OIF, &ifindex.to_ne_bytes());
+        req.attr(RTA_TABLE, &table.to_ne_bytes());
         self.transact(op, req).map(drop)
     }
 
@@ -538,6 +594,78 @@ fn ext_ack_message(mut tlvs: &[u8]) -> Option<String> {
     None
 }
 
+/// One policy routing rule of a default route (docs/CONFIG.md, "Default route").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// `not fwmark MARK table TABLE`: every packet but those of the marked underlay socket looks
+    /// up TABLE (which holds the default route into the TUN device).
+    UnmarkedToTable {
+        /// The underlay socket's `SO_MARK`.
+        mark: u32,
+        /// The routing table of the default route.
+        table: u32,
+    },
+    /// `table main suppress_prefixlength 0`: the main table first, minus its default routes, so
+    /// its more specific routes (the LAN, the underlay) keep winning.
+    MainWithoutDefault,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnmarkedToTable { mark, table } => {
+                write!(f, "not fwmark {mark:#x} table {table}")
+            }
+            Self::MainWithoutDefault => f.write_str("table main suppress_prefixlength 0"),
+        }
+    }
+}
+
+fn family_name(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// The `rtm_table` byte for `table`: itself below 256, `RT_TABLE_COMPAT` with the full number in
+/// the table attribute otherwise.
+fn table_byte(table: u32) -> u8 {
+    u8::try_from(table).unwrap_or(RT_TABLE_COMPAT)
+}
+
+/// `struct fib_rule_hdr` of `rule`: family, dst_len, src_len, tos, table, res1, res2, action (u8
+/// each), flags (u32).
+fn rule_request(v6: bool, rule: Rule) -> [u8; 12] {
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
+    let (table, flags) = match rule {
+        Rule::UnmarkedToTable { table, .. } => (table, FIB_RULE_INVERT),
+        Rule::MainWithoutDefault => (u32::from(RT_TABLE_MAIN), 0),
+    };
+    let mut h = [0u8; 12];
+    h[0] = family;
+    h[4] = table_byte(table);
+    h[7] = FR_ACT_TO_TBL;
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h
+}
+
+/// The `u32` attributes of `rule`.
+fn rule_attrs(rule: Rule) -> Vec<(u16, u32)> {
+    match rule {
+        Rule::UnmarkedToTable { mark, table } => vec![
+            (FRA_TABLE, table),
+            (FRA_FWMARK, mark),
+            (FRA_FWMASK, u32::MAX),
+        ],
+        Rule::MainWithoutDefault => vec![
+            (FRA_TABLE, u32::from(RT_TABLE_MAIN)),
+            (FRA_SUPPRESS_PREFIXLEN, 0),
+        ],
+    }
+}
+
 /// A netlink request under construction (header first, length and sequence filled at the end).
 struct Request {
     buf: Vec<u8>,
@@ -655,6 +783,10 @@ mod tests {
         assert_eq!(RTM_NEWROUTE, libc::RTM_NEWROUTE);
         assert_eq!(RTM_DELROUTE, libc::RTM_DELROUTE);
         assert_eq!(RTM_GETROUTE, libc::RTM_GETROUTE);
+        assert_eq!(RTM_NEWRULE, libc::RTM_NEWRULE);
+        assert_eq!(RTM_DELRULE, libc::RTM_DELRULE);
+        assert_eq!(RTA_TABLE, libc::RTA_TABLE);
+        assert_eq!(RT_TABLE_COMPAT, libc::RT_TABLE_COMPAT);
         assert_eq!(RTN_LOCAL, libc::RTN_LOCAL);
         assert_eq!(IFLA_IFNAME, libc::IFLA_IFNAME);
         assert_eq!(IFLA_MTU, libc::IFLA_MTU);
@@ -685,6 +817,40 @@ mod tests {
         );
         assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 42);
         assert_eq!(u16::from_ne_bytes([m[32], m[33]]), 10);
+    }
+
+    #[test]
+    fn rule_layout() {
+        let r = Rule::UnmarkedToTable {
+            mark: 0x7077,
+            table: 7077,
+        };
+        let h = rule_request(false, r);
+        assert_eq!(h[0], libc::AF_INET as u8);
+        assert_eq!(
+            h[4], RT_TABLE_COMPAT,
+            "tables past 255 go in FRA_TABLE only"
+        );
+        assert_eq!(h[7], FR_ACT_TO_TBL);
+        assert_eq!(
+            u32::from_ne_bytes(h[8..12].try_into().unwrap()),
+            FIB_RULE_INVERT
+        );
+        assert_eq!(
+            rule_attrs(r),
+            vec![
+                (FRA_TABLE, 7077),
+                (FRA_FWMARK, 0x7077),
+                (FRA_FWMASK, u32::MAX)
+            ]
+        );
+        assert_eq!(r.to_string(), "not fwmark 0x7077 table 7077");
+        let m = rule_request(true, Rule::MainWithoutDefault);
+        assert_eq!(m[0], libc::AF_INET6 as u8);
+        assert_eq!(m[4], RT_TABLE_MAIN);
+        assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 0);
+        assert!(rule_attrs(Rule::MainWithoutDefault).contains(&(FRA_SUPPRESS_PREFIXLEN, 0)));
+        assert_eq!(table_byte(100), 100);
     }
 
     fn nlmsg(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {

@@ -29,6 +29,17 @@ fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) ->
     .map(|_| ())
 }
 
+/// Set the socket's firewall mark (`SO_MARK`; needs `CAP_NET_ADMIN`).
+pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    // The kernel reads the option as a u32; c_int has its size and the bits pass unchanged.
+    set_int(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_MARK,
+        i32::from_ne_bytes(mark.to_ne_bytes()),
+    )
+}
+
 /// Turn on UDP GRO for `fd`. Returns false if the kernel does not support it.
 pub fn enable_gro(fd: RawFd) -> bool {
     set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok()

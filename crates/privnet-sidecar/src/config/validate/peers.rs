@@ -83,7 +83,8 @@ fn check_endpoint_outside(
         return;
     };
     let ip = ip.to_canonical();
-    if let Some(net) = overlay.iter().find(|n| n.contains(ip)) {
+    // Only a default route covering it: the underlay (docs/PROTOCOL.md §6).
+    if let Some(net) = overlay.iter().find(|n| n.prefix() > 0 && n.contains(ip)) {
         p.report(
             format!("peer[{i}].endpoint"),
             format!(
@@ -248,10 +249,13 @@ fn peer_addresses(
                 ok = false;
             }
         }
-        if let Some((_, owner)) = taken
-            .iter()
-            .find(|(t, _)| t.contains(net.network()) || net.contains(t.network()))
-        {
+        // A default route (an exit's grant) lies over everything and overlaps nothing here: the
+        // more specific prefix wins (docs/POLICY.md, "Routing policies").
+        if let Some((_, owner)) = taken.iter().find(|(t, _)| {
+            t.prefix() > 0
+                && net.prefix() > 0
+                && (t.contains(net.network()) || net.contains(t.network()))
+        }) {
             p.report(
                 key,
                 format!(
