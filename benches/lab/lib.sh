@@ -36,6 +36,10 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TCP_SECS:=10}" "${UDP_SECS:=5}" "${PING_COUNT:=500}" "${PING_INTERVAL:=0.01}"
 : "${SETUP_TIMEOUT:=30}" "${IPERF_PORT:=5201}"
 # PING_ONLY=1: stop after the ping test (latency work; the repetition is not summarized).
+# LAB_PIN_DAEMONS="CPU_A CPU_B": pin every thread of A's and B's daemon (taskset -a) once they
+# answer (latency work: takes the scheduler's placement out of the comparison).
+# LAB_PERF=1: `perf stat` both daemons during the ping (instructions, context switches, CPU
+# migrations, task clock) into $RUN/perf-ping.txt: per-ping costs that do not depend on the noise.
 # LAB_TESTS: the tests to run after the ping, in order (default: all six): five iperf3 tests and
 # tcprtt, PING_COUNT request/response round trips of 64 B over one TCP connection (TCP_NODELAY)
 # every PING_INTERVAL, to tcp_rtt.py's echo server in B on port RTT_PORT (started for every system).
@@ -239,6 +243,11 @@ lab_main() {
     exit 1
   fi
   setup_ms=$(( ($(mono_ns) - t0) / 1000000 ))
+  if [[ -n ${LAB_PIN_DAEMONS:-} ]]; then
+    read -r pin_a pin_b <<<"$LAB_PIN_DAEMONS"
+    taskset -a -pc "$pin_a" $PIDS_A >/dev/null && taskset -a -pc "$pin_b" $PIDS_B >/dev/null \
+      || say "could not pin the daemons to $LAB_PIN_DAEMONS"
+  fi
   say "first reply after ${setup_ms} ms (daemons A=[$PIDS_A] B=[$PIDS_B])"
   sleep 1
   # Idle footprint: after the handshake and one ping, before any measured traffic.
@@ -253,8 +262,19 @@ lab_main() {
   else
     local ping_ns=$NS_A
     [[ $LAB_PING_FROM == B ]] && ping_ns=$NS_B
+    local perf_pid=""
+    if [[ ${LAB_PERF:-0} == 1 ]] && command -v perf >/dev/null; then
+      perf stat -e instructions,context-switches,cpu-migrations,task-clock \
+        -p "$PIDS_A,$PIDS_B" --per-thread -o "$RUN/perf-ping.txt" &
+      perf_pid=$!
+      sleep 0.2
+    fi
     timeout 60 ip netns exec "$ping_ns" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_PING_TARGET" \
       >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
+    if [[ -n $perf_pid ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+    fi
   fi
   if [[ ${PING_ONLY:-0} == 1 ]]; then  # quick latency iterations: no iperf3, no meta.json
     say "rep $REP: ping only: $(tail -1 "$RUN/ping.txt")"
