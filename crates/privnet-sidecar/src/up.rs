@@ -290,6 +290,8 @@ struct Fixed {
     offload: bool,
     overlay: Vec<IpNetwork>,
     expose: String,
+    /// `[dns]`: where it answers and its TTL ("off" without one).
+    dns: String,
 }
 
 impl Fixed {
@@ -309,6 +311,10 @@ impl Fixed {
             offload: net.tun.offload,
             overlay,
             expose: crate::exposures::fixed(&net.exposures),
+            dns: net.dns.as_ref().map_or_else(
+                || "off".to_owned(),
+                |d| format!("{} ttl {} s", d.listen, d.zone.ttl()),
+            ),
         }
     }
 
@@ -326,6 +332,7 @@ impl Fixed {
             new.listen.to_string(),
         );
         cmp("node.cipher", self.cipher.clone(), new.cipher.clone());
+        cmp("dns", self.dns.clone(), new.dns.clone());
         cmp(
             "node.private_key",
             b64(&self.public_key),
