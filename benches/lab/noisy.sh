@@ -7,6 +7,7 @@
 #   sudo PRIVNET_BIN=/tmp/privnet benches/lab/noisy.sh            # 2 repetitions x (on, off)
 #   sudo PRIVNET_BIN=/tmp/privnet REPS=3 FAIRNESS="true false" FLOOD=tcp benches/lab/noisy.sh
 #   sudo PRIVNET_BIN=/tmp/privnet PIN=1 benches/lab/noisy.sh   # the target is the bottleneck
+#   sudo PRIVNET_BIN=/tmp/privnet PIN=1 VICTIM_RATE=1G benches/lab/noisy.sh   # a victim needing 1 Gbit/s
 #
 # PIN=1 (needs 2+ CPUs) pins the target's daemon and its two iperf3 servers to CPU 1 and the flood
 # source's daemon and iperf3 client to CPU 0 (the victim is not pinned): the target's daemon then has
@@ -37,6 +38,7 @@ NAMES=(f v t)
 PIDS=()
 PIN_TAG=""
 if [[ ${PIN:-0} == 1 ]]; then PIN_TAG="+pin"; fi
+if [[ -n ${VICTIM_RATE:-} ]]; then PIN_TAG="$PIN_TAG+v$VICTIM_RATE"; fi
 
 say() { printf '[%s] noisy: %s\n' "$(date +%T)" "$*" >&2; }
 in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -222,9 +224,13 @@ victim_ping() {  # victim_ping LABEL
     }'
 }
 
-# The victim's TCP throughput to the target in Mbit/s (iperf3 -t TCP_SECS, received).
+# The victim's TCP throughput to the target in Mbit/s (iperf3 -t TCP_SECS, received). With
+# VICTIM_RATE (e.g. 1G) the victim is an application that needs that much (iperf3 -b), not a bulk
+# transfer that takes all it can: the case where a fair share can protect it fully.
 victim_tcp() {  # victim_tcp LABEL
-  timeout $((TCP_SECS + 20)) ip netns exec nn-v iperf3 -c "${OV[2]}" -p 5202 -t "$TCP_SECS" -J \
+  local rate=()
+  [[ -n ${VICTIM_RATE:-} ]] && rate=(-b "$VICTIM_RATE")
+  timeout $((TCP_SECS + 20)) ip netns exec nn-v iperf3 -c "${OV[2]}" -p 5202 -t "$TCP_SECS" "${rate[@]}" -J \
     --connect-timeout 5000 >"$RUN/$1.tcp.json" 2>"$RUN/$1.tcp.err" || true
   jq -r '(.end.sum_received.bits_per_second // 0) / 1e6 | . * 10 | round / 10' "$RUN/$1.tcp.json" 2>/dev/null || echo 0
 }

@@ -16,7 +16,12 @@
 # older version are refused and counted; 6 a revocation published with `privnet directory revoke` cuts
 # the member off everywhere; 7 etcd stopped for 30 s: traffic keeps flowing, a member restarts from
 # its cache and reaches the others, and everything converges when etcd returns; 8 `privnet directory
-# members`, status and /metrics show the directory. Every command is bounded; the whole run by
+# members`, status and /metrics show the directory; 9 names resolve through the DNS responder of
+# TUN mode (glibc's resolver, `getent`, with /etc/netns/<ns>/resolv.conf, which `ip netns exec`
+# bind-mounts): members' and its own names, case-insensitively, over UDP and TCP, from its own
+# namespace and from another member across the overlay; unknown names and other zones fail
+# (NXDOMAIN, REFUSED, counted); garbage is dropped and counted; a member that stops stops
+# resolving. Every command is bounded; the whole run by
 # DIR_TIMEOUT. Cleanup (sidecars, etcd, namespaces, temp files) runs on EXIT, even on failure.
 #
 # Usage:  sudo tests/netns/directory.sh     (builds nothing: cargo build --release -p privnet-sidecar first,
@@ -90,6 +95,7 @@ cleanup() {
     for f in "$WORK"/*/pid "$WORK/etcd.pid"; do
         [[ -f "$f" ]] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
+    for n in "${MEMBERS[@]}"; do rm -rf "/etc/netns/$RUN-$n"; done
     for n in "${MEMBERS[@]}" br; do
         for pid in $(ip netns pids "$RUN-$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
         ip netns del "$RUN-$n" 2>/dev/null
@@ -207,6 +213,10 @@ endpoints = ["$ETCD"]
 lease_ttl_s = $TTL
 advertise = ["${UNDERLAY[$m]}:$PORT"]
 cache = "directory.cache"
+
+[dns]
+# Default listen: this member's overlay address, port 53.
+ttl_s = 2
 EOF
             if [[ "$m" == m1 ]]; then printf '\n[metrics]\nlisten = "%s"\n' "$METRICS"; fi
         } >"$(cfg "$m")"
@@ -413,6 +423,65 @@ t_show() {
     curl_metrics | grep -q '^privnet_directory_connected{network="dirnet"} 1' || fail "metrics: not connected"
 }
 
+# resolv_conf MEMBER SERVER [OPTIONS]: MEMBER's namespace resolves through SERVER only
+resolv_conf() {
+    mkdir -p "/etc/netns/$(ns "$1")"
+    printf 'nameserver %s\noptions timeout:1 attempts:1 %s\n' "$2" "${3:-}" >"/etc/netns/$(ns "$1")/resolv.conf"
+}
+# resolves MEMBER NAME: the IPv4 addresses NAME resolves to in MEMBER's namespace (empty: none)
+resolves() { nsx "$1" timeout 5 getent ahostsv4 "$2" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ' | sed 's/ $//'; }
+dns_field() { dir_field "$1" "(n.get('dns') or {}).get('$2')"; }
+
+t_dns() {
+    local m got
+    log "m1: $(dns_field m1 listen), zone $(dns_field m1 zone)"
+    [[ "$(dns_field m1 listen)" == "${OV4[m1]}:53" ]] || fail "m1's responder is not on its overlay address"
+    # From m1's own namespace (the application's container).
+    resolv_conf m1 "${OV4[m1]}"
+    for pair in "m2.dirnet:m2" "M3.DirNet.:m3" "m1.dirnet:m1"; do
+        got="$(resolves m1 "${pair%%:*}")"
+        [[ "$got" == "${OV4[${pair##*:}]}" ]] || fail "m1: ${pair%%:*} resolved to '$got', not ${OV4[${pair##*:}]}"
+        log "m1 resolves ${pair%%:*} -> $got"
+    done
+    local name counter before
+    for pair in "nosuch.dirnet:nxdomain" "m4.dirnet:nxdomain" "example.com:refused"; do
+        name="${pair%%:*}" counter="${pair##*:}"
+        before="$(dns_field m1 "$counter")"
+        [[ -z "$(resolves m1 "$name")" ]] || fail "$name resolved"
+        # (the status document may be up to a second old)
+        wait_for 3 "$name: $counter counted (was $before)" bash -c "[[ \$(timeout 5 '$PRIVNET' status --json --config '$(cfg m1)' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"dns\"][\"$counter\"])') -gt $before ]]"
+        log "m1: $name does not resolve ($counter $before -> $(dns_field m1 "$counter"))"
+    done
+    # Over TCP (glibc's use-vc).
+    resolv_conf m1 "${OV4[m1]}" use-vc
+    got="$(resolves m1 m2.dirnet)"
+    [[ "$got" == "${OV4[m2]}" ]] || fail "over TCP: m2.dirnet resolved to '$got'"
+    log "over TCP: m2.dirnet -> $got"
+    # From another member, across the overlay (the policy in force allows UDP to port 53).
+    resolv_conf m2 "${OV4[m1]}"
+    got="$(resolves m2 m3.dirnet)"
+    [[ "$got" == "${OV4[m3]}" ]] || fail "m2 via m1's responder: m3.dirnet resolved to '$got'"
+    log "m2 asks m1's responder across the overlay: m3.dirnet -> $got"
+    # Garbage is dropped (no answer) and counted.
+    local before_bad
+    before_bad="$(dns_field m1 malformed)"
+    nsx m1 python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"\x12\x34garbage", ("'"${OV4[m1]}"'", 53)); s.settimeout(1)
+try:
+    s.recv(512); raise SystemExit("garbage was answered")
+except socket.timeout:
+    pass'
+    wait_for 3 "the malformed message counted" bash -c "[[ \$(timeout 5 '$PRIVNET' status --json --config '$(cfg m1)' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"dns\"][\"malformed\"])') -gt $before_bad ]]"
+    log "garbage dropped unanswered (malformed $before_bad -> $(dns_field m1 malformed))"
+    # A member that stops (its record deleted) stops resolving, live.
+    resolv_conf m1 "${OV4[m1]}"
+    stop_sidecar m3 TERM
+    wait_for 5 "m3.dirnet stops resolving on m1" bash -c "[[ -z \"\$(ip netns exec '$(ns m1)' timeout 5 getent ahostsv4 m3.dirnet)\" ]]"
+    log "m3 stopped: m3.dirnet no longer resolves on m1"
+    timeout 5 "$PRIVNET" status --config "$(cfg m1)" | grep -E '^  dns ' | sed 's/^/    /'
+    curl_metrics | grep -E '^privnet_dns_queries_total' | sed 's/^/    /'
+    curl_metrics | grep -q '^privnet_dns_queries_total{network="dirnet",outcome="answers"} [1-9]' || fail "metrics: no DNS answers"
+}
+
 setup
 run_test "1 three members with no peers form the mesh through etcd" t_mesh
 run_test "2 a newcomer is reachable by all within 2 s" t_newcomer
@@ -422,6 +491,7 @@ run_test "5 wrong key and older version refused and counted" t_bad_bundles
 run_test "6 a revocation through the directory cuts the member off everywhere" t_revoke
 run_test "7 etcd stopped for 30 s: traffic flows, restart from cache, convergence" t_outage
 run_test "8 privnet directory members, status and /metrics" t_show
+run_test "9 names resolve through the DNS responder" t_dns
 
 echo
 echo "directory: $PASSED passed, $FAILED failed"

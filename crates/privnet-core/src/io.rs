@@ -50,6 +50,8 @@ mod config;
 mod counters;
 #[cfg(feature = "directory")]
 pub mod directory;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod driver;
 #[cfg(feature = "stack")]
 pub mod embedded;

@@ -53,6 +53,7 @@ pub mod expose;
 pub mod identity;
 #[cfg(all(feature = "driver", target_os = "linux"))]
 pub mod io;
+pub mod names;
 pub mod node;
 pub mod policy;
 

@@ -1575,7 +1575,36 @@ fn all() -> Seeds {
     config_seeds(&mut s);
     list_seeds(&mut s);
     directory_seeds(&mut s);
+    dns_seeds(&mut s);
     s
+}
+
+// ---------------------------------------------------------------------------------------------
+// dns_query
+
+fn dns_seeds(s: &mut Seeds) {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    const T: &str = "dns_query";
+    let q = |name: &str, t: RecordType, edns: bool| {
+        let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        if edns {
+            m.set_edns(Edns::new());
+        }
+        m.to_vec().unwrap()
+    };
+    add(s, T, "a", q("db.neta.", RecordType::A, false));
+    add(s, T, "aaaa-edns", q("DB.NETA.", RecordType::AAAA, true));
+    add(s, T, "two-labels", q("web.eu.neta.", RecordType::A, false));
+    add(s, T, "nxdomain", q("nope.neta.", RecordType::A, false));
+    add(s, T, "nodata-mx", q("db.neta.", RecordType::MX, false));
+    add(s, T, "apex", q("neta.", RecordType::SOA, true));
+    add(s, T, "refused", q("example.com.", RecordType::A, false));
+    let mut status = Message::from_vec(&q("db.neta.", RecordType::A, false)).unwrap();
+    status.metadata.op_code = OpCode::Status;
+    add(s, T, "notimp", status.to_vec().unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@
 //! - `expose`: `[[expose]]` (public addresses forwarded into the network), raw and validated;
 //!   its checks are `validate/expose.rs`.
 //! - `validate/directory.rs`: `[directory]` (etcd endpoints, prefix, lease, cache, credentials).
+//! - `validate/dns.rs`: `[dns]` (TUN mode only; the listen address, the TTL, the zone).
 //! - `userspace`: `[userspace]` (forwards, published services, SOCKS proxy of a member in
 //!   `tun.mode = "userspace"`), raw and validated; its checks are `validate/userspace.rs`.
 
@@ -48,21 +49,21 @@ pub use expose::{
 };
 pub use load::{compile_policy_text, load, load_block_list, load_policy};
 pub use schema::{
-    CipherName, DirectorySection, FileConfig, LogFormat, LogLevel, LogSection, MetricsSection,
-    NodeSection, PeerSection, StatusSection, TunMode, TunSection, DEFAULT_BATCH_HOLD_US,
-    DEFAULT_BUSY_POLL_US, DEFAULT_LEASE_TTL_S, DEFAULT_LISTEN, DEFAULT_MTU, DEFAULT_TUN_NAME,
-    DEFAULT_UNDERLAY_MTU,
+    CipherName, DirectorySection, DnsSection, FileConfig, LogFormat, LogLevel, LogSection,
+    MetricsSection, NodeSection, PeerSection, StatusSection, TunMode, TunSection,
+    DEFAULT_BATCH_HOLD_US, DEFAULT_BUSY_POLL_US, DEFAULT_LEASE_TTL_S, DEFAULT_LISTEN, DEFAULT_MTU,
+    DEFAULT_TUN_NAME, DEFAULT_UNDERLAY_MTU,
 };
 pub use spans::parse_str;
 pub use types::{
-    Config, DirectorySettings, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity, PeerConfig,
-    PolicySettings, Problem, TunSettings,
+    Config, DirectorySettings, DnsSettings, Endpoint, IdentityPaths, NetworkConfig, NodeIdentity,
+    PeerConfig, PolicySettings, Problem, TunSettings,
 };
 pub use userspace::{
     Forward, ForwardEntry, Protocol, Publish, PublishEntry, UserspaceSection, UserspaceSettings,
 };
 pub use validate::{
-    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_KEEPALIVE_SECS, MAX_LEASE_TTL_S,
-    MAX_MTU, MAX_SOCKET_PATH_LEN, MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU, MIN_LEASE_TTL_S, MIN_MTU,
-    TUNNEL_OVERHEAD, TUNNEL_OVERHEAD_V4,
+    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_DNS_TTL_S, MAX_KEEPALIVE_SECS,
+    MAX_LEASE_TTL_S, MAX_MTU, MAX_SOCKET_PATH_LEN, MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU,
+    MIN_LEASE_TTL_S, MIN_MTU, TUNNEL_OVERHEAD, TUNNEL_OVERHEAD_V4,
 };

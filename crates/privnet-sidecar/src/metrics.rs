@@ -135,6 +135,7 @@ pub fn render_status(nets: &[NetworkStatus]) -> String {
     }
     render_exposures(&mut o, nets);
     render_directory(&mut o, nets);
+    render_dns(&mut o, nets);
     o
 }
 
@@ -252,6 +253,48 @@ fn render_exposures(o: &mut String, nets: &[NetworkStatus]) {
             label(&e.snapshot.name),
             e.lists_refused.len()
         );
+    }
+}
+
+/// The DNS responder metrics of the networks that have one: messages by outcome.
+fn render_dns(o: &mut String, nets: &[NetworkStatus]) {
+    let with: Vec<(&str, &crate::status::DnsShown)> = nets
+        .iter()
+        .filter_map(|n| n.dns.as_ref().map(|d| (n.snapshot.network.as_str(), d)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "# HELP privnet_dns_queries_total DNS messages received by the responder, by outcome (answers, nodata, nxdomain, refused, notimp, malformed: dropped).\n# TYPE privnet_dns_queries_total counter");
+    for (net, d) in &with {
+        let s = &d.stats;
+        for (outcome, v) in [
+            ("answers", s.answers),
+            ("nodata", s.nodata),
+            ("nxdomain", s.nxdomain),
+            ("refused", s.refused),
+            ("notimp", s.notimp),
+            ("malformed", s.malformed),
+        ] {
+            let _ = writeln!(
+                o,
+                "privnet_dns_queries_total{{network=\"{}\",outcome=\"{outcome}\"}} {v}",
+                label(net)
+            );
+        }
+    }
+    let _ = writeln!(o, "# HELP privnet_dns_errors_total DNS responder problems: TCP connections refused over the limit, answers not sent.\n# TYPE privnet_dns_errors_total counter");
+    for (net, d) in &with {
+        for (kind, v) in [
+            ("tcp_refused", d.stats.tcp_refused),
+            ("send_error", d.stats.send_errors),
+        ] {
+            let _ = writeln!(
+                o,
+                "privnet_dns_errors_total{{network=\"{}\",kind=\"{kind}\"}} {v}",
+                label(net)
+            );
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use privnet_core::io::directory::DirectoryStatus;
+use privnet_core::io::dns::{DnsCounters, DnsStats};
 use privnet_core::io::expose::{ExposureSnapshot, ExposureView};
 use privnet_core::io::{DriverHandle, NetworkSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +74,46 @@ pub struct Served {
     pub exposures: SharedExposures,
     /// The directory client's status (`[directory]`).
     pub directory: Option<tokio::sync::watch::Receiver<Arc<DirectoryStatus>>>,
+    /// The DNS responder (`[dns]`).
+    pub dns: Option<DnsServed>,
+}
+
+/// A network's DNS responder as `privnet up` runs it (`[dns]`).
+#[derive(Clone, Debug)]
+pub struct DnsServed {
+    /// Where it answers (UDP and TCP).
+    pub listen: std::net::SocketAddr,
+    /// Its zone (`neta.`).
+    pub zone: String,
+    /// The TTL of its answers, seconds.
+    pub ttl_s: u32,
+    /// Its live counters.
+    pub counters: Arc<DnsCounters>,
+}
+
+/// The DNS responder of a network as the status document shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DnsShown {
+    /// Where it answers (UDP and TCP).
+    pub listen: String,
+    /// Its zone.
+    pub zone: String,
+    /// The TTL of its answers, seconds.
+    pub ttl_s: u32,
+    /// Its counters.
+    #[serde(flatten)]
+    pub stats: DnsStats,
+}
+
+impl DnsShown {
+    fn of(d: &DnsServed) -> Self {
+        Self {
+            listen: d.listen.to_string(),
+            zone: d.zone.clone(),
+            ttl_s: d.ttl_s,
+            stats: d.counters.stats(),
+        }
+    }
 }
 
 /// The directory of a network as the status document shows it.
@@ -171,6 +212,8 @@ pub struct NetworkStatus {
     pub policy_refused: Vec<String>,
     /// The directory (`None` without `[directory]`).
     pub directory: Option<DirectoryShown>,
+    /// The DNS responder (`None` without `[dns]`).
+    pub dns: Option<DnsShown>,
     /// The exposures of this member (`[[expose]]`) and their counters.
     pub exposures: Vec<ExposureStatus>,
 }
@@ -208,6 +251,7 @@ impl Snapshots {
                     policy: SharedPolicy::default(),
                     exposures: SharedExposures::default(),
                     directory: None,
+                    dns: None,
                 })
                 .collect(),
         )
@@ -256,6 +300,7 @@ impl Snapshots {
                         .directory
                         .as_ref()
                         .map(|d| DirectoryShown::of(&d.borrow())),
+                    dns: s.dns.as_ref().map(DnsShown::of),
                 }
             })
             .collect()

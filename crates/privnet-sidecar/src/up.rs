@@ -46,6 +46,7 @@ use privnet_core::directory::{Layout, MemberRecord};
 use privnet_core::identity::CertVerifier;
 use privnet_core::identity::VerifiedBundle;
 use privnet_core::io::directory::{DirectoryClient, DirectoryConfig};
+use privnet_core::io::dns::{DnsConfig, DnsResponder};
 use privnet_core::io::expose::Dialer;
 use privnet_core::io::{
     ChannelInner, ControlError, DefaultRoute, Driver, DriverConfig, DriverHandle, Identity,
@@ -58,14 +59,16 @@ use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use crate::config::{
-    self, Config, LogSection, MetricsSection, NetworkConfig, PeerConfig, PolicySettings, Problem,
-    StatusSection, TunMode,
+    self, Config, DnsSettings, LogSection, MetricsSection, NetworkConfig, PeerConfig,
+    PolicySettings, Problem, StatusSection, TunMode,
 };
 use crate::exposures::Exposures;
 use crate::logging::LogControl;
 use crate::policy_watch::{Found, Watch, POLL_EVERY};
 use crate::server::ServerThread;
-use crate::status::{PolicyShown, RestartNeeded, Served, SharedPolicy, Snapshots, StatusSocket};
+use crate::status::{
+    DnsServed, PolicyShown, RestartNeeded, Served, SharedPolicy, Snapshots, StatusSocket,
+};
 
 /// How long a driver may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +115,41 @@ pub fn up(
         }
         run(sup, config_paths).await
     })
+}
+
+/// Bind the DNS responder of `net` (`[dns]`) on `d.listen` and run it on the names the driver
+/// behind `handle` publishes.
+///
+/// # Errors
+/// The address could not be bound (named with the file and the key).
+async fn start_dns(
+    net: &NetworkConfig,
+    d: &DnsSettings,
+    handle: &DriverHandle,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, DnsServed)> {
+    let cfg = DnsConfig {
+        listen: d.listen,
+        zone: d.zone.clone(),
+    };
+    let responder = DnsResponder::bind(cfg, handle.names())
+        .await
+        .with_context(|| {
+            format!(
+                "{}: dns.listen: binding the DNS responder on {} (UDP and TCP)",
+                net.file.display(),
+                d.listen
+            )
+        })?;
+    let listen = responder.local_addr().unwrap_or(d.listen);
+    let shown = DnsServed {
+        listen,
+        zone: d.zone.apex().to_ascii(),
+        ttl_s: d.zone.ttl(),
+        counters: responder.counters(),
+    };
+    tracing::info!(network = %net.network, %listen, zone = %shown.zone, ttl_s = shown.ttl_s,
+        "dns: answering NAME.{} (A, AAAA) for the members this one knows", shown.zone);
+    Ok((tokio::spawn(responder.run()), shown))
 }
 
 /// The driver configuration of one network: the underlay, the latency windows, our overlay
@@ -285,6 +323,8 @@ struct Fixed {
     overlay: Vec<IpNetwork>,
     expose: String,
     default_route: DefaultRoute,
+    /// `[dns]`: where it answers and its TTL ("off" without one).
+    dns: String,
 }
 
 impl Fixed {
@@ -305,6 +345,10 @@ impl Fixed {
             overlay,
             expose: crate::exposures::fixed(&net.exposures),
             default_route: default_route(net),
+            dns: net.dns.as_ref().map_or_else(
+                || "off".to_owned(),
+                |d| format!("{} ttl {} s", d.listen, d.zone.ttl()),
+            ),
         }
     }
 
@@ -322,6 +366,7 @@ impl Fixed {
             new.listen.to_string(),
         );
         cmp("node.cipher", self.cipher.clone(), new.cipher.clone());
+        cmp("dns", self.dns.clone(), new.dns.clone());
         cmp(
             "node.private_key",
             b64(&self.public_key),
@@ -417,6 +462,8 @@ struct Network {
     exposures: Exposures,
     /// The directory client (`[directory]`).
     directory: Option<DirectoryClient>,
+    /// The DNS responder (`[dns]`, TUN mode): its task and what the status socket shows.
+    dns: Option<(tokio::task::JoinHandle<()>, DnsServed)>,
 }
 
 /// How a reload went, per network: what was applied and what waits for a restart.
@@ -670,6 +717,11 @@ impl Supervisor {
     pub async fn start_tun(&mut self, net: NetworkConfig) -> anyhow::Result<()> {
         let (node, driver_cfg, identity) = prepare(&net).await?;
         let driver = Driver::tun(node, driver_cfg, Some(identity)).await?;
+        // After the TUN device: its default address is this member's overlay address.
+        let dns = match &net.dns {
+            Some(d) => Some(start_dns(&net, d, &driver.handle()).await?),
+            None => None,
+        };
         // TUN mode: targets are dialled with kernel sockets, routed into the TUN device.
         let exposures = Exposures::start(
             &net.network,
@@ -679,6 +731,9 @@ impl Supervisor {
         )
         .await?;
         self.spawn(net, driver, exposures);
+        if let Some(n) = self.networks.last_mut() {
+            n.dns = dns;
+        }
         Ok(())
     }
 
@@ -750,6 +805,7 @@ impl Supervisor {
         let directory = self.start_directory(index, &net, &handle);
         self.networks.push(Network {
             directory,
+            dns: None,
             name: net.network.clone(),
             handle,
             fixed: Fixed::of(&net),
@@ -781,6 +837,7 @@ impl Supervisor {
                     policy: n.policy_shown.clone(),
                     exposures: n.exposures.shown(),
                     directory: n.directory.as_ref().map(DirectoryClient::status_receiver),
+                    dns: n.dns.as_ref().map(|(_, shown)| shown.clone()),
                 })
                 .collect(),
         )
@@ -822,6 +879,9 @@ impl Supervisor {
         for n in &mut self.networks {
             if let Some(d) = n.directory.take() {
                 d.stop().await;
+            }
+            if let Some((task, _)) = n.dns.take() {
+                task.abort();
             }
         }
         for n in &self.networks {

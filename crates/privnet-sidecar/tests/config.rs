@@ -251,6 +251,27 @@ fn valid_config_loads() {
 }
 
 #[test]
+fn dns_section_defaults_to_the_own_overlay_address_and_takes_a_listen() {
+    let mut fx = fixture();
+    assert!(fx.load().unwrap().networks[0].dns.is_none());
+    fx.text.push_str("\n[dns]\n");
+    let cfg = fx.load().unwrap();
+    let d = cfg.networks[0].dns.as_ref().unwrap();
+    // member-a is 10.77.0.2 and fd77::2: the IPv4 address first, port 53.
+    assert_eq!(d.listen, "10.77.0.2:53".parse().unwrap());
+    assert_eq!(d.zone.apex().to_ascii(), "demo.");
+    assert_eq!(d.zone.ttl(), privnet_core::io::dns::DEFAULT_TTL);
+    fx.text
+        .push_str("listen = \"[fd77::2]:5353\"\nttl_s = 30\n");
+    let cfg = fx.load().unwrap();
+    let d = cfg.networks[0].dns.as_ref().unwrap();
+    assert_eq!(d.listen, "[fd77::2]:5353".parse().unwrap());
+    assert_eq!(d.zone.ttl(), 30);
+    fx.text.push_str("enable = false\n");
+    assert!(fx.load().unwrap().networks[0].dns.is_none());
+}
+
+#[test]
 fn minimal_config_uses_defaults() {
     let mut fx = fixture();
     let cut = fx.text.find("\n[tun]").unwrap();
@@ -549,6 +570,22 @@ fn cases() -> Vec<Case> {
         }),
         case("node is not a table", "node", |f| {
             f.text = f.text.replacen("[node]", "node = 1\n[node_]", 1);
+        }),
+        case("[dns] in userspace mode", "dns", |f| {
+            f.replace("mode = \"tun\"", "mode = \"userspace\"");
+            f.text.push_str("\n[dns]\n");
+        }),
+        case("dns listen not an address", "dns.listen", |f| {
+            f.text.push_str("\n[dns]\nlisten = \"db:53\"\n")
+        }),
+        case("dns listen unspecified", "dns.listen", |f| {
+            f.text.push_str("\n[dns]\nlisten = \"0.0.0.0:53\"\n")
+        }),
+        case("dns ttl too long", "dns.ttl_s", |f| {
+            f.text.push_str("\n[dns]\nttl_s = 86400\n")
+        }),
+        case("unknown key in [dns]", "dns.port", |f| {
+            f.text.push_str("\n[dns]\nport = 53\n")
         }),
         case("TOML syntax error", "", |f| {
             f.replace("mtu = 1420", "mtu = ")

@@ -17,10 +17,11 @@
 //! inner side.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnetwork::IpNetwork;
 use ring::rand::SecureRandom;
 
 use super::busypoll::BusyPoll;
@@ -39,6 +40,7 @@ use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
+use crate::names::NameTable;
 use crate::node::{Decapsulated, Event, GatewayChange, Node};
 use crate::policy::{CompiledPolicy, Direction, Flow};
 use crate::{NodeConfig, PeerConfig, PeerId};
@@ -117,6 +119,8 @@ pub struct Driver<I: InnerSide> {
     fair: FairGate<PeerId>,
     /// Per-peer fairness before encryption, by destination peer (`fair.rs`).
     fair_tx: FairGate<PeerId>,
+    /// Our host addresses, for our own entry in the published names.
+    own_hosts: Vec<IpAddr>,
 }
 
 impl Driver<TunInner> {
@@ -231,6 +235,7 @@ impl<I: InnerSide> Driver<I> {
             up: HashSet::new(),
             fair: FairGate::new(config.fairness),
             fair_tx: FairGate::new(config.fairness),
+            own_hosts: config.addresses.iter().map(IpNetwork::ip).collect(),
         };
         d.publish();
         d
@@ -271,7 +276,7 @@ impl<I: InnerSide> Driver<I> {
         let mut snapshot_tick = tokio::time::interval(SNAPSHOT_EVERY);
         snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush_control(&mut ctl_buf, self.clock.now()).await;
-        self.inner.peers_changed(&self.node);
+        self.peers_changed();
         // One timer, re-armed only when the core's next deadline changes (re-creating it on every
         // wake-up would re-register it with the runtime's timer wheel each time).
         let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
@@ -665,7 +670,7 @@ impl<I: InnerSide> Driver<I> {
             }
         }
         if peers_changed {
-            self.inner.peers_changed(&self.node);
+            self.peers_changed();
         }
     }
 
@@ -684,10 +689,11 @@ impl<I: InnerSide> Driver<I> {
                 "network PSKs replaced (sessions kept; the next handshakes use them)");
         }
         let peers = self.reload_peers(reload.remove_peers, reload.add_peers);
+        self.peers_changed();
         let Some(trust) = reload.trust else {
             return peers;
         };
-        let network = self.publisher.network();
+        let network = self.publisher.network().to_owned();
         let Some(identity) = self.publisher.identity() else {
             tracing::error!(network = %network, "reload: no certificate identity, so no trust store to replace");
             return Err(ControlError::NoIdentity);
@@ -695,7 +701,7 @@ impl<I: InnerSide> Driver<I> {
         match identity.verifier.set_store(trust) {
             Ok(()) => {
                 self.node.revalidate(self.clock.now());
-                self.inner.peers_changed(&self.node);
+                self.peers_changed();
                 tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
                 peers
             }
@@ -790,6 +796,20 @@ impl<I: InnerSide> Driver<I> {
             }
         }
         result
+    }
+
+    /// The peers changed: tell the inner side, and publish the members' names again.
+    fn peers_changed(&mut self) {
+        self.inner.peers_changed(&self.node);
+        let names = NameTable::from_node(&self.node, self.publisher.peer_names())
+            .with_member(self.publisher.member(), &self.own_hosts);
+        self.ends.names.send_if_modified(|old| {
+            let changed = **old != names;
+            if changed {
+                *old = Arc::new(names);
+            }
+            changed
+        });
     }
 
     /// Re-anchor the node's wall clock (a suspend, a VM pause or an NTP step moves it with the

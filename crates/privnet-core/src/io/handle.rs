@@ -13,6 +13,7 @@ use super::config::validate_windows;
 use super::error::ControlError;
 use super::snapshot::NetworkSnapshot;
 use crate::identity::TrustStore;
+use crate::names::NameTable;
 use crate::policy::{CompiledPolicy, Direction, Flow, LiveExplanation};
 use crate::{PeerConfig, PeerId};
 
@@ -93,12 +94,15 @@ pub struct FlowExplanation {
 pub struct DriverHandle {
     control: mpsc::Sender<Control>,
     snapshots: watch::Receiver<Arc<NetworkSnapshot>>,
+    names: watch::Receiver<Arc<NameTable>>,
 }
 
 /// The driver's ends of a handle's channels.
 pub(crate) struct DriverEnds {
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) snapshots: watch::Sender<Arc<NetworkSnapshot>>,
+    /// The members' names, republished whenever the peers change.
+    pub(crate) names: watch::Sender<Arc<NameTable>>,
 }
 
 impl DriverHandle {
@@ -106,14 +110,17 @@ impl DriverHandle {
     pub(crate) fn channel(first: NetworkSnapshot) -> (Self, DriverEnds) {
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
+        let (names_tx, names_rx) = watch::channel(Arc::new(NameTable::default()));
         (
             Self {
                 control: control_tx,
                 snapshots: snap_rx,
+                names: names_rx,
             },
             DriverEnds {
                 control: control_rx,
                 snapshots: snap_tx,
+                names: names_tx,
             },
         )
     }
@@ -121,6 +128,13 @@ impl DriverHandle {
     /// The latest snapshot (published at most once a second, and once more when the driver stops).
     pub fn snapshot(&self) -> Arc<NetworkSnapshot> {
         self.snapshots.borrow().clone()
+    }
+
+    /// The names of the members the driver knows (this member's own included), republished at
+    /// once whenever its peers change (a session up or down, a peer added or removed, a
+    /// trust-store reload): what the DNS responder of TUN mode answers from.
+    pub fn names(&self) -> watch::Receiver<Arc<NameTable>> {
+        self.names.clone()
     }
 
     /// Wait until a snapshot newer than the last one this handle saw is published.

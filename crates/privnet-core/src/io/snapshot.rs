@@ -336,6 +336,11 @@ impl Publisher {
         self.name_for(&p.static_public, p.name.as_deref())
     }
 
+    /// The configured names of peers, by static public key.
+    pub(crate) fn peer_names(&self) -> &HashMap<[u8; 32], String> {
+        &self.peer_names
+    }
+
     /// Set (or, with `None`, forget) the configured name of the peer holding `key`.
     pub(crate) fn set_peer_name(&mut self, key: &[u8; 32], name: Option<String>) {
         match name {

@@ -131,7 +131,7 @@ mod tests {
     /// An IPv4 TCP segment with `options` (padded to a multiple of 4) and a correct checksum.
     fn segment(flags: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
         let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(OPT_END);
         }
         let hlen = 20 + opts.len();

@@ -125,7 +125,7 @@ impl Ipv4Repr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let total = u16::try_from(IPV4_HEADER_LEN + self.payload_len)
             .map_err(|_| EmitError::PayloadTooLong)?;
-        if self.frag_offset % 8 != 0 {
+        if !self.frag_offset.is_multiple_of(8) {
             return Err(EmitError::BadFragmentOffset);
         }
         let h: &mut [u8; IPV4_HEADER_LEN] =

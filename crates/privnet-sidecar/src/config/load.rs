@@ -90,6 +90,7 @@ fn load_file(
             net.userspace = userspace;
             net.exposures = validate::exposures(&mut p, &raw.expose, lists, &net.peers, net.listen);
             net.directory = directory;
+            net.dns = validate::dns_settings(&mut p, raw.dns.as_ref(), mode, &net);
             validate::cross_check(&mut p, networks, &net);
             networks.push(net);
         }

@@ -193,6 +193,32 @@ impl Section for DirectorySection {
     const REQUIRED: &'static [&'static str] = &["endpoints"];
 }
 
+/// `[dns]`: the DNS responder of TUN mode (docs/CONFIG.md): answers `NAME.NETWORK.` (A, AAAA)
+/// for the members this one knows.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// Serve it (default `true` once the section is there).
+    #[serde(default = "default_offload")]
+    pub enable: bool,
+    /// `IP:PORT` or `IP` (port 53) to answer on, UDP and TCP (default: this member's first
+    /// overlay IPv4 address, else its first IPv6 one, port 53).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// TTL of the answers, seconds.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl_s: u32,
+}
+
+impl Section for DnsSection {
+    const KEYS: &'static [&'static str] = &["enable", "listen", "ttl_s"];
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
+fn default_dns_ttl() -> u32 {
+    privnet_core::io::dns::DEFAULT_TTL
+}
+
 /// Default `directory.lease_ttl_s`.
 pub const DEFAULT_LEASE_TTL_S: u32 = 10;
 
@@ -405,6 +431,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "userspace",
     "expose",
     "directory",
+    "dns",
 ];
 
 /// One configuration file as parsed, before any file it names is read.
@@ -427,6 +454,8 @@ pub struct FileConfig {
     pub userspace: Option<UserspaceSection>,
     /// `[directory]`.
     pub directory: Option<DirectorySection>,
+    /// `[dns]`.
+    pub dns: Option<DnsSection>,
     /// `[[expose]]` entries in file order (`None`: an entry that could not be read, reported).
     pub expose: Vec<Option<ExposeEntry>>,
 }
@@ -521,6 +550,7 @@ mod tests {
         check::<UserspaceSection>(&[]);
         check::<ExposeEntry>(&[("listen", "\"0.0.0.0:443\""), ("to", "\"b:80\"")]);
         check::<DirectorySection>(&[("endpoints", "[]")]);
+        check::<DnsSection>(&[]);
     }
 
     #[test]

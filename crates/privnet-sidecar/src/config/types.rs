@@ -193,6 +193,17 @@ pub struct NetworkConfig {
     pub exposures: Vec<ExposeSettings>,
     /// `[directory]`, validated (`None`: static peers only).
     pub directory: Option<DirectorySettings>,
+    /// `[dns]`, validated (`None`: no DNS responder).
+    pub dns: Option<DnsSettings>,
+}
+
+/// The validated `[dns]` section (TUN mode only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Where it answers, UDP and TCP.
+    pub listen: SocketAddr,
+    /// The zone (the network's name) and the TTL of the answers.
+    pub zone: privnet_core::io::dns::Zone,
 }
 
 /// The validated `[directory]` section.

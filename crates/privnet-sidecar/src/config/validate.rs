@@ -8,6 +8,7 @@
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
 mod directory;
+mod dns;
 mod expose;
 mod peers;
 mod policy;
@@ -33,6 +34,8 @@ use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, T
 use super::userspace::UserspaceSettings;
 pub(super) use directory::{directory_settings, password_path};
 pub use directory::{MAX_LEASE_TTL_S, MIN_LEASE_TTL_S};
+pub(super) use dns::dns_settings;
+pub use dns::MAX_DNS_TTL_S;
 pub(super) use expose::exposures;
 use peers::check_peers;
 pub use peers::{parse_endpoint, MAX_KEEPALIVE_SECS};
@@ -258,6 +261,7 @@ pub(super) fn network(
         userspace: UserspaceSettings::default(),
         exposures: Vec::new(),
         directory: None,
+        dns: None,
     })
 }
 

@@ -119,6 +119,7 @@ pub fn format_status_with_rates(
             }
         }
         format_directory(&mut o, n);
+        format_dns(&mut o, n);
         let _ = writeln!(
             o,
             "  tx {} packets / {} bytes, rx {} packets / {} bytes, handshakes {} initiated / {} completed, cookies {}",
@@ -230,6 +231,28 @@ pub(super) fn format_directory(o: &mut String, n: &serde_json::Value) {
             let _ = writeln!(o, "  directory {what}: {}", list.join(", "));
         }
     }
+}
+
+/// The DNS responder line of one network (with `[dns]`): where, which zone, its counters.
+pub(super) fn format_dns(o: &mut String, n: &serde_json::Value) {
+    let Some(d) = n.get("dns").filter(|d| !d.is_null()) else {
+        return;
+    };
+    let g = |k: &str| d.get(k).cloned().unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "  dns {} (zone {}, ttl {} s): {} queries, {} answers, {} nodata, {} nxdomain, {} refused, {} notimp, {} malformed (dropped)",
+        g("listen").as_str().unwrap_or("?"),
+        g("zone").as_str().unwrap_or("?"),
+        g("ttl_s"),
+        g("queries"),
+        g("answers"),
+        g("nodata"),
+        g("nxdomain"),
+        g("refused"),
+        g("notimp"),
+        g("malformed"),
+    );
 }
 
 /// Most rules listed by name in the text status (the busiest first; `--json` has them all).
