@@ -616,7 +616,13 @@ impl Node {
     #[inline]
     pub fn prepare(&mut self, packet: &[u8], now: Instant) -> Result<Outbound, EncapsulateError> {
         let r = self.prepare_inner(packet, now);
-        if let Err(e) = r {
+        self.counted(r)
+    }
+
+    /// `r`, its error (if any) counted under its drop reason.
+    #[inline]
+    fn counted<T>(&mut self, r: Result<T, EncapsulateError>) -> Result<T, EncapsulateError> {
+        if let Err(e) = &r {
             self.out.drop(e.reason());
         }
         r
@@ -651,10 +657,7 @@ impl Node {
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
         let r = self.seal_prepared_inner(o, packet, out, now);
-        if let Err(e) = r {
-            self.out.drop(e.reason());
-        }
-        r
+        self.counted(r)
     }
 
     #[inline]
@@ -701,10 +704,7 @@ impl Node {
         } else {
             self.seal_for(id, packet, out, now, false)
         };
-        if let Err(e) = r {
-            self.out.drop(e.reason());
-        }
-        r
+        self.counted(r)
     }
 
     #[inline]

@@ -273,7 +273,7 @@ impl<'a> Data<'a> {
     /// Whether the sender marked it [`DATA_FLAG_PRIORITY`].
     #[inline]
     pub fn priority_hint(&self) -> bool {
-        self.bytes.get(3).is_some_and(|f| f & DATA_FLAG_PRIORITY != 0)
+        priority_hint(self.bytes)
     }
     /// Ciphertext and tag.
     #[inline]
