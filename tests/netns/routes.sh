@@ -457,25 +457,29 @@ test_priority() {
     ((b1 - b0 < 3)) || fail "gwb carried $((b1 - b0)) packets while gwa is up"
 }
 
-# R2: group guest is denied the subnet by the gateways' policy (the receiving end decides); its
-# own traffic to gwa is not touched.
-test_denied_group() {
-    local d0 d1 out
-    d0="$(get gwa drops.policy_denied)"
-    if out="$(timeout 10 ip netns exec "$(ns guest)" ping -n -c 3 -i 0.2 -W 1 "$SERVER" 2>&1)"; then
-        fail "guest reached the server: $(echo "$out" | grep -E 'packets transmitted')"
+# expect_denied TARGET LABEL JUDGE: three pings from guest to TARGET get no answer and JUDGE (the
+# member whose policy decides) counts them as policy_denied; guest still reaches JUDGE itself.
+expect_denied() {
+    local target=$1 label=$2 judge=$3 d0 d1 out
+    d0="$(get "$judge" drops.policy_denied)"
+    if out="$(timeout 10 ip netns exec "$(ns guest)" ping -n -c 3 -i 0.2 -W 1 "$target" 2>&1)"; then
+        fail "guest reached the $label: $(echo "$out" | grep -E 'packets transmitted')"
     fi
-    echo "$out" | grep -qE ' 0 received' || fail "ping guest -> server: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
-    log "ping guest -> server (denied): $(echo "$out" | grep -E 'packets transmitted' | sed 's/, time.*//')"
+    echo "$out" | grep -qE ' 0 received' || fail "ping guest -> $label: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+    log "ping guest -> $label (denied): $(echo "$out" | grep -E 'packets transmitted' | sed 's/, time.*//')"
     for _ in $(seq 1 30); do
-        d1="$(get gwa drops.policy_denied)"
+        d1="$(get "$judge" drops.policy_denied)"
         ((d1 >= d0 + 3)) && break
         sleep 0.1
     done
-    ((d1 >= d0 + 3)) || fail "gwa's policy_denied went from $d0 to $d1, expected +3"
-    log "gwa policy_denied: $d0 -> $d1"
-    ping_ok guest "${OV4[gwa]}" 3
+    ((d1 >= d0 + 3)) || fail "$judge's policy_denied went from $d0 to $d1, expected +3"
+    log "$judge policy_denied: $d0 -> $d1"
+    ping_ok guest "${OV4[$judge]}" 3
 }
+
+# R2: group guest is denied the subnet by the gateways' policy (the receiving end decides); its
+# own traffic to gwa is not touched.
+test_denied_group() { expect_denied "$SERVER" server gwa; }
 
 # R3: kill the primary's sidecar while the client pings every 100 ms; measure until the first
 # answer after the kill.
@@ -565,23 +569,7 @@ test_default_route() {
 }
 
 # R5: group guest is denied the outside by the exit's policy; the exit's own address is fine.
-test_denied_default_route() {
-    local d0 d1 out
-    d0="$(get exit drops.policy_denied)"
-    if out="$(timeout 10 ip netns exec "$(ns guest)" ping -n -c 3 -i 0.2 -W 1 "$OUTSIDE" 2>&1)"; then
-        fail "guest reached the outside: $(echo "$out" | grep -E 'packets transmitted')"
-    fi
-    echo "$out" | grep -qE ' 0 received' || fail "ping guest -> outside: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
-    log "ping guest -> outside (denied): $(echo "$out" | grep -E 'packets transmitted' | sed 's/, time.*//')"
-    for _ in $(seq 1 30); do
-        d1="$(get exit drops.policy_denied)"
-        ((d1 >= d0 + 3)) && break
-        sleep 0.1
-    done
-    ((d1 >= d0 + 3)) || fail "exit's policy_denied went from $d0 to $d1, expected +3"
-    log "exit policy_denied: $d0 -> $d1"
-    ping_ok guest "${OV4[exit]}" 3
-}
+test_denied_default_route() { expect_denied "$OUTSIDE" outside exit; }
 
 # R6: a stopped sidecar takes its rules with it (the table's route goes with the TUN device).
 test_stop_cleans_up() {
