@@ -237,8 +237,34 @@ impl WatchState {
         changes
     }
 
+    /// One response of a watch, as etcd sends it: `created` for the response that confirms the
+    /// watch, the revision of its header, and its events. Returns the changes to apply.
+    ///
+    /// Only a response with events moves the revision by its events. An empty response that is
+    /// not the creation is a progress notification: etcd sends one only when the watch has caught
+    /// up, so every change up to its header's revision has been delivered. The creation response
+    /// is empty too, but its header carries the store's *current* revision while the events from
+    /// the start revision on are still to come: taking it as progress would drop them as
+    /// duplicates (a member that reconnects after an outage would miss the records that were
+    /// written again meanwhile).
+    pub fn on_response(
+        &mut self,
+        created: bool,
+        header_revision: Option<Revision>,
+        events: Vec<WatchEvent>,
+    ) -> Vec<KeyChange> {
+        if !events.is_empty() {
+            return self.apply_events(events);
+        }
+        if let (false, Some(revision)) = (created, header_revision) {
+            self.progress(revision);
+        }
+        Vec::new()
+    }
+
     /// A progress notification: every change up to `revision` has been sent (there were none
-    /// for the prefix), so a resume can start after it.
+    /// for the prefix), so a resume can start after it. Never the header of the response that
+    /// creates a watch (see [`WatchState::on_response`]).
     pub fn progress(&mut self, revision: Revision) {
         if self.synced {
             self.revision = self.revision.max(revision);

@@ -122,13 +122,19 @@ fn step(store: &Store, sm: &mut WatchState, revs: usize, twice: bool) -> Vec<Key
                     .into_iter()
                     .filter(|e| last.is_some_and(|l| rev_of(e) <= l))
                     .collect();
-                let out = sm.apply_events(chunk.clone());
+                // Each delivery is a new watch, as after a reconnect: etcd confirms it first,
+                // with the store's current revision in the header, then sends the events.
+                assert!(sm.on_response(true, Some(store.rev), Vec::new()).is_empty());
+                let out = sm.on_response(false, Some(store.rev), chunk.clone());
                 if twice {
                     // Nothing applies twice.
-                    assert!(sm.apply_events(chunk).is_empty());
+                    assert!(sm.on_response(false, Some(store.rev), chunk).is_empty());
                 }
                 if last.is_none() {
-                    sm.progress(store.rev);
+                    // Caught up: a progress notification.
+                    assert!(sm
+                        .on_response(false, Some(store.rev), Vec::new())
+                        .is_empty());
                 }
                 out
             }
@@ -244,4 +250,44 @@ fn a_restored_cache_applies_at_once_and_still_resyncs() {
     }];
     assert!(sm.apply_snapshot(5, same).is_empty());
     assert_eq!(sm.next_step(), Step::Watch { from: 6 });
+}
+
+/// The stop-24 CI failure: after an outage a member resumed its watch, etcd's creation response
+/// carried the current revision, and taking it as progress dropped the catch-up events (another
+/// member's new registration) as duplicates.
+#[test]
+fn the_creation_response_of_a_resumed_watch_is_not_progress() {
+    let mut store = Store::default();
+    let mut sm = WatchState::new();
+    store.txn(&[(1, Some(1)), (2, Some(1))]);
+    step(&store, &mut sm, 10, false);
+    // While the member is away, k2 is deleted (its lease expired) and written again.
+    store.txn(&[(2, None)]);
+    store.txn(&[(2, Some(2))]);
+    let Step::Watch { from } = sm.next_step() else {
+        panic!("synced");
+    };
+    assert!(sm.on_response(true, Some(store.rev), Vec::new()).is_empty());
+    assert_eq!(sm.revision(), from - 1, "the creation moved the revision");
+    let changes = sm.on_response(false, Some(store.rev), store.watch(from).unwrap());
+    assert_eq!(
+        changes,
+        vec![
+            KeyChange::Removed {
+                key: "/p/members/k2".into()
+            },
+            KeyChange::Set {
+                key: "/p/members/k2".into(),
+                value: vec![2]
+            },
+        ]
+    );
+    assert_eq!(sm.revision(), store.rev);
+    // A progress notification (not a creation) does move it.
+    store.txn(&[(9, Some(1))]);
+    store.history.clear();
+    assert!(sm
+        .on_response(false, Some(store.rev), Vec::new())
+        .is_empty());
+    assert_eq!(sm.revision(), store.rev);
 }

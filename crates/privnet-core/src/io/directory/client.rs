@@ -420,14 +420,9 @@ impl Task {
                 })
             })
             .collect();
-        if events.is_empty() {
-            if let Some(h) = resp.header() {
-                self.state.progress(h.revision());
-            }
-            self.publish();
-            return;
-        }
-        let changes = self.state.apply_events(events);
+        let changes =
+            self.state
+                .on_response(resp.created(), resp.header().map(|h| h.revision()), events);
         self.apply(changes).await;
     }
 
