@@ -25,4 +25,6 @@ pub use record::{
     MemberRecord, RecordError, MAX_CAPABILITIES, MAX_CAPABILITY_LEN, MAX_ENDPOINTS, MAX_RECORD_LEN,
     RECORD_VERSION,
 };
-pub use watch::{KeyChange, KeyValue, Revision, Step, WatchCounters, WatchEvent, WatchState};
+pub use watch::{
+    key_from_raw, KeyChange, KeyValue, Revision, Step, WatchCounters, WatchEvent, WatchState,
+};

@@ -31,6 +31,15 @@ pub struct KeyValue {
     pub mod_revision: Revision,
 }
 
+/// A key as etcd stores it (bytes) as the state machine keeps it. A key that is not UTF-8 is kept
+/// under its lossy form (U+FFFD for each bad sequence) rather than dropped: its revision still
+/// counts (a response made only of such events is not mistaken for a progress notification, which
+/// would move the revision past events still to come), and the record under it is then refused by
+/// name like any other wrong key (a member's name has no U+FFFD).
+pub fn key_from_raw(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
 /// One watch event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {

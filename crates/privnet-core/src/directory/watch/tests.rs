@@ -291,3 +291,47 @@ fn the_creation_response_of_a_resumed_watch_is_not_progress() {
         .is_empty());
     assert_eq!(sm.revision(), store.rev);
 }
+
+#[test]
+fn a_key_that_is_not_utf8_keeps_its_revision() {
+    // etcd keys are bytes. A response whose only event has a key that is not UTF-8 must move
+    // the revision by that event, not count as a progress notification (the header may be
+    // ahead of events still to come).
+    let mut sm = WatchState::new();
+    assert!(sm.apply_snapshot(5, Vec::new()).is_empty());
+    let key = key_from_raw(b"/p/members/k\xff");
+    assert_eq!(key, "/p/members/k\u{fffd}");
+    let changes = sm.on_response(
+        false,
+        Some(9),
+        vec![WatchEvent::Put(KeyValue {
+            key: key.clone(),
+            value: vec![1],
+            mod_revision: 6,
+        })],
+    );
+    assert_eq!(
+        changes,
+        vec![KeyChange::Set {
+            key,
+            value: vec![1]
+        }]
+    );
+    assert_eq!(
+        sm.revision(),
+        6,
+        "the header's revision was taken as progress"
+    );
+    // The event at revision 7, still to come, is applied, not dropped as a duplicate.
+    let later = sm.on_response(
+        false,
+        Some(9),
+        vec![WatchEvent::Put(KeyValue {
+            key: "/p/members/k2".into(),
+            value: vec![2],
+            mod_revision: 7,
+        })],
+    );
+    assert_eq!(later.len(), 1);
+    assert_eq!(sm.revision(), 7);
+}

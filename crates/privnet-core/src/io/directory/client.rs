@@ -22,8 +22,8 @@ use zeroize::Zeroizing;
 use super::cache;
 use super::status::{DirectoryMember, DirectoryStatus};
 use crate::directory::{
-    BundleSlot, KeyChange, KeyValue, Layout, PeerChange, PeerSet, Skip, Step, WatchEvent,
-    WatchState,
+    key_from_raw, BundleSlot, KeyChange, KeyValue, Layout, PeerChange, PeerSet, Skip, Step,
+    WatchEvent, WatchState,
 };
 use crate::identity::{BundleKind, RevocationList, TrustStore, VerifiedBundle};
 use crate::io::clock::Clock;
@@ -377,12 +377,10 @@ impl Task {
         let kvs: Vec<KeyValue> = resp
             .kvs()
             .iter()
-            .filter_map(|kv| {
-                Some(KeyValue {
-                    key: kv.key_str().ok()?.to_owned(),
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                })
+            .map(|kv| KeyValue {
+                key: key_from_raw(kv.key()),
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
             })
             .collect();
         let n = kvs.len();
@@ -406,7 +404,8 @@ impl Task {
             .iter()
             .filter_map(|ev| {
                 let kv = ev.kv()?;
-                let key = kv.key_str().ok()?.to_owned();
+                // Not dropped when it is not UTF-8: its revision counts (see key_from_raw).
+                let key = key_from_raw(kv.key());
                 Some(match ev.event_type() {
                     EventType::Put => WatchEvent::Put(KeyValue {
                         key,
