@@ -3,11 +3,13 @@
 # runs. Installs what it needs (cargo-fuzz; Debian packages when run as root). Namespace and
 # container tests need root (CAP_NET_ADMIN, /dev/net/tun); run as: sudo scripts/test.sh
 #
-# Environment: FUZZ_SECONDS (default 30) per fuzz target; SKIP_FUZZ=1 to skip fuzzing.
+# Environment: FUZZ_SECONDS (default 30) per fuzz target, FUZZ_JOBS (default: the number of cores)
+# targets at once; SKIP_FUZZ=1 to skip fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Every step prints the time since the start, so a slow step shows in CI's log.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: the namespace and TUN tests need root; run: sudo $0" >&2
@@ -85,27 +87,34 @@ step "end-to-end tests of routing policies: gateway failover in network namespac
 tests/netns/routes.sh # the same sidecar binary
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-    step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each)"
+    jobs="${FUZZ_JOBS:-$(nproc)}"
+    step "fuzz smoke runs (${FUZZ_SECONDS:-30} s each, $jobs at a time)"
     (
         cd fuzz
         RUSTC_BOOTSTRAP=1 cargo fuzz build
-        for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
-            echo "--- fuzz $target"
+        # One target's smoke run: its corpus, seeds and dictionary; the log's tail on failure.
+        fuzz_one() {
+            local target="$1" log seeds=() dict=()
             log=$(mktemp)
-            # The grown corpus (written to), the checked-in seeds, the dictionary (fuzz/README.md).
             mkdir -p "corpus/$target"
-            seeds=() dict=()
             [ -d "seeds/$target" ] && seeds=("seeds/$target")
             [ -f "dict/$target.dict" ] && dict=("-dict=dict/$target.dict")
             if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
                 -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 "${dict[@]}" >"$log" 2>&1; then
-                tail -n 60 "$log"
-                echo "fuzz target $target failed (crash, leak, timeout or OOM)"
-                exit 1
+                printf -- '--- fuzz %s FAILED (crash, leak, timeout or OOM)\n%s\n' "$target" "$(tail -n 60 "$log")"
+                rm -f "$log"
+                return 1
             fi
-            grep -E '^Done' "$log" || true
+            printf -- '--- fuzz %s: %s\n' "$target" "$(grep -E '^Done' "$log" || echo 'done')"
             rm -f "$log"
-        done
+        }
+        export -f fuzz_one
+        export FUZZ_SECONDS
+        # libFuzzer uses one core per run: run as many targets at once as there are cores.
+        if ! RUSTC_BOOTSTRAP=1 cargo fuzz list | xargs -P "$jobs" -I{} bash -c 'fuzz_one "$1"' _ {}; then
+            echo "scripts/test.sh: a fuzz target failed (its log is above)"
+            exit 1
+        fi
     )
 fi
 
