@@ -40,6 +40,7 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # answer (latency work: takes the scheduler's placement out of the comparison).
 # LAB_PERF=1: `perf stat` both daemons during the ping (instructions, context switches, CPU
 # migrations, task clock) into $RUN/perf-ping.txt: per-ping costs that do not depend on the noise.
+# LAB_SMAPS=1: each daemon's resident mappings at the idle point, largest first, into $RUN/smaps-PID.txt.
 # LAB_TESTS: the tests to run after the ping, in order (default: all six): five iperf3 tests and
 # tcprtt, PING_COUNT request/response round trips of 64 B over one TCP connection (TCP_NODELAY)
 # every PING_INTERVAL, to tcp_rtt.py's echo server in B on port RTT_PORT (started for every system).
@@ -253,6 +254,15 @@ lab_main() {
   # Idle footprint: after the handshake and one ping, before any measured traffic.
   local rss_idle_a rss_idle_b p
   rss_idle_a=$(status_kb VmRSS $PIDS_A); rss_idle_b=$(status_kb VmRSS $PIDS_B)
+  # LAB_SMAPS=1: where the idle footprint is (each daemon's resident mappings, largest first).
+  if [[ ${LAB_SMAPS:-0} == 1 ]]; then
+    for p in $PIDS_A $PIDS_B; do
+      awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {rss[name] += $2}
+           END {for (n in rss) if (rss[n] > 0) printf "%8d kB  %s\n", rss[n], n}' "/proc/$p/smaps" \
+        | sort -rn >"$RUN/smaps-$p.txt" 2>/dev/null || true
+      grep -E '^(Threads|VmRSS|RssAnon|RssFile)' "/proc/$p/status" >>"$RUN/smaps-$p.txt" 2>/dev/null || true
+    done
+  fi
   for p in $PIDS_A $PIDS_B; do
     kill -0 "$p" 2>/dev/null || { say "daemon $p exited after setup"; exit 3; }
   done

@@ -14,7 +14,7 @@ source "$(dirname "$0")/../lib.sh"
 : "${PRIVNET_BIN:?set PRIVNET_BIN to a copy of target/release/privnet}" "${PRIVNET_PORT:=51820}"
 LAB_IPERF_TARGET=127.0.0.1 LAB_RTT_TARGET=127.0.0.1 LAB_SKIP_TESTS="udp1400 udp64"
 LAB_PING_FROM=B LAB_PING_TARGET=$OV_A
-sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev}), A userspace, B tun"; }
+sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $2}') (${PRIVNET_REV:-unknown rev}), A userspace, B tun"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY MODE
   cat <<TOML

@@ -11,7 +11,7 @@ source "$(dirname "$0")/../lib.sh"
 # name the results are filed under (systems/privnet-chacha.sh sets both).
 # PRIVNET_POLICY_RULES: both members enforce a generated policy of that many rules (`lab_policy`,
 # exported by systems/privnet-policy.sh, writes it); unset: no policy.
-sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $NF}') (${PRIVNET_REV:-unknown rev})"; }
+sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $2}') (${PRIVNET_REV:-unknown rev})"; }
 
 member_toml() {  # member_toml SELF PEER PEER_OVERLAY PEER_UNDERLAY OWN_UNDERLAY DEV
   cat <<TOML
