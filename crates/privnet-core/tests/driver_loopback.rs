@@ -529,3 +529,86 @@ async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
     .await
     .expect("the test did not finish within its time limit");
 }
+
+/// A directory's revocations survive a trust-store reload: B revoked by a directory bundle
+/// (`Reload::directory_revocations`) stays revoked when A's trust store is replaced by the
+/// configured one (what a SIGHUP re-reading the files sends; it used to drop the directory's list
+/// and let B back in), a configured revocation adds to the directory's, and B is let in again only
+/// once neither revokes it.
+#[tokio::test]
+async fn directory_revocations_survive_a_trust_reload() {
+    tokio::time::timeout(TEST_TIMEOUT * 2, async {
+        let ca = Ca::new();
+        let a = Member::new(&ca, "a", 8);
+        let b = Member::new(&ca, "b", 9);
+        let c = Member::new(&ca, "c", 10);
+        let (driver_a, mut app_a, verifier_a) = start(&ca, &a, &b, None).await;
+        let addr_a = driver_a.local_addr();
+        let (driver_b, mut app_b, _) = start(&ca, &b, &a, Some(addr_a)).await;
+        let mut handle_a = driver_a.handle();
+        let handle_b = driver_b.handle();
+        let task_a = tokio::spawn(driver_a.run());
+        let task_b = tokio::spawn(driver_b.run());
+        pass(&mut app_b, &mut app_a, &b, &a, "before any revocation").await;
+        snapshot_where(&mut handle_a, "A established", |s| {
+            s.peers.len() == 1 && s.peers[0].established
+        })
+        .await;
+
+        let mut by_directory = RevocationList::new();
+        by_directory.insert(b.cert.fingerprint());
+        handle_a
+            .reload(Reload {
+                directory_revocations: Some(by_directory),
+                ..Reload::default()
+            })
+            .await
+            .unwrap();
+        snapshot_where(&mut handle_a, "B revoked by the directory", |s| {
+            !s.peers[0].established
+        })
+        .await;
+
+        // The configured trust store, re-read (revoking C, not B): B stays revoked.
+        handle_a
+            .reload(Reload {
+                trust: Some(ca.store(&[&c.cert])),
+                ..Reload::default()
+            })
+            .await
+            .unwrap();
+        let store = verifier_a.store();
+        assert!(
+            store.revocations().contains(&b.cert.fingerprint()),
+            "the trust reload dropped the directory's revocation of B"
+        );
+        assert!(store.revocations().contains(&c.cert.fingerprint()));
+        assert_eq!(store.revocations().len(), 2);
+
+        // The directory's next bundle no longer revokes B: the configured list (C) stays, and A's
+        // next packet to B handshakes again and arrives.
+        handle_a
+            .reload(Reload {
+                directory_revocations: Some(RevocationList::new()),
+                ..Reload::default()
+            })
+            .await
+            .unwrap();
+        let store = verifier_a.store();
+        assert!(!store.revocations().contains(&b.cert.fingerprint()));
+        assert!(store.revocations().contains(&c.cert.fingerprint()));
+        pass(&mut app_a, &mut app_b, &a, &b, "B let in again").await;
+        snapshot_where(&mut handle_a, "A established again", |s| {
+            s.peers[0].established
+        })
+        .await;
+
+        handle_a.shutdown().await.unwrap();
+        handle_b.shutdown().await.unwrap();
+        for task in [task_a, task_b] {
+            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
+        }
+    })
+    .await
+    .expect("the test did not finish within its time limit");
+}

@@ -148,6 +148,15 @@ impl TrustStore {
         self
     }
 
+    /// This store with `more` added to its revocation list (a directory's signed revocations
+    /// on top of the configured file's).
+    pub fn with_more_revocations(mut self, more: &RevocationList) -> Self {
+        for fp in more.iter() {
+            self.revoked.insert(*fp);
+        }
+        self
+    }
+
     /// The network this store is for.
     pub fn network_id(&self) -> NetworkId {
         self.network_id

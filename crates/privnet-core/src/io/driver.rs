@@ -40,6 +40,7 @@ use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
+use crate::identity::{RevocationList, TrustStore};
 use crate::names::NameTable;
 use crate::node::{Decapsulated, Event, GatewayChange, Node};
 use crate::policy::{CompiledPolicy, Direction, Flow};
@@ -121,6 +122,11 @@ pub struct Driver<I: InnerSide> {
     fair_tx: FairGate<PeerId>,
     /// Our host addresses, for our own entry in the published names.
     own_hosts: Vec<IpAddr>,
+    /// The trust store of the last [`Reload::trust`] (`None`: the one the verifier started
+    /// with), without the directory's revocations.
+    base_trust: Option<TrustStore>,
+    /// The revocations of the last [`Reload::directory_revocations`], kept across trust reloads.
+    directory_revoked: RevocationList,
 }
 
 impl Driver<TunInner> {
@@ -236,6 +242,8 @@ impl<I: InnerSide> Driver<I> {
             fair: FairGate::new(config.fairness),
             fair_tx: FairGate::new(config.fairness),
             own_hosts: config.addresses.iter().map(IpNetwork::ip).collect(),
+            base_trust: None,
+            directory_revoked: RevocationList::new(),
         };
         d.publish();
         d
@@ -690,19 +698,31 @@ impl<I: InnerSide> Driver<I> {
         }
         let peers = self.reload_peers(reload.remove_peers, reload.add_peers);
         self.peers_changed();
-        let Some(trust) = reload.trust else {
+        if reload.trust.is_none() && reload.directory_revocations.is_none() {
             return peers;
-        };
+        }
         let network = self.publisher.network().to_owned();
         let Some(identity) = self.publisher.identity() else {
             tracing::error!(network = %network, "reload: no certificate identity, so no trust store to replace");
             return Err(ControlError::NoIdentity);
         };
-        match identity.verifier.set_store(trust) {
+        let verifier = identity.verifier.clone();
+        let base = match reload.trust {
+            Some(trust) => trust,
+            None => self.base_trust.clone().unwrap_or_else(|| verifier.store()),
+        };
+        let revoked = reload
+            .directory_revocations
+            .unwrap_or_else(|| self.directory_revoked.clone());
+        match verifier.set_store(base.clone().with_more_revocations(&revoked)) {
             Ok(()) => {
+                let (configured, directory) = (base.revocations().len(), revoked.len());
+                self.base_trust = Some(base);
+                self.directory_revoked = revoked;
                 self.node.revalidate(self.clock.now());
                 self.peers_changed();
-                tracing::info!(network = %network, "trust store and revocation list reloaded; sessions revalidated");
+                tracing::info!(network = %network, configured, directory,
+                    "trust store and revocation list reloaded ({configured} revoked by the configuration, {directory} by the directory); sessions revalidated");
                 peers
             }
             Err(e) => {

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use super::config::validate_windows;
 use super::error::ControlError;
 use super::snapshot::NetworkSnapshot;
-use crate::identity::TrustStore;
+use crate::identity::{RevocationList, TrustStore};
 use crate::names::NameTable;
 use crate::policy::{CompiledPolicy, Direction, Flow, LiveExplanation};
 use crate::{PeerConfig, PeerId};
@@ -21,12 +21,17 @@ use crate::{PeerConfig, PeerId};
 const CONTROL_QUEUE: usize = 8;
 
 /// What a reload changes; `None` fields (and empty lists) leave things as they are. Applied in
-/// this order: windows, PSKs, removed peers, added peers, trust store.
+/// this order: windows, PSKs, removed peers, added peers, trust store and revocations.
 #[derive(Clone, Debug, Default)]
 pub struct Reload {
     /// A new trust store (CAs and revocation list) for the driver's [`super::Identity`]
     /// verifier; every session is revalidated against it at once.
     pub trust: Option<TrustStore>,
+    /// The revocations a directory's signed bundle adds to the trust store, replacing the ones
+    /// the directory sent before. The driver keeps them apart from [`Self::trust`], so that a
+    /// new trust store (a SIGHUP re-reading the files) does not drop them, and applies the union
+    /// of both; every session is revalidated against it at once.
+    pub directory_revocations: Option<RevocationList>,
     /// A new busy-poll window.
     pub busy_poll: Option<Duration>,
     /// A new batch hold.

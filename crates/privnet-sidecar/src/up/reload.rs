@@ -368,6 +368,8 @@ impl Supervisor {
         };
         let reload = Reload {
             trust: Some(net.identity.trust.clone()),
+            // The driver keeps what the directory revoked (it adds it to this store).
+            directory_revocations: None,
             busy_poll: Some(net.tun.busy_poll),
             batch_hold: Some(net.tun.batch_hold),
             psks,

@@ -434,7 +434,7 @@ impl Task {
         }
         let now = unix_now();
         let mut peer_changes = Vec::new();
-        let mut new_trust = None;
+        let mut new_revocations = None;
         let (bundles, records): (Vec<KeyChange>, Vec<KeyChange>) =
             changes.into_iter().partition(|c| {
                 let key = match c {
@@ -450,13 +450,13 @@ impl Task {
             let Some(kind) = self.cfg.layout.bundle_kind(&key) else {
                 continue;
             };
-            if let Some(trust) = self.offer_bundle(kind, &key, &value, now) {
-                new_trust = Some(trust);
+            if let Some(list) = self.offer_bundle(kind, &key, &value, now) {
+                new_revocations = Some(list);
             }
         }
-        if let Some(trust) = &new_trust {
-            self.trust = trust.clone();
-            let (mut c, skips) = self.peers.revalidate(trust, now);
+        if let Some(list) = &new_revocations {
+            self.trust = self.base_trust.clone().with_more_revocations(list);
+            let (mut c, skips) = self.peers.revalidate(&self.trust, now);
             peer_changes.append(&mut c);
             for (key, skip) in skips {
                 tracing::warn!(key = %key, reason = skip.label(),
@@ -474,7 +474,7 @@ impl Task {
             }
         }
         let mut reload = Reload {
-            trust: new_trust,
+            directory_revocations: new_revocations,
             ..Reload::default()
         };
         for change in peer_changes {
@@ -498,7 +498,9 @@ impl Task {
                 }
             }
         }
-        if reload.trust.is_some() || !reload.add_peers.is_empty() || !reload.remove_peers.is_empty()
+        if reload.directory_revocations.is_some()
+            || !reload.add_peers.is_empty()
+            || !reload.remove_peers.is_empty()
         {
             if let Err(e) = self.driver.reload(reload).await {
                 tracing::error!("directory: the driver refused the change: {e}");
@@ -509,14 +511,15 @@ impl Task {
         self.write_cache().await;
     }
 
-    /// Offer a bundle; a revocation bundle that is taken returns the new trust store.
+    /// Offer a bundle; a revocation bundle that is taken returns its list (the driver adds it to
+    /// the configured trust store's, and keeps it across trust reloads).
     fn offer_bundle(
         &mut self,
         kind: BundleKind,
         key: &str,
         value: &[u8],
         now: u64,
-    ) -> Option<TrustStore> {
+    ) -> Option<RevocationList> {
         let slot = match kind {
             BundleKind::Policy => &mut self.policy,
             BundleKind::Revocations => &mut self.revocations,
@@ -555,15 +558,11 @@ impl Task {
                 let text = String::from_utf8_lossy(&verified.payload);
                 match RevocationList::parse(&text) {
                     Ok(list) => {
-                        let mut all = self.base_trust.revocations().clone();
-                        for fp in list.iter() {
-                            all.insert(*fp);
-                        }
                         tracing::info!(
                             revoked = list.len(),
                             "directory: revocation list applied to the trust store"
                         );
-                        Some(self.base_trust.clone().with_revocations(all))
+                        Some(list)
                     }
                     Err(e) => {
                         tracing::warn!(key = %key, "directory: signed revocation list does not parse: {e}");
