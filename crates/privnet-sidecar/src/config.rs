@@ -32,6 +32,7 @@
 //!   its checks are `validate/expose.rs`.
 //! - `validate/directory.rs`: `[directory]` (etcd endpoints, prefix, lease, cache, credentials).
 //! - `validate/dns.rs`: `[dns]` (TUN mode only; the listen address, the TTL, the zone).
+//! - `validate/conntrack.rs`: `[conntrack]` (the connection tracker's size and per-peer quotas).
 //! - `userspace`: `[userspace]` (forwards, published services, SOCKS proxy of a member in
 //!   `tun.mode = "userspace"`), raw and validated; its checks are `validate/userspace.rs`.
 
@@ -49,8 +50,8 @@ pub use expose::{
 };
 pub use load::{compile_policy_text, load, load_block_list, load_policy};
 pub use schema::{
-    CipherName, DirectorySection, DnsSection, FileConfig, LogFormat, LogLevel, LogSection,
-    MetricsSection, NodeSection, PeerSection, StatusSection, TunMode, TunSection,
+    CipherName, ConntrackSection, DirectorySection, DnsSection, FileConfig, LogFormat, LogLevel,
+    LogSection, MetricsSection, NodeSection, PeerSection, StatusSection, TunMode, TunSection,
     DEFAULT_BATCH_HOLD_US, DEFAULT_BUSY_POLL_US, DEFAULT_LEASE_TTL_S, DEFAULT_LISTEN, DEFAULT_MTU,
     DEFAULT_TUN_NAME, DEFAULT_UNDERLAY_MTU,
 };
@@ -63,7 +64,8 @@ pub use userspace::{
     Forward, ForwardEntry, Protocol, Publish, PublishEntry, UserspaceSection, UserspaceSettings,
 };
 pub use validate::{
-    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_DNS_TTL_S, MAX_KEEPALIVE_SECS,
-    MAX_LEASE_TTL_S, MAX_MTU, MAX_SOCKET_PATH_LEN, MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU,
-    MIN_LEASE_TTL_S, MIN_MTU, TUNNEL_OVERHEAD, TUNNEL_OVERHEAD_V4,
+    parse_endpoint, MAX_BATCH_HOLD_US, MAX_BUSY_POLL_US, MAX_CONNTRACK_FLOWS, MAX_DNS_TTL_S,
+    MAX_KEEPALIVE_SECS, MAX_LEASE_TTL_S, MAX_MTU, MAX_NEW_FLOWS, MAX_SOCKET_PATH_LEN,
+    MAX_TUN_NAME_LEN, MAX_UNDERLAY_MTU, MIN_CONNTRACK_FLOWS, MIN_LEASE_TTL_S, MIN_MTU,
+    TUNNEL_OVERHEAD, TUNNEL_OVERHEAD_V4,
 };

@@ -260,6 +260,8 @@ pub fn node_config(net: &NetworkConfig) -> (NodeConfig, Arc<CertVerifier>) {
     cfg.overlay_prefixes = overlay(net);
     // `node.policy`, compiled by the loader (docs/POLICY.md); without one members talk freely.
     cfg.policy = net.policy.as_ref().map(|p| p.compiled.clone());
+    // `[conntrack]`: the tracker's size and per-peer quotas (docs/CONFIG.md).
+    cfg.conntrack = net.conntrack;
     (cfg, verifier)
 }
 
@@ -325,6 +327,8 @@ struct Fixed {
     default_route: DefaultRoute,
     /// `[dns]`: where it answers and its TTL ("off" without one).
     dns: String,
+    /// `[conntrack]`: the tracker's size and quotas (the node builds its table at start).
+    conntrack: String,
 }
 
 impl Fixed {
@@ -349,6 +353,13 @@ impl Fixed {
                 || "off".to_owned(),
                 |d| format!("{} ttl {} s", d.listen, d.zone.ttl()),
             ),
+            conntrack: {
+                let c = &net.conntrack;
+                format!(
+                    "max_flows {}, max_flows_per_peer {}, new_flows_per_sec {}, new_flow_burst {}",
+                    c.max_flows, c.max_flows_per_peer, c.new_flows_per_sec, c.new_flow_burst
+                )
+            },
         }
     }
 
@@ -367,6 +378,7 @@ impl Fixed {
         );
         cmp("node.cipher", self.cipher.clone(), new.cipher.clone());
         cmp("dns", self.dns.clone(), new.dns.clone());
+        cmp("conntrack", self.conntrack.clone(), new.conntrack.clone());
         cmp(
             "node.private_key",
             b64(&self.public_key),

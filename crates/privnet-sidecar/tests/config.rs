@@ -272,6 +272,49 @@ fn dns_section_defaults_to_the_own_overlay_address_and_takes_a_listen() {
 }
 
 #[test]
+fn conntrack_section_sizes_the_tracker() {
+    let mut fx = fixture();
+    let default = privnet_core::policy::ConntrackConfig::default();
+    assert_eq!(fx.load().unwrap().networks[0].conntrack, default);
+    fx.text.push_str(
+        "\n[conntrack]\nmax_flows = 1048576\nmax_flows_per_peer = 65536\n\
+         new_flows_per_sec = 5000\nnew_flow_burst = 10000\n",
+    );
+    let cfg = fx.load().unwrap();
+    let c = cfg.networks[0].conntrack;
+    assert_eq!(
+        privnet_sidecar::up::node_config(&cfg.networks[0])
+            .0
+            .conntrack,
+        c,
+        "the node is built with it"
+    );
+    assert_eq!(
+        (
+            c.max_flows,
+            c.max_flows_per_peer,
+            c.new_flows_per_sec,
+            c.new_flow_burst
+        ),
+        (1_048_576, 65_536, 5_000, 10_000)
+    );
+    assert_eq!(c.tcp, default.tcp, "the timeouts stay Linux's");
+    // A small table without a per-peer quota: the quota is the table.
+    let mut fx = fixture();
+    fx.text.push_str("\n[conntrack]\nmax_flows = 4096\n");
+    let c = fx.load().unwrap().networks[0].conntrack;
+    assert_eq!((c.max_flows, c.max_flows_per_peer), (4096, 4096));
+    assert_eq!(
+        (
+            config::MIN_CONNTRACK_FLOWS,
+            config::MAX_CONNTRACK_FLOWS,
+            config::MAX_NEW_FLOWS
+        ),
+        (1024, 1 << 24, 10_000_000)
+    );
+}
+
+#[test]
 fn minimal_config_uses_defaults() {
     let mut fx = fixture();
     let cut = fx.text.find("\n[tun]").unwrap();
@@ -587,6 +630,30 @@ fn cases() -> Vec<Case> {
         case("unknown key in [dns]", "dns.port", |f| {
             f.text.push_str("\n[dns]\nport = 53\n")
         }),
+        case("conntrack table too small", "conntrack.max_flows", |f| {
+            f.text.push_str("\n[conntrack]\nmax_flows = 10\n")
+        }),
+        case("conntrack table too large", "conntrack.max_flows", |f| {
+            f.text.push_str("\n[conntrack]\nmax_flows = 100000000\n")
+        }),
+        case(
+            "conntrack per-peer quota over the table",
+            "conntrack.max_flows_per_peer",
+            |f| {
+                f.text
+                    .push_str("\n[conntrack]\nmax_flows = 4096\nmax_flows_per_peer = 5000\n")
+            },
+        ),
+        case(
+            "conntrack new-flow rate zero",
+            "conntrack.new_flows_per_sec",
+            |f| f.text.push_str("\n[conntrack]\nnew_flows_per_sec = 0\n"),
+        ),
+        case(
+            "conntrack negative burst",
+            "conntrack.new_flow_burst",
+            |f| f.text.push_str("\n[conntrack]\nnew_flow_burst = -1\n"),
+        ),
         case("TOML syntax error", "", |f| {
             f.replace("mtu = 1420", "mtu = ")
         }),

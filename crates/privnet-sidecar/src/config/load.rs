@@ -91,6 +91,7 @@ fn load_file(
             net.exposures = validate::exposures(&mut p, &raw.expose, lists, &net.peers, net.listen);
             net.directory = directory;
             net.dns = validate::dns_settings(&mut p, raw.dns.as_ref(), mode, &net);
+            net.conntrack = validate::conntrack_settings(&mut p, raw.conntrack.as_ref());
             validate::cross_check(&mut p, networks, &net);
             networks.push(net);
         }

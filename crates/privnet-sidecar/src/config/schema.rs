@@ -343,6 +343,62 @@ impl Default for TunSection {
     }
 }
 
+/// `[conntrack]`: the size of the connection tracker a policy's stateful rules use. Validation
+/// turns it into the core's `ConntrackConfig` (timeouts stay Linux's defaults).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackSection {
+    /// Flows tracked in total (80 bytes each at most, reserved when a policy is installed).
+    #[serde(default = "default_max_flows")]
+    pub max_flows: u32,
+    /// Flows one peer may hold (default: the core's, or `max_flows` if that is smaller).
+    #[serde(default)]
+    pub max_flows_per_peer: Option<u32>,
+    /// New flows one peer may open per second, sustained.
+    #[serde(default = "default_new_flows_per_sec")]
+    pub new_flows_per_sec: u32,
+    /// New flows one peer may open in a burst.
+    #[serde(default = "default_new_flow_burst")]
+    pub new_flow_burst: u32,
+}
+
+impl Section for ConntrackSection {
+    const KEYS: &'static [&'static str] = &[
+        "max_flows",
+        "max_flows_per_peer",
+        "new_flows_per_sec",
+        "new_flow_burst",
+    ];
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
+fn conntrack_default() -> privnet_core::policy::ConntrackConfig {
+    privnet_core::policy::ConntrackConfig::default()
+}
+
+fn default_max_flows() -> u32 {
+    u32::try_from(conntrack_default().max_flows).unwrap_or(u32::MAX)
+}
+
+fn default_new_flows_per_sec() -> u32 {
+    conntrack_default().new_flows_per_sec
+}
+
+fn default_new_flow_burst() -> u32 {
+    conntrack_default().new_flow_burst
+}
+
+impl Default for ConntrackSection {
+    fn default() -> Self {
+        Self {
+            max_flows: default_max_flows(),
+            max_flows_per_peer: None,
+            new_flows_per_sec: default_new_flows_per_sec(),
+            new_flow_burst: default_new_flow_burst(),
+        }
+    }
+}
+
 /// `[metrics]`: Prometheus endpoint. Off unless `listen` is set; must be a loopback address.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -432,6 +488,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "expose",
     "directory",
     "dns",
+    "conntrack",
 ];
 
 /// One configuration file as parsed, before any file it names is read.
@@ -456,6 +513,8 @@ pub struct FileConfig {
     pub directory: Option<DirectorySection>,
     /// `[dns]`.
     pub dns: Option<DnsSection>,
+    /// `[conntrack]`.
+    pub conntrack: Option<ConntrackSection>,
     /// `[[expose]]` entries in file order (`None`: an entry that could not be read, reported).
     pub expose: Vec<Option<ExposeEntry>>,
 }
@@ -551,6 +610,7 @@ mod tests {
         check::<ExposeEntry>(&[("listen", "\"0.0.0.0:443\""), ("to", "\"b:80\"")]);
         check::<DirectorySection>(&[("endpoints", "[]")]);
         check::<DnsSection>(&[]);
+        check::<ConntrackSection>(&[]);
     }
 
     #[test]
@@ -558,6 +618,10 @@ mod tests {
         assert_eq!(
             toml::from_str::<TunSection>("").unwrap(),
             TunSection::default()
+        );
+        assert_eq!(
+            toml::from_str::<ConntrackSection>("").unwrap(),
+            ConntrackSection::default()
         );
     }
 }

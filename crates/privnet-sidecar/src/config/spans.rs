@@ -140,6 +140,7 @@ pub fn parse_str(text: &str, file: &Path) -> (FileConfig, Vec<Problem>) {
             },
             "directory" => cfg.directory = section(&mut p, "directory", v),
             "dns" => cfg.dns = section(&mut p, "dns", v),
+            "conntrack" => cfg.conntrack = section(&mut p, "conntrack", v),
             "peer" => match v.get_ref() {
                 DeValue::Array(items) => {
                     cfg.peers = items

@@ -195,6 +195,8 @@ pub struct NetworkConfig {
     pub directory: Option<DirectorySettings>,
     /// `[dns]`, validated (`None`: no DNS responder).
     pub dns: Option<DnsSettings>,
+    /// `[conntrack]`, validated (the core's defaults without the section).
+    pub conntrack: privnet_core::policy::ConntrackConfig,
 }
 
 /// The validated `[dns]` section (TUN mode only).

@@ -7,6 +7,7 @@
 //! something to look at), but [`load`](crate::config::load) hands nothing out unless no problem was
 //! found at all. The checks of `[[peer]]` entries are in `validate/peers.rs`.
 
+mod conntrack;
 mod directory;
 mod dns;
 mod expose;
@@ -32,6 +33,8 @@ use super::schema::{
 use super::spans::Problems;
 use super::types::{IdentityPaths, NetworkConfig, NodeIdentity, PolicySettings, TunSettings};
 use super::userspace::UserspaceSettings;
+pub(super) use conntrack::conntrack_settings;
+pub use conntrack::{MAX_CONNTRACK_FLOWS, MAX_NEW_FLOWS, MIN_CONNTRACK_FLOWS};
 pub(super) use directory::{directory_settings, password_path};
 pub use directory::{MAX_LEASE_TTL_S, MIN_LEASE_TTL_S};
 pub(super) use dns::dns_settings;
@@ -262,6 +265,7 @@ pub(super) fn network(
         exposures: Vec::new(),
         directory: None,
         dns: None,
+        conntrack: privnet_core::policy::ConntrackConfig::default(),
     })
 }
 
