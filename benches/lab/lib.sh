@@ -40,6 +40,9 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # answer (latency work: takes the scheduler's placement out of the comparison).
 # LAB_PERF=1: `perf stat` both daemons during the ping (instructions, context switches, CPU
 # migrations, task clock) into $RUN/perf-ping.txt: per-ping costs that do not depend on the noise.
+# LAB_PERF_SCHED=1: `perf sched record -a` during the ping into $RUN/sched.data, its timehist into
+# $RUN/sched-timehist.txt and sched_summary.py's per-thread table (wake-ups per ping, scheduling
+# delay, run time per wake-up) into $RUN/sched-summary.txt: where a lone packet's time goes.
 # LAB_SMAPS=1: each daemon's resident mappings at the idle point, largest first, into $RUN/smaps-PID.txt.
 # LAB_TESTS: the tests to run after the ping, in order (default: all six): five iperf3 tests and
 # tcprtt, PING_COUNT request/response round trips of 64 B over one TCP connection (TCP_NODELAY)
@@ -279,11 +282,25 @@ lab_main() {
       perf_pid=$!
       sleep 0.2
     fi
+    local sched_pid=""
+    if [[ ${LAB_PERF_SCHED:-0} == 1 ]] && command -v perf >/dev/null; then
+      perf sched record -a -o "$RUN/sched.data" >/dev/null 2>&1 &
+      sched_pid=$!
+      sleep 0.5
+    fi
     timeout 60 ip netns exec "$ping_ns" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$LAB_PING_TARGET" \
       >"$RUN/ping.txt" 2>&1 || say "ping exited $?"
     if [[ -n $perf_pid ]]; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" 2>/dev/null || true
+    fi
+    if [[ -n $sched_pid ]]; then
+      kill -INT "$sched_pid" 2>/dev/null || true
+      wait "$sched_pid" 2>/dev/null || true
+      perf sched timehist -i "$RUN/sched.data" >"$RUN/sched-timehist.txt" 2>/dev/null || true
+      python3 "$LAB_DIR/sched_summary.py" "$RUN/sched-timehist.txt" --pings "$PING_COUNT" \
+        --pids "$PIDS_A $PIDS_B" >"$RUN/sched-summary.txt" 2>&1 || say "sched summary failed"
+      rm -f "$RUN/sched.data"
     fi
   fi
   if [[ ${PING_ONLY:-0} == 1 ]]; then  # quick latency iterations: no iperf3, no meta.json
