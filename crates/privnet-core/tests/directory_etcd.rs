@@ -4,7 +4,8 @@
 //! come out, stale and forged ones are refused and counted; a signed revocation list cuts a
 //! member off; etcd stopped and restarted — the data plane keeps flowing, the client reconnects
 //! and resumes, nothing changes for unchanged peers; a member restarts from its on-disk cache
-//! while etcd is down. Every wait is bounded.
+//! while etcd is down; a reload's trust store (a CA rollover) reaches the client. Every wait is
+//! bounded.
 // A test: it reads the real clock or opens sockets (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![cfg(all(target_os = "linux", feature = "directory"))]
@@ -139,6 +140,17 @@ fn directory(
     run: &Running,
     cache: Option<std::path::PathBuf>,
 ) -> (DirectoryClient, mpsc::Receiver<VerifiedBundle>) {
+    directory_trusting(etcd, ca.store(), me, run, cache)
+}
+
+/// As [`directory`], with the trust store the client checks records against.
+fn directory_trusting(
+    etcd: &Etcd,
+    trust: TrustStore,
+    me: &Member,
+    run: &Running,
+    cache: Option<std::path::PathBuf>,
+) -> (DirectoryClient, mpsc::Receiver<VerifiedBundle>) {
     let record = MemberRecord::new(&me.cert, vec![run.local])
         .to_bytes()
         .unwrap();
@@ -150,7 +162,7 @@ fn directory(
         lease_ttl: TTL,
         credentials: None,
         cache,
-        trust: ca.store(),
+        trust,
         own_key: me.keys.public(),
         reserved: vec![],
     };
@@ -461,4 +473,50 @@ async fn scenario(etcd: &mut Etcd) {
         let _ = r.task.await;
     }
     let _ = std::fs::remove_dir_all(&cache_dir);
+}
+
+/// A reload reaches the directory client (`DirectoryClient::set_trust`): during a CA rollover a
+/// member issued by the new CA is skipped by a member that trusts only the old one, and learned as
+/// a peer once that member's trust store holds both, without a restart; a trust store that no
+/// longer holds the new CA removes it again.
+#[tokio::test]
+async fn a_trust_reload_reaches_the_directory_client() {
+    let Some(etcd) = Etcd::start("a_trust_reload_reaches_the_directory_client") else {
+        return;
+    };
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (old, new) = (Ca::new(0x51), Ca::new(0x52));
+        let both = TrustStore::new(vec![old.cert.clone(), new.cert.clone()]).unwrap();
+        let a = Member::new(&old, "a", 12);
+        let b = Member::new(&new, "b", 13);
+        let mut ra = driver(&old, &a).await;
+        let rb = driver(&new, &b).await;
+        let (dir_a, _pa) = directory_trusting(&etcd, old.store(), &a, &ra, None);
+        let (dir_b, _pb) = directory_trusting(&etcd, both.clone(), &b, &rb, None);
+        status_where(&dir_b, "b (both CAs) learns a", |s| {
+            s.connected && knows(s, "a")
+        })
+        .await;
+        status_where(&dir_a, "a skips b's record (unknown CA)", |s| {
+            s.connected && s.skipped.get("bad_certificate").copied().unwrap_or(0) >= 1
+        })
+        .await;
+        assert!(!knows(&dir_a.status(), "b"));
+
+        dir_a.set_trust(both);
+        status_where(&dir_a, "a learns b after the reload", |s| knows(s, "b")).await;
+        driver_peer(&mut ra.handle, "b", true).await;
+
+        dir_a.set_trust(old.store());
+        status_where(&dir_a, "b removed when the new CA is dropped", |s| {
+            !knows(s, "b")
+        })
+        .await;
+        driver_peer(&mut ra.handle, "b", false).await;
+
+        dir_a.stop().await;
+        dir_b.stop().await;
+    })
+    .await
+    .expect("the test did not finish within its time limit");
 }

@@ -377,10 +377,15 @@ impl Supervisor {
             add_peers,
         };
         let n = &mut self.networks[i];
+        let mut trust_taken = true;
         match n.handle.reload(reload).await {
             Ok(()) => {}
             // Logged by the driver; the rest of the reload was applied.
-            Err(e @ (ControlError::TrustStore(_) | ControlError::PeerRefused { .. })) => {
+            Err(e @ ControlError::TrustStore(_)) => {
+                trust_taken = false;
+                report.refused.push(format!("network {name:?}: {e}"));
+            }
+            Err(e @ ControlError::PeerRefused { .. }) => {
                 report.refused.push(format!("network {name:?}: {e}"));
             }
             Err(e) => {
@@ -388,6 +393,10 @@ impl Supervisor {
                 report.refused.push(format!("network {name:?}: {e}"));
                 return;
             }
+        }
+        // The directory checks records and bundles against the same trust store as the driver.
+        if let (true, Some(d)) = (trust_taken, &n.directory) {
+            d.set_trust(net.identity.trust.clone());
         }
         n.peers.clone_from(&net.peers);
         n.exposures.reloaded(&name, &net.exposures);

@@ -67,6 +67,7 @@ pub struct DirectoryConfig {
 #[derive(Debug)]
 pub struct DirectoryClient {
     status: watch::Receiver<Arc<DirectoryStatus>>,
+    trust: watch::Sender<TrustStore>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -86,6 +87,7 @@ impl DirectoryClient {
         }));
         let (policy_tx, policy_rx) = mpsc::channel(4);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (trust_tx, trust_rx) = watch::channel(cfg.trust.clone());
         let task = Task {
             peers: PeerSet::new(&cfg.layout.members(), cfg.own_key, cfg.reserved.clone()),
             base_trust: cfg.trust.clone(),
@@ -95,6 +97,8 @@ impl DirectoryClient {
             state: WatchState::new(),
             policy: BundleSlot::new(BundleKind::Policy, 0),
             revocations: BundleSlot::new(BundleKind::Revocations, 0),
+            directory_revoked: RevocationList::new(),
+            trust_rx: Some(trust_rx),
             status: status_tx,
             policy_tx,
             shown: DirectoryStatus::default(),
@@ -103,11 +107,21 @@ impl DirectoryClient {
         (
             Self {
                 status: status_rx,
+                trust: trust_tx,
                 stop: Some(stop_tx),
                 task,
             },
             policy_rx,
         )
+    }
+
+    /// Replace the configured trust store (a reload re-read the CA and revocation files): every
+    /// record is checked again against it, plus the directory's revocations, and bundles are
+    /// verified against it from now on. Members whose records now verify (a CA added for a
+    /// rollover) are added as peers; members no longer accepted are removed. The driver's own
+    /// trust store is the caller's to replace ([`super::super::Reload::trust`]).
+    pub fn set_trust(&self, trust: TrustStore) {
+        self.trust.send_replace(trust);
     }
 
     /// The latest status.
@@ -153,10 +167,14 @@ struct Task {
     peers: PeerSet,
     /// The configured trust store; revocation bundles add to its list.
     base_trust: TrustStore,
-    /// The trust store in force.
+    /// The trust store in force: `base_trust` with `directory_revoked` added.
     trust: TrustStore,
     policy: BundleSlot,
     revocations: BundleSlot,
+    /// The list of the last revocation bundle taken.
+    directory_revoked: RevocationList,
+    /// New configured trust stores ([`DirectoryClient::set_trust`]); taken out by `run`.
+    trust_rx: Option<watch::Receiver<TrustStore>>,
     status: watch::Sender<Arc<DirectoryStatus>>,
     policy_tx: mpsc::Sender<VerifiedBundle>,
     shown: DirectoryStatus,
@@ -164,6 +182,16 @@ struct Task {
 
 fn unix_now() -> u64 {
     Clock::unix().as_secs()
+}
+
+/// The next configured trust store (pending forever once the client is gone).
+async fn next_trust(rx: &mut Option<watch::Receiver<TrustStore>>) -> TrustStore {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+    }
+    std::future::pending().await
 }
 
 async fn timed<T>(
@@ -185,10 +213,11 @@ impl Task {
         self.shown.endpoints.clone_from(&self.cfg.endpoints);
         self.shown.prefix = self.cfg.layout.watch_prefix();
         self.restore_cache().await;
+        let mut trust_rx = self.trust_rx.take();
         let mut backoff = MIN_BACKOFF;
         let mut was_connected = true;
         loop {
-            match self.session(&mut stop).await {
+            match self.session(&mut stop, &mut trust_rx).await {
                 End::Stopped => return,
                 End::Failed(e) => {
                     self.shown.connected = false;
@@ -206,9 +235,14 @@ impl Task {
                     was_connected = false;
                 }
             }
-            tokio::select! {
-                _ = &mut stop => return,
-                () = tokio::time::sleep(backoff) => {}
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    () = &mut sleep => break,
+                    t = next_trust(&mut trust_rx) => self.trust_changed(t).await,
+                }
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if self.shown.connected {
@@ -247,7 +281,11 @@ impl Task {
     }
 
     /// One connection: register, (re)sync, watch until it fails or we are stopped.
-    async fn session(&mut self, stop: &mut oneshot::Receiver<()>) -> End {
+    async fn session(
+        &mut self,
+        stop: &mut oneshot::Receiver<()>,
+        trust_rx: &mut Option<watch::Receiver<TrustStore>>,
+    ) -> End {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
@@ -330,6 +368,7 @@ impl Task {
                         }
                         return End::Stopped;
                     }
+                    t = next_trust(trust_rx) => self.trust_changed(t).await,
                     _ = keepalive.tick() => {
                         if let Err(e) = keeper.keep_alive().await {
                             return End::Failed(format!("lease keepalive: {e}"));
@@ -455,13 +494,8 @@ impl Task {
             }
         }
         if let Some(list) = &new_revocations {
-            self.trust = self.base_trust.clone().with_more_revocations(list);
-            let (mut c, skips) = self.peers.revalidate(&self.trust, now);
-            peer_changes.append(&mut c);
-            for (key, skip) in skips {
-                tracing::warn!(key = %key, reason = skip.label(),
-                    "directory: record no longer accepted; peer removed");
-            }
+            self.directory_revoked.clone_from(list);
+            peer_changes = self.revalidate(now);
         }
         for change in records {
             let (mut c, skip) = self.peers.apply(change, &self.trust, now);
@@ -473,8 +507,51 @@ impl Task {
                 }
             }
         }
+        self.send(peer_changes, new_revocations).await;
+        self.shown.last_update = Some(std::time::Instant::now());
+        self.publish();
+        self.write_cache().await;
+    }
+
+    /// A new configured trust store: check every record again, send the peer changes.
+    async fn trust_changed(&mut self, trust: TrustStore) {
+        if trust == self.base_trust {
+            return;
+        }
+        self.base_trust = trust;
+        let changes = self.revalidate(unix_now());
+        tracing::info!(
+            network = %self.driver_name(),
+            changes = changes.len(),
+            members = self.peers.len(),
+            "directory: trust store replaced (reload); every record checked again"
+        );
+        self.send(changes, None).await;
+        self.publish();
+    }
+
+    /// Rebuild the trust store in force and re-check every record against it.
+    fn revalidate(&mut self, now: u64) -> Vec<PeerChange> {
+        self.trust = self
+            .base_trust
+            .clone()
+            .with_more_revocations(&self.directory_revoked);
+        let (changes, skips) = self.peers.revalidate(&self.trust, now);
+        for (key, skip) in skips {
+            tracing::warn!(key = %key, reason = skip.label(),
+                "directory: record no longer accepted; peer removed");
+        }
+        changes
+    }
+
+    /// Send peer changes (and a new revocation list) to the driver in one reload.
+    async fn send(
+        &mut self,
+        peer_changes: Vec<PeerChange>,
+        directory_revocations: Option<RevocationList>,
+    ) {
         let mut reload = Reload {
-            directory_revocations: new_revocations,
+            directory_revocations,
             ..Reload::default()
         };
         for change in peer_changes {
@@ -506,9 +583,6 @@ impl Task {
                 tracing::error!("directory: the driver refused the change: {e}");
             }
         }
-        self.shown.last_update = Some(std::time::Instant::now());
-        self.publish();
-        self.write_cache().await;
     }
 
     /// Offer a bundle; a revocation bundle that is taken returns its list (the driver adds it to
