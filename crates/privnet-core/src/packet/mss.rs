@@ -27,8 +27,9 @@ pub fn mss_limit(version: IpVersion, mtu: usize) -> u16 {
 }
 
 /// Whether `packet` may be a TCP SYN: a cheap look at the IP version, the protocol and the flags
-/// byte (no IPv6 extension headers, no IPv4 fragments other than the first), for the data path
-/// to skip [`clamp_mss`] on every other packet.
+/// byte, for the data path to skip [`clamp_mss`] on every other packet. An IPv6 packet with
+/// extension headers in front of its transport header may be one: [`clamp_mss`] walks the chain
+/// (through the checked view) and decides.
 #[inline]
 pub fn maybe_syn(packet: &[u8]) -> bool {
     let Some(&first) = packet.first() else {
@@ -42,12 +43,11 @@ pub fn maybe_syn(packet: &[u8]) -> bool {
             }
             ihl
         }
-        6 => {
-            if packet.get(6) != Some(&6) {
-                return false;
-            }
-            40
-        }
+        6 => match packet.get(6) {
+            Some(6) => 40,
+            Some(&next) => return super::is_extension_header(next),
+            None => return false,
+        },
         _ => return false,
     };
     packet
@@ -206,6 +206,53 @@ mod tests {
         assert_eq!(clamp_mss(&mut ack, 1000), None);
         assert_eq!(mss_limit(IpVersion::V4, 1420), 1380);
         assert_eq!(mss_limit(IpVersion::V6, 1420), 1360);
+    }
+
+    /// An IPv6 SYN behind a hop-by-hop options header (8 bytes of PadN): `maybe_syn` lets it
+    /// through to `clamp_mss`, which walks the chain, lowers the MSS and keeps the checksum right.
+    #[test]
+    fn an_ipv6_syn_behind_extension_headers_is_clamped() {
+        use std::net::Ipv6Addr;
+        let (src, dst) = (
+            Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2),
+            Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 3),
+        );
+        let opts = [2u8, 4, 0x05, 0xa0, 1, 1, 4, 2]; // MSS 1440, NOP, NOP, SACK permitted
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&50000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
+        tcp[12] = 7 << 4;
+        tcp[13] = 0x02;
+        tcp.extend_from_slice(&opts);
+        let checksum_of = |seg: &[u8]| {
+            let mut seg = seg.to_vec();
+            seg[16] = 0;
+            seg[17] = 0;
+            !checksum::fold(checksum::sum(
+                &seg,
+                checksum::pseudo_header_v6(src, dst, 6, seg.len()),
+            ))
+        };
+        let c = checksum_of(&tcp);
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let hop_by_hop = [6u8, 0, 1, 4, 0, 0, 0, 0];
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&((hop_by_hop.len() + tcp.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 64]); // next header: hop-by-hop; hop limit
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&hop_by_hop);
+        p.extend_from_slice(&tcp);
+
+        assert!(maybe_syn(&p), "an extension header may hide a SYN");
+        assert_eq!(clamp_mss(&mut p, 1360), Some(1440));
+        let seg = &p[48..];
+        assert_eq!(u16::from_be_bytes([seg[22], seg[23]]), 1360);
+        assert_eq!(u16::from_be_bytes([seg[16], seg[17]]), checksum_of(seg));
+        // Without extension headers, a non-TCP IPv6 packet is still skipped at once.
+        let mut udp = p.clone();
+        udp[6] = 17;
+        assert!(!maybe_syn(&udp));
     }
 
     #[test]
