@@ -393,14 +393,20 @@ async fn jumbo_packets_queued_during_a_handshake_and_empty_datagrams() {
             s.drops.iter().any(|(r, n)| r == "too_short" && *n >= 1)
         })
         .await;
-        handle_a.shutdown().await.unwrap();
-        handle_b.shutdown().await.unwrap();
-        for task in [task_a, task_b] {
-            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
-        }
+        stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
     })
     .await
     .expect("the test did not finish within its time limit");
+}
+
+/// Shut the drivers of `handles` down and wait (bounded) for their tasks.
+async fn stop(handles: &[&DriverHandle], tasks: [tokio::task::JoinHandle<std::io::Result<()>>; 2]) {
+    for h in handles {
+        h.shutdown().await.unwrap();
+    }
+    for task in tasks {
+        let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
+    }
 }
 
 /// `src -> dst` through `from` arrives at `to`.
@@ -520,11 +526,7 @@ async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
                 .is_err(),
             "a packet of the old PSK's holder was delivered"
         );
-        handle_x.shutdown().await.unwrap();
-        handle_a.shutdown().await.unwrap();
-        for task in [task_a, task_x] {
-            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
-        }
+        stop(&[&handle_x, &handle_a], [task_a, task_x]).await;
     })
     .await
     .expect("the test did not finish within its time limit");
@@ -603,11 +605,7 @@ async fn directory_revocations_survive_a_trust_reload() {
         })
         .await;
 
-        handle_a.shutdown().await.unwrap();
-        handle_b.shutdown().await.unwrap();
-        for task in [task_a, task_b] {
-            let _ = tokio::time::timeout(STEP_TIMEOUT, task).await;
-        }
+        stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
     })
     .await
     .expect("the test did not finish within its time limit");
