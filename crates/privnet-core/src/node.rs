@@ -55,7 +55,8 @@ mod tests;
 pub use crate::event::GatewayChange;
 pub use gateways::{
     GatewayCandidate, GatewayCounters, GatewayHealth, GatewayRoute, GATEWAY_DOWN_AFTER,
-    GATEWAY_FAILBACK_AFTER, GATEWAY_PROBE_AFTER, GATEWAY_PROBE_INTERVAL, GATEWAY_TICK,
+    GATEWAY_FAILBACK_AFTER, GATEWAY_IDLE_PROBE_AFTER, GATEWAY_PROBE_AFTER, GATEWAY_PROBE_INTERVAL,
+    GATEWAY_TICK,
 };
 pub use policy::{DENIED_EVENTS_PER_SEC, REJECT_REPLIES_PER_SEC};
 

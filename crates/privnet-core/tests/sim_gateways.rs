@@ -1,6 +1,6 @@
 //! Routing policies (issue 15): gateway selection by the policy's `[[route]]` priority, failover
-//! when the active gateway goes silent, fail-back after the hold, and no false failover for a
-//! one-way flow through a live gateway.
+//! when the active gateway goes silent, fail-back after the hold, no false failover for a
+//! one-way flow through a live gateway, and an idle standby that dies found before it is needed.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use privnet_core::credential::{CredentialVerifier, PeerIdentity, StaticKeyVerifier};
 use privnet_core::node::{
     GatewayChange, GatewayHealth, GATEWAY_DOWN_AFTER, GATEWAY_FAILBACK_AFTER,
-    GATEWAY_PROBE_INTERVAL, GATEWAY_TICK,
+    GATEWAY_IDLE_PROBE_AFTER, GATEWAY_PROBE_INTERVAL, GATEWAY_TICK,
 };
 use privnet_core::policy::{self, DefaultAction, PolicySpec, RouteSpec, Selector};
 use privnet_core::testing::{ipv4_udp, LinkConfig, Sim, TestNetwork};
@@ -216,6 +216,58 @@ fn a_one_way_flow_through_a_live_gateway_does_not_fail_over() {
     assert_eq!(route.failovers, 0);
     assert_eq!(route.candidates[0].health, GatewayHealth::Up);
     assert!(sim.nodes[0].node.gateway_counters().probes >= 5);
+}
+
+/// A standby nothing is sent to is probed every `GATEWAY_IDLE_PROBE_AFTER`: a live one stays up
+/// (one handshake per interval, counted), a dead one is down within the interval plus
+/// `GATEWAY_DOWN_AFTER` without any traffic through it, so when the primary then fails too the
+/// entry does not move onto it; back, it recovers and is up again.
+#[test]
+fn an_idle_standby_that_dies_is_found_before_it_is_needed() {
+    let (net, mut sim) = setup(92);
+    install(&mut sim, &["m1", "m2"], None);
+    let g1 = sim.nodes[0].node.peer_by_key(&net.public(1)).unwrap();
+    let g2 = sim.nodes[0].node.peer_by_key(&net.public(2)).unwrap();
+    let health = |sim: &Sim, g| {
+        sim.nodes[0].node.gateway_routes()[0]
+            .candidates
+            .iter()
+            .find(|c| c.peer == g)
+            .map(|c| c.health)
+    };
+    let probes = |sim: &Sim| sim.nodes[0].node.gateway_counters().probes;
+    // Both alive and idle for four intervals: probed, answered, up; a bounded number of probes.
+    let before = probes(&sim);
+    sim.run_for(GATEWAY_IDLE_PROBE_AFTER * 4);
+    let sent = probes(&sim) - before;
+    assert!(
+        (4..=10).contains(&sent),
+        "{sent} probes in four idle intervals"
+    );
+    assert_eq!(health(&sim, g2), Some(GatewayHealth::Up));
+    assert_eq!(sim.nodes[0].node.gateway_routes()[0].active, Some(g1));
+
+    // The standby dies while nothing goes through it: down within one interval plus the
+    // down time, with no packet sent to the subnet at all.
+    sim.set_up(2, false);
+    let died = sim.now;
+    let bound = GATEWAY_IDLE_PROBE_AFTER + GATEWAY_DOWN_AFTER + 2 * GATEWAY_TICK;
+    while !matches!(health(&sim, g2), Some(GatewayHealth::Down { .. })) {
+        assert!(
+            sim.now - died <= bound,
+            "the dead standby still counts as up after {bound:?}"
+        );
+        sim.run_for(GATEWAY_TICK);
+    }
+    eprintln!("dead standby found after {:?}", sim.now - died);
+    assert_eq!(sim.nodes[0].node.gateway_routes()[0].active, Some(g1));
+
+    // Back: it answers the down-state probes, recovers, and is up after the hold.
+    sim.set_up(2, true);
+    sim.run_for(GATEWAY_PROBE_INTERVAL + GATEWAY_FAILBACK_AFTER + 4 * GATEWAY_TICK);
+    assert_eq!(health(&sim, g2), Some(GatewayHealth::Up));
+    let route = &sim.nodes[0].node.gateway_routes()[0];
+    assert_eq!((route.active, route.failovers), (Some(g1), 0));
 }
 
 #[test]

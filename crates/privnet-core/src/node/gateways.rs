@@ -22,6 +22,12 @@
 //! after [`GATEWAY_FAILBACK_AFTER`] of answered probes it is up again and takes its entries back
 //! (fail-back with a hold-down: a gateway that flaps moves traffic at most once per
 //! `GATEWAY_FAILBACK_AFTER`). Every change is an [`Event::GatewayChanged`] and counted.
+//!
+//! An idle candidate (a standby nothing is sent to) would owe nothing and stay "up" however dead
+//! it is, so a failover could land on a dead gateway and wait out another `GATEWAY_DOWN_AFTER`.
+//! A candidate not heard from for [`GATEWAY_IDLE_PROBE_AFTER`] is therefore probed too (one
+//! handshake per interval per idle standby): unanswered, it is down before it is needed, and the
+//! entry skips it; answered, it also holds a fresh session for the failover.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +45,8 @@ use crate::policy::{CompiledPolicy, MemberRef};
 pub const GATEWAY_PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Unanswered this long, a gateway is down and its entries fail over.
 pub const GATEWAY_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// A candidate not heard from this long (an idle standby) is sent a probe.
+pub const GATEWAY_IDLE_PROBE_AFTER: Duration = Duration::from_secs(15);
 /// A down or recovering gateway is probed this often.
 pub const GATEWAY_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// A gateway that answers again is used again after answering this long (the fail-back hold).
@@ -109,7 +117,8 @@ pub struct GatewayRoute {
 /// Gateway counters of the node (over every policy installed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GatewayCounters {
-    /// Probes sent (handshake initiations to a gateway that owed us an answer, or was down).
+    /// Probes sent (handshake initiations to a gateway that owed us an answer, was down, or was
+    /// idle for [`GATEWAY_IDLE_PROBE_AFTER`]).
     pub probes: u64,
     /// Failovers: an entry moved off a gateway that stopped answering.
     pub failovers: u64,
@@ -388,11 +397,13 @@ impl Node {
 
     /// Move one candidate's health on, and probe it when due.
     fn update_health(&mut self, id: PeerId, now: Instant) {
-        let Some((live, name)) = self
-            .peers
-            .get(id)
-            .map(|p| (p.liveness(), p.verified_name().unwrap_or("?").to_owned()))
-        else {
+        let Some((live, name, reachable)) = self.peers.get(id).map(|p| {
+            (
+                p.liveness(),
+                p.verified_name().unwrap_or("?").to_owned(),
+                p.endpoint().is_some(),
+            )
+        }) else {
             return;
         };
         let h = self.gateways.health.entry(id).or_insert(Health {
@@ -417,6 +428,14 @@ impl Node {
                     } else if waited >= GATEWAY_PROBE_AFTER && h.probed.is_none_or(|p| p < since) {
                         probe = true;
                     }
+                } else {
+                    // Idle: nothing owed. Probe a standby not heard from for a while.
+                    let idle = |t: Option<Instant>| {
+                        t.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= GATEWAY_IDLE_PROBE_AFTER
+                        })
+                    };
+                    probe = reachable && idle(live.last_rx) && idle(h.probed);
                 }
             }
             GatewayHealth::Down { since } => {
