@@ -98,12 +98,11 @@ impl DirectoryClient {
             policy: BundleSlot::new(BundleKind::Policy, 0),
             revocations: BundleSlot::new(BundleKind::Revocations, 0),
             directory_revoked: RevocationList::new(),
-            trust_rx: Some(trust_rx),
             status: status_tx,
             policy_tx,
             shown: DirectoryStatus::default(),
         };
-        let task = tokio::spawn(task.run(stop_rx));
+        let task = tokio::spawn(task.run(stop_rx, trust_rx));
         (
             Self {
                 status: status_rx,
@@ -173,8 +172,6 @@ struct Task {
     revocations: BundleSlot,
     /// The list of the last revocation bundle taken.
     directory_revoked: RevocationList,
-    /// New configured trust stores ([`DirectoryClient::set_trust`]); taken out by `run`.
-    trust_rx: Option<watch::Receiver<TrustStore>>,
     status: watch::Sender<Arc<DirectoryStatus>>,
     policy_tx: mpsc::Sender<VerifiedBundle>,
     shown: DirectoryStatus,
@@ -184,12 +181,11 @@ fn unix_now() -> u64 {
     Clock::unix().as_secs()
 }
 
-/// The next configured trust store (pending forever once the client is gone).
-async fn next_trust(rx: &mut Option<watch::Receiver<TrustStore>>) -> TrustStore {
-    if let Some(r) = rx {
-        if r.changed().await.is_ok() {
-            return r.borrow_and_update().clone();
-        }
+/// The next configured trust store ([`DirectoryClient::set_trust`]; pending forever once the
+/// client is gone).
+async fn next_trust(rx: &mut watch::Receiver<TrustStore>) -> TrustStore {
+    if rx.changed().await.is_ok() {
+        return rx.borrow_and_update().clone();
     }
     std::future::pending().await
 }
@@ -209,11 +205,14 @@ async fn timed<T>(
 }
 
 impl Task {
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut stop: oneshot::Receiver<()>,
+        mut trust_rx: watch::Receiver<TrustStore>,
+    ) {
         self.shown.endpoints.clone_from(&self.cfg.endpoints);
         self.shown.prefix = self.cfg.layout.watch_prefix();
         self.restore_cache().await;
-        let mut trust_rx = self.trust_rx.take();
         let mut backoff = MIN_BACKOFF;
         let mut was_connected = true;
         loop {
@@ -284,7 +283,7 @@ impl Task {
     async fn session(
         &mut self,
         stop: &mut oneshot::Receiver<()>,
-        trust_rx: &mut Option<watch::Receiver<TrustStore>>,
+        trust_rx: &mut watch::Receiver<TrustStore>,
     ) -> End {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
