@@ -61,6 +61,7 @@ pub mod fair;
 mod handle;
 mod hold;
 mod inner;
+mod lanes;
 mod report;
 mod seal;
 pub mod snapshot;

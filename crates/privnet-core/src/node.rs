@@ -456,6 +456,17 @@ impl Node {
         self.peers.get(id).map(|p| p.status(id, self.last_now))
     }
 
+    /// The peers with a session that can carry data and a known underlay endpoint, with that
+    /// endpoint (the driver gives each its own receive socket; `io/lanes.rs`). O(peers).
+    pub fn established_endpoints(&self) -> impl Iterator<Item = (PeerId, SocketAddr)> + '_ {
+        self.peers.iter().filter_map(|(id, p)| {
+            p.is_established(self.last_now)
+                .then(|| p.endpoint())
+                .flatten()
+                .map(|ep| (id, ep))
+        })
+    }
+
     /// Whether the peer has a session that can carry data (not past its reject-after time).
     pub fn is_established(&self, peer: PeerId) -> bool {
         self.peers

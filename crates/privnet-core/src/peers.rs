@@ -26,6 +26,17 @@ pub struct PeerId {
     generation: u32,
 }
 
+impl PeerId {
+    /// An id for unit tests of code that only keys by peer.
+    #[cfg(test)]
+    pub(crate) fn for_test(slot: u32) -> Self {
+        Self {
+            slot,
+            generation: 0,
+        }
+    }
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.slot, self.generation)

@@ -123,6 +123,19 @@ async fn start_psk(
     underlay_mtu: Option<u16>,
     psk: [u8; 32],
 ) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
+    start_full(ca, me, peer, peer_endpoint, underlay_mtu, psk, true).await
+}
+
+/// As [`start_psk`], with fairness (and so per-peer receive sockets) on or off.
+async fn start_full(
+    ca: &Ca,
+    me: &Member,
+    peer: &Member,
+    peer_endpoint: Option<SocketAddr>,
+    underlay_mtu: Option<u16>,
+    psk: [u8; 32],
+    fairness: bool,
+) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
     let verifier = Arc::new(CertVerifier::new(ca.store(&[])));
     let dyn_verifier: Arc<dyn CredentialVerifier> = verifier.clone();
     let mut node_cfg = NodeConfig::new(
@@ -137,6 +150,7 @@ async fn start_psk(
     if let Some(mtu) = underlay_mtu {
         cfg.underlay_mtu = mtu;
     }
+    cfg.fairness = fairness;
     let mut node = cfg.new_node(node_cfg).unwrap();
     let mut pc = PeerConfig::new(peer.keys.public())
         .allowed_ip(IpNetwork::new(IpAddr::V4(peer.addr), 32).unwrap());
@@ -394,6 +408,52 @@ async fn jumbo_packets_queued_during_a_handshake_and_empty_datagrams() {
         })
         .await;
         stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
+    })
+    .await
+    .expect("the test did not finish within its time limit");
+}
+
+/// With fairness on, each peer with a session gets its own connected receive socket (a "lane",
+/// `io/lanes.rs`): both ends open one once the session is up, and traffic keeps flowing both
+/// ways through it, bursts included. With fairness off, none is opened and traffic flows on the
+/// main socket as before.
+#[tokio::test]
+async fn a_peer_with_a_session_gets_its_own_receive_socket() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        for fairness in [true, false] {
+            let ca = Ca::new();
+            let a = Member::new(&ca, "a", 2);
+            let b = Member::new(&ca, "b", 3);
+            let (driver_a, mut app_a, _) = start_full(&ca, &a, &b, None, None, PSK, fairness).await;
+            let addr_a = driver_a.local_addr();
+            let (driver_b, mut app_b, _) =
+                start_full(&ca, &b, &a, Some(addr_a), None, PSK, fairness).await;
+            let (mut handle_a, mut handle_b) = (driver_a.handle(), driver_b.handle());
+            let task_a = tokio::spawn(driver_a.run());
+            let task_b = tokio::spawn(driver_b.run());
+            pass(&mut app_b, &mut app_a, &b, &a, "b to a, the first packet").await;
+            let lanes = |s: &NetworkSnapshot| s.driver.get("lane_opened").copied().unwrap_or(0);
+            if fairness {
+                snapshot_where(&mut handle_a, "a opened a lane for b", |s| lanes(s) == 1).await;
+                snapshot_where(&mut handle_b, "b opened a lane for a", |s| lanes(s) == 1).await;
+            }
+            for round in 0..3 {
+                for i in 0..50u8 {
+                    app_a.send(&udp4(a.addr, b.addr, &[i; 1200])).await.unwrap();
+                }
+                for i in 0..50u8 {
+                    let got = recv(&mut app_b, "a to b, a burst").await;
+                    assert_eq!(got, udp4(a.addr, b.addr, &[i; 1200]), "round {round}");
+                    app_b.recycle(got);
+                }
+                pass(&mut app_b, &mut app_a, &b, &a, "b to a, an answer").await;
+            }
+            let snap = snapshot_where(&mut handle_b, "b's counters", |s| s.rx_packets >= 150).await;
+            assert_eq!(lanes(&snap), u64::from(fairness), "fairness {fairness}");
+            assert_eq!(snap.driver.get("lane_open_failed"), None);
+            assert_eq!(lanes(&handle_a.snapshot()), u64::from(fairness));
+            stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
+        }
     })
     .await
     .expect("the test did not finish within its time limit");

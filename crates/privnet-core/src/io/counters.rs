@@ -42,11 +42,16 @@ pub(crate) enum DriverEvent {
     ChannelDeliverFull,
     /// The application's end of the in-memory inner side is gone; the packet is dropped.
     ChannelClosed,
+    /// A per-peer receive socket was opened (`lanes.rs`).
+    LaneOpened,
+    /// A per-peer receive socket could not be opened; that peer's datagrams share the main
+    /// socket.
+    LaneOpenFailed,
 }
 
 impl DriverEvent {
     /// Every event, in the order of the counter array.
-    const ALL: [Self; 17] = [
+    const ALL: [Self; 19] = [
         Self::UdpBatchFull,
         Self::TunBatchFull,
         Self::UdpRecvError,
@@ -64,6 +69,8 @@ impl DriverEvent {
         Self::TunWriteError,
         Self::ChannelDeliverFull,
         Self::ChannelClosed,
+        Self::LaneOpened,
+        Self::LaneOpenFailed,
     ];
 
     /// The counter's name.
@@ -86,6 +93,8 @@ impl DriverEvent {
             Self::TunWriteError => "tun_write_error",
             Self::ChannelDeliverFull => "channel_deliver_full",
             Self::ChannelClosed => "channel_closed",
+            Self::LaneOpened => "lane_opened",
+            Self::LaneOpenFailed => "lane_open_failed",
         }
     }
 }

@@ -33,6 +33,7 @@ use super::fair::FairGate;
 use super::handle::{Control, DriverEnds, DriverHandle, FlowExplanation, Reload};
 use super::hold::{BatchHold, HoldEnd};
 use super::inner::{HoldWake, InnerSide, ReadStatus, READ_BUF_LEN};
+use super::lanes::{self, Lanes};
 use super::report::{DropSummary, Repeats, REPEAT_EVERY};
 use super::seal::{IcmpAnswers, Sealer};
 use super::snapshot::{b64, NetworkSnapshot, Publisher};
@@ -101,6 +102,8 @@ pub struct Driver<I: InnerSide> {
     node: Node,
     inner: I,
     underlay: Underlay,
+    /// Per-peer receive sockets next to the underlay socket (`lanes.rs`).
+    lanes: Lanes,
     stage: Stage,
     answers: IcmpAnswers,
     counters: Counters,
@@ -153,7 +156,10 @@ impl Driver<TunInner> {
             underlay.set_mark(config.tun.default_route.fwmark)?;
         }
         let inner = TunInner::open(&config.tun, &config.addresses)?;
-        let d = Self::assemble(node, &config, identity, underlay, inner);
+        let mut d = Self::assemble(node, &config, identity, underlay, inner);
+        if config.tun.default_route.any() {
+            d.lanes.set_mark(config.tun.default_route.fwmark);
+        }
         tracing::info!(
             network = %config.network,
             member = %d.publisher.member(),
@@ -169,6 +175,7 @@ impl Driver<TunInner> {
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
+            peer_sockets = d.lanes.enabled(),
             "privnet up"
         );
         Ok(d)
@@ -201,6 +208,7 @@ impl<I: InnerSide> Driver<I> {
             udp_gso = d.underlay.gso(),
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
+            peer_sockets = d.lanes.enabled(),
             "privnet up"
         );
         Ok(d)
@@ -223,10 +231,30 @@ impl<I: InnerSide> Driver<I> {
             identity,
         );
         let (handle, ends) = DriverHandle::channel(NetworkSnapshot::default());
+        // Lanes come with fairness: both keep one member's flood from being every member's queue.
+        let lanes_ok = config.fairness
+            && lanes::allow_lanes(underlay.fd())
+                .map_err(|e| {
+                    tracing::warn!(
+                        "per-peer receive sockets are off: SO_REUSEPORT refused ({e}); all peers \
+                         share one receive queue"
+                    );
+                })
+                .is_ok();
+        let lanes = {
+            use std::os::fd::AsRawFd;
+            Lanes::new(
+                lanes_ok,
+                underlay.fd().as_raw_fd(),
+                underlay.local_addr(),
+                config.socket_buffer,
+            )
+        };
         let mut d = Self {
             node,
             inner,
             underlay,
+            lanes,
             stage: Stage::new(),
             answers: IcmpAnswers::new(&config.addresses, config.path_mtu()),
             counters: Counters::default(),
@@ -292,6 +320,7 @@ impl<I: InnerSide> Driver<I> {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let mut turns = Turns::new();
+        let lanes_on = self.lanes.enabled();
         let result = loop {
             let spinning = self.busy.spinning(Instant::now());
             let deadline = self.node.poll_timeout();
@@ -320,12 +349,25 @@ impl<I: InnerSide> Driver<I> {
                         turns.after_service();
                     }
                 },
-                r = self.underlay.readable(), if turns.udp_allowed() => {
+                r = self.underlay.readable(), if !lanes_on && turns.udp_allowed() => {
                     if let Err(e) = r {
                         break Err(e);
                     }
                     self.busy.woke(Instant::now());
                     let (n, full) = self.drain_udp(&mut in_buf, &mut out_buf);
+                    self.busy.handled(Instant::now(), n);
+                    if full {
+                        self.counters.bump(DriverEvent::UdpBatchFull);
+                    }
+                    turns.after_udp(full);
+                }
+                // The same, with per-peer receive sockets: the main socket is one of the set.
+                r = self.lanes.readable(), if lanes_on && turns.udp_allowed() => {
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                    self.busy.woke(Instant::now());
+                    let (n, full) = self.drain_lanes(&mut in_buf, &mut out_buf);
                     self.busy.handled(Instant::now(), n);
                     if full {
                         self.counters.bump(DriverEvent::UdpBatchFull);
@@ -359,6 +401,8 @@ impl<I: InnerSide> Driver<I> {
                     for line in self.drops.flush(self.clock.now()) {
                         tracing::warn!(network = %self.publisher.network(), "{line}");
                     }
+                    // Peers that moved keep their lane's old address until here.
+                    self.sync_lanes();
                     self.publish();
                     turns.after_service();
                 }
@@ -400,45 +444,101 @@ impl<I: InnerSide> Driver<I> {
                     break;
                 }
             };
-            let now = self.clock.now();
-            if n == 0 {
-                // A zero-length datagram: `chunks` yields nothing, but the node must count it
-                // (too_short), as every refused datagram.
-                read += 1;
-                if let Err(e) = self.node.decapsulate(from, &[], out_buf, now) {
-                    self.drops.record(from.ip(), e.reason());
-                }
-                continue;
-            }
-            for dgram in in_buf[..n].chunks(seg.max(1)) {
-                read += 1;
-                // The fairness stage: a data message of a peer over its share while this member
-                // is overloaded is dropped before it costs a decryption (the sender's priority
-                // hint is checked against our policy after decryption, by the node).
-                if self.fair.enabled() {
-                    if let Some(peer) = self.node.peer_of_datagram(dgram) {
-                        let high = crate::wire::priority_hint(dgram);
-                        if !self.fair.admit(peer, dgram.len(), high) {
-                            continue;
-                        }
-                    }
-                }
-                match self.node.decapsulate(from, dgram, out_buf, now) {
-                    Ok(Decapsulated::Packet { len, peer }) => {
-                        self.inner.deliver_from(&out_buf[..len], peer, &self.node);
-                    }
-                    Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
-                    // Counted by the node; summarised per source for the log.
-                    Err(e) => self.drops.record(from.ip(), e.reason()),
-                }
-            }
-            // What one receive call brought (up to a GRO train of segments, merged where they are
-            // one flow) is delivered before the next receive: waiting for a receive that may only
-            // say "nothing more" would add latency and nothing else.
-            self.inner.flush();
+            read += self.receive(&in_buf[..n], from, seg, out_buf);
         }
         self.fair.end_batch(full || read >= super::fair::BACKLOG);
         (read, full)
+    }
+
+    /// [`Self::drain_udp`] with per-peer receive sockets (`lanes.rs`): up to [`BATCH`] receive
+    /// calls over the sockets found ready, one call per ready socket per round, so that a quiet
+    /// peer's datagram waits behind at most one receive call of a flooding one. Returns the
+    /// datagrams read and whether sockets were still ready at the end.
+    fn drain_lanes(&mut self, in_buf: &mut [u8], out_buf: &mut [u8]) -> (usize, bool) {
+        let mut ready = self.lanes.take_ready();
+        let mut read = 0;
+        let mut calls = 0;
+        while calls < BATCH {
+            if ready.is_empty() && !self.lanes.refill(&mut ready) {
+                // Everything read dry, and the set says so too (its readiness is cleared).
+                break;
+            }
+            let mut keep = 0;
+            for i in 0..ready.len() {
+                let token = ready[i];
+                if calls >= BATCH {
+                    ready[keep] = token;
+                    keep += 1;
+                    continue;
+                }
+                calls += 1;
+                match self.lanes.recv(token, in_buf) {
+                    Ok((n, from, seg)) => {
+                        read += self.receive(&in_buf[..n], from, seg, out_buf);
+                        ready[keep] = token;
+                        keep += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        // A connected socket reports an ICMP error for its peer once
+                        // (`ECONNREFUSED`); datagrams may follow it, so the socket stays in the
+                        // round.
+                        tracing::debug!("udp recv: {e}");
+                        self.counters.bump(DriverEvent::UdpRecvError);
+                        ready[keep] = token;
+                        keep += 1;
+                    }
+                }
+            }
+            ready.truncate(keep);
+        }
+        let full = !ready.is_empty();
+        self.lanes.give_back(ready);
+        self.fair.end_batch(full || read >= super::fair::BACKLOG);
+        (read, full)
+    }
+
+    /// Handle what one receive call brought from `from` (a datagram, or a GRO train of
+    /// `seg`-byte segments): each datagram through the fairness gate and the node, decrypted
+    /// packets to the inner side, which is flushed at the end. Returns the datagrams counted.
+    fn receive(&mut self, bytes: &[u8], from: SocketAddr, seg: usize, out_buf: &mut [u8]) -> usize {
+        let now = self.clock.now();
+        if bytes.is_empty() {
+            // A zero-length datagram: `chunks` yields nothing, but the node must count it
+            // (too_short), as every refused datagram.
+            if let Err(e) = self.node.decapsulate(from, &[], out_buf, now) {
+                self.drops.record(from.ip(), e.reason());
+            }
+            return 1;
+        }
+        let mut read = 0;
+        for dgram in bytes.chunks(seg.max(1)) {
+            read += 1;
+            // The fairness stage: a data message of a peer over its share while this member
+            // is overloaded is dropped before it costs a decryption (the sender's priority
+            // hint is checked against our policy after decryption, by the node).
+            if self.fair.enabled() {
+                if let Some(peer) = self.node.peer_of_datagram(dgram) {
+                    let high = crate::wire::priority_hint(dgram);
+                    if !self.fair.admit(peer, dgram.len(), high) {
+                        continue;
+                    }
+                }
+            }
+            match self.node.decapsulate(from, dgram, out_buf, now) {
+                Ok(Decapsulated::Packet { len, peer }) => {
+                    self.inner.deliver_from(&out_buf[..len], peer, &self.node);
+                }
+                Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
+                // Counted by the node; summarised per source for the log.
+                Err(e) => self.drops.record(from.ip(), e.reason()),
+            }
+        }
+        // What one receive call brought (up to a GRO train of segments, merged where they are
+        // one flow) is delivered before the next receive: waiting for a receive that may only
+        // say "nothing more" would add latency and nothing else.
+        self.inner.flush();
+        read
     }
 
     /// Read and seal up to [`BATCH`] units from the inner side; returns the units read and whether
@@ -506,7 +606,8 @@ impl<I: InnerSide> Driver<I> {
     fn hold_batch(&mut self, in_buf: &mut [u8], read: usize, holds: u32) -> Option<usize> {
         let window = self.hold.begin(read, holds, !self.stage.is_empty())?;
         let start = Instant::now();
-        match self.inner.hold(window, self.underlay.fd()) {
+        let sockets = self.lanes.fd().unwrap_or_else(|| self.underlay.fd());
+        match self.inner.hold(window, sockets) {
             HoldWake::Unsupported => None,
             HoldWake::Failed(e) => {
                 tracing::debug!("batch hold poll: {e}");
@@ -821,6 +922,7 @@ impl<I: InnerSide> Driver<I> {
     /// The peers changed: tell the inner side, and publish the members' names again.
     fn peers_changed(&mut self) {
         self.inner.peers_changed(&self.node);
+        self.sync_lanes();
         let names = NameTable::from_node(&self.node, self.publisher.peer_names())
             .with_member(self.publisher.member(), &self.own_hosts);
         self.ends.names.send_if_modified(|old| {
@@ -830,6 +932,12 @@ impl<I: InnerSide> Driver<I> {
             }
             changed
         });
+    }
+
+    /// Open and close per-peer receive sockets for the peers with a session now.
+    fn sync_lanes(&mut self) {
+        self.lanes
+            .sync(self.node.established_endpoints(), &mut self.counters);
     }
 
     /// Re-anchor the node's wall clock (a suspend, a VM pause or an NTP step moves it with the

@@ -7,6 +7,8 @@
 #![allow(unsafe_code)]
 
 #[cfg(target_os = "linux")]
+pub mod epoll;
+#[cfg(target_os = "linux")]
 pub mod ifname;
 #[cfg(target_os = "linux")]
 pub mod netlink;
