@@ -14,6 +14,8 @@
 # about half a core against a flood source with a whole one, so the shared stage, the target's
 # receive path, is the bottleneck (the case fairness is for: a receiver or a gateway that several
 # members send to). Unpinned, on a small machine, the cores themselves are the shared resource.
+# DAEMON_NICE=-10 runs the three daemons at that nice value (the operator's lever for members
+# whose data path shares its cores with busy applications: they then wait less for the CPU).
 # Underlay: namespace nn-t holds bridge br0 (10.198.0.3/24) with one veth to nn-f (10.198.0.1) and
 # one to nn-v (10.198.0.2), MTU 1500. Overlay 100.71.0.1 (F), .2 (V), .3 (T), TUN MTU 1440. Every
 # namespace is made fresh per run and deleted afterwards (also on error, by the exit trap).
@@ -194,6 +196,7 @@ start_members() {  # start_members FAIRNESS
   PIDS=()
   for i in 0 1 2; do
     pin=$(pin_of "$i")
+    if [[ -n ${DAEMON_NICE:-} ]]; then pin="nice -n $DAEMON_NICE $pin"; fi
     member_toml "$i" "$1" >"$WORK/${NAMES[$i]}/member.toml"
     "$PRIVNET_BIN" check --config "$WORK/${NAMES[$i]}/member.toml" >/dev/null
     # `ip netns exec` itself in the background (it execs the daemon), so that `$!` is the daemon.

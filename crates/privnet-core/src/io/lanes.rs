@@ -155,7 +155,7 @@ impl Lanes {
     }
 
     /// Append the tokens ready now to `out`; false when none is (readiness cleared).
-    pub(crate) fn refill(&self, out: &mut Vec<u64>) -> bool {
+    fn refill(&self, out: &mut Vec<u64>) -> bool {
         let Some(set) = &self.set else {
             return false;
         };
@@ -166,6 +166,19 @@ impl Lanes {
                 tracing::debug!("per-peer receive sockets: epoll_wait: {e}");
                 false
             }
+        }
+    }
+
+    /// Every socket found ready was read dry: clear the runtime's readiness of the set without
+    /// asking the kernel again. Safe against lost wake-ups: every datagram that arrives on a member
+    /// wakes the set's waiters (the runtime's epoll, edge-triggered, holds an event for it until
+    /// the runtime next polls), and the runtime only clears the readiness it reported before that
+    /// event. A datagram that came before the last read was read; one after it wakes the loop.
+    pub(crate) fn clear(&self) {
+        if let Some(set) = &self.set {
+            let _ = set.try_io(Interest::READABLE, |_| {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
         }
     }
 

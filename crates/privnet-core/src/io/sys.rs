@@ -136,6 +136,77 @@ pub fn poll_in(
     })
 }
 
+/// Turn off the kernel's fault-around for this process's mappings of its own executable
+/// (`madvise(MADV_RANDOM)` on each): a page of code or read-only data touched for the first time
+/// then maps that page alone instead of the 64 KiB around it, so the resident set holds the code
+/// that runs (the data path, after start-up) rather than everything next to it. The binary
+/// stays in the page cache either way; the cost is one minor fault per 4 KiB page touched the
+/// first time instead of per 64 KiB, and no read-ahead of the executable on a cold cache.
+/// Returns the bytes advised.
+///
+/// # Errors
+/// `/proc/self/exe` or `/proc/self/maps` unreadable (a mapping the kernel refuses to advise is
+/// skipped).
+#[cfg(target_os = "linux")]
+pub fn advise_random_executable() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy();
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut advised = 0;
+    for line in maps.lines() {
+        // "start-end perms offset dev inode    path": the path is the rest of the line from its
+        // first '/', spaces and a " (deleted)" suffix included, as readlink reports it too.
+        let Some(path) = line.find('/').map(|at| &line[at..]) else {
+            continue;
+        };
+        if path != exe {
+            continue;
+        }
+        let Some((start, end)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|range| range.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        let Some(len) = end.checked_sub(start).filter(|&l| l > 0) else {
+            continue;
+        };
+        // SAFETY: the range is one of this process's own mappings as the kernel lists it (page
+        // aligned); MADV_RANDOM only changes the kernel's fault-around and read-ahead for it,
+        // never the memory's contents, protection or validity. A range unmapped meanwhile makes
+        // the call fail (ENOMEM), which is skipped.
+        let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM) };
+        if r == 0 {
+            advised += len;
+        }
+    }
+    Ok(advised)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod advise_tests {
+    /// The test binary's own mappings are found and advised (code and read-only data at least).
+    #[test]
+    fn the_executable_mappings_are_advised() {
+        let n = super::advise_random_executable().unwrap_or_else(|e| panic!("{e}"));
+        assert!(n >= 4096, "advised {n} bytes");
+        let maps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        // The kernel shows the advice as the `rr` flag in VmFlags of those mappings.
+        assert!(
+            maps.lines()
+                .any(|l| l.starts_with("VmFlags:") && l.contains(" rr")),
+            "no mapping carries the random-read flag"
+        );
+    }
+}
+
 /// Convert a `-1`-on-error libc return value into an `io::Result`, capturing `errno`.
 #[cfg(target_os = "linux")]
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
