@@ -296,10 +296,6 @@ pub struct CheckArgs {
 
 /// Parse the process arguments and run; errors are printed to stderr.
 pub fn main() -> ExitCode {
-    // First, before the argument parser's code runs: the resident set then holds the pages of
-    // code that ran, not the 64 KiB around each (see `advise_random_executable`). A kernel
-    // without /proc only keeps the default.
-    let _ = privnet_core::io::sys::advise_random_executable();
     run(Cli::parse())
 }
 

@@ -457,6 +457,43 @@ mod tests {
         assert!(off.fd().is_none());
     }
 
+    /// A connected socket reports an ICMP port unreachable for its peer as one failed receive
+    /// (`ECONNREFUSED`): hostile or not, it is one error, and the peer's next datagram is read.
+    #[tokio::test]
+    async fn an_icmp_error_on_a_lane_is_one_failed_receive_then_datagrams_again() {
+        let main = bind("127.0.0.1:0");
+        main.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        allow_lanes(&main).unwrap_or_else(|e| panic!("{e}"));
+        let local = main.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let mut lanes = Lanes::new(true, main.as_raw_fd(), local, 0);
+        // The peer's port, closed for now: a send to it earns an ICMP port unreachable.
+        let gone = bind("127.0.0.1:0");
+        let remote = gone.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        drop(gone);
+        let mut counters = Counters::default();
+        lanes.sync([(peer(1), remote)].into_iter(), &mut counters);
+        let token = u64::try_from(lanes.by_peer[&peer(1)]).unwrap_or(0);
+        assert!(main.send_to(b"hello?", remote).is_ok());
+        wait(&lanes).await;
+        let mut buf = [0u8; 64];
+        let ready = lanes.take_ready();
+        assert_eq!(ready, vec![token], "the error makes the lane ready");
+        let err = lanes.recv(token, &mut buf).err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::ConnectionRefused));
+        let again = lanes.recv(token, &mut buf).err().map(|e| e.kind());
+        assert_eq!(again, Some(io::ErrorKind::WouldBlock), "reported once");
+        lanes.give_back(ready);
+        // The peer is back on its port: its datagram arrives on the lane.
+        let back = UdpSocket::bind(remote).unwrap_or_else(|e| panic!("rebind {remote}: {e}"));
+        assert!(back.send_to(b"here", local).is_ok());
+        wait(&lanes).await;
+        let ready = lanes.take_ready();
+        assert_eq!(ready, vec![token]);
+        let got = lanes.recv(token, &mut buf).map(|(n, f, _)| (n, f)).ok();
+        assert_eq!(got, Some((4, remote)));
+        lanes.give_back(ready);
+    }
+
     #[test]
     fn an_ipv4_endpoint_of_an_ipv6_socket_is_connected_mapped() {
         let l = |local: &str| Lanes {
