@@ -5,7 +5,7 @@
 #
 #   pnd-<pid>-br   bridge br0 10.232.0.1/24 and the etcd server (Debian's etcd-server) on 10.232.0.1:2379,
 #                  data in this run's temporary directory
-#   pnd-<pid>-mN   member mN (N = 1..4): underlay 10.232.0.1N, overlay 10.79.0.1N; no [[peer]] at all,
+#   pnd-<pid>-mN   member mN (N = 1..5): underlay 10.232.0.1N, overlay 10.79.0.1N; no [[peer]] at all,
 #                  a [directory] section pointing at etcd (lease TTL 3 s, an on-disk cache)
 #
 # The `privnet directory` commands run inside m1's namespace (etcd is only reachable there).
@@ -21,7 +21,10 @@
 # bind-mounts): members' and its own names, case-insensitively, over UDP and TCP, from its own
 # namespace and from another member across the overlay; unknown names and other zones fail
 # (NXDOMAIN, REFUSED, counted); garbage is dropped and counted; a member that stops stops
-# resolving. Every command is bounded; the whole run by
+# resolving; 10 a CA rollover by SIGHUP reaches the directory client: m5, issued by a new CA of the
+# network (`privnet ca rollover`), is skipped by m1 (`bad_certificate`) until m1's configuration
+# trusts both CAs and gets a SIGHUP, then m1 learns it and reaches it, without a restart, and still
+# reaches the old CA's members. Every command is bounded; the whole run by
 # DIR_TIMEOUT. Cleanup (sidecars, etcd, namespaces, temp files) runs on EXIT, even on failure.
 #
 # Usage:  sudo tests/netns/directory.sh     (builds nothing: cargo build --release -p privnet-sidecar first,
@@ -54,9 +57,9 @@ done
 
 RUN="pnd-$$"
 BR="$RUN-br"
-MEMBERS=(m1 m2 m3 m4)
-declare -A UNDERLAY=([m1]=10.232.0.11 [m2]=10.232.0.12 [m3]=10.232.0.13 [m4]=10.232.0.14)
-declare -A OV4=([m1]=10.79.0.11 [m2]=10.79.0.12 [m3]=10.79.0.13 [m4]=10.79.0.14)
+MEMBERS=(m1 m2 m3 m4 m5)
+declare -A UNDERLAY=([m1]=10.232.0.11 [m2]=10.232.0.12 [m3]=10.232.0.13 [m4]=10.232.0.14 [m5]=10.232.0.15)
+declare -A OV4=([m1]=10.79.0.11 [m2]=10.79.0.12 [m3]=10.79.0.13 [m4]=10.79.0.14 [m5]=10.79.0.15)
 ETCD_IP=10.232.0.1
 ETCD="$ETCD_IP:2379"
 PORT=51820
@@ -483,6 +486,39 @@ except socket.timeout:
 }
 
 setup
+skips_bad_certificate() { [[ "$(dir_field "$1" "d['skipped'].get('bad_certificate', 0) > 0")" == True ]]; }
+t_rollover() {
+    "$PRIVNET" ca rollover --ca-dir "$WORK/ca" --out-dir "$WORK/ca2" >"$WORK/ca2.log" 2>&1 ||
+        fail "ca rollover: $(cat "$WORK/ca2.log")"
+    # m5 joins during the rollover: a certificate of the new CA, trusting both.
+    "$PRIVNET" cert issue --ca-dir "$WORK/ca2" --name m5 --address "${OV4[m5]}" \
+        --public-key "$WORK/m5/private.key.pub" --out "$WORK/m5/member-new-ca.crt" >/dev/null 2>&1 ||
+        fail "cert issue m5 by the new CA"
+    sed -i -e 's|^certificate = .*|certificate = "member-new-ca.crt"|' \
+        -e 's|^ca_certificates = .*|ca_certificates = ["../ca/ca.crt", "../ca2/ca.crt"]|' "$(cfg m5)"
+    "$PRIVNET" check --config "$(cfg m5)" >"$WORK/m5/check.log" 2>&1 || fail "privnet check m5: $(cat "$WORK/m5/check.log")"
+    status_json m1 >/dev/null 2>&1 || fail "m1 is not running"
+    start_sidecar m5
+    wait_for 10 "m5 registered" registered m5
+    wait_for 10 "m5 learns m1" knows m5 m1 True
+    wait_for 10 "m1 skips m5's record (bad_certificate)" skips_bad_certificate m1
+    knows m1 m5 False || fail "m1 learned m5, whose CA it does not trust yet"
+    if pings m5 "${OV4[m1]}"; then fail "m5 reached m1 before m1 trusted the new CA"; fi
+    log "before the reload: m1 skips m5 (bad_certificate) and m5 cannot reach m1"
+    # Step 2 of the rollover on m1 (docs/CONFIG.md, CA rollover): trust both CAs, SIGHUP.
+    local pid t0
+    pid="$(cat "$WORK/m1/pid")"
+    sed -i 's|^ca_certificates = .*|ca_certificates = ["../ca/ca.crt", "../ca2/ca.crt"]|' "$(cfg m1)"
+    kill -HUP "$pid"
+    t0=$(now)
+    wait_for 10 "m1 learns m5 after its SIGHUP" knows m1 m5 True
+    wait_for 10 "m1 pings m5" pings m1 "${OV4[m5]}"
+    log "figure: m1 reached m5 $(since "$t0") s after its SIGHUP"
+    kill -0 "$pid" 2>/dev/null || fail "m1 restarted or died (pid $pid gone)"
+    wait_for 5 "m1 still pings m2 (old CA)" pings m1 "${OV4[m2]}"
+    stop_sidecar m5 TERM
+}
+
 run_test "1 three members with no peers form the mesh through etcd" t_mesh
 run_test "2 a newcomer is reachable by all within 2 s" t_newcomer
 run_test "3 a killed member disappears after its lease TTL" t_killed
@@ -492,6 +528,7 @@ run_test "6 a revocation through the directory cuts the member off everywhere" t
 run_test "7 etcd stopped for 30 s: traffic flows, restart from cache, convergence" t_outage
 run_test "8 privnet directory members, status and /metrics" t_show
 run_test "9 names resolve through the DNS responder" t_dns
+run_test "10 a CA rollover by SIGHUP reaches the directory client" t_rollover
 
 echo
 echo "directory: $PASSED passed, $FAILED failed"
