@@ -111,22 +111,10 @@ async fn start_with(
     peer_endpoint: Option<SocketAddr>,
     underlay_mtu: Option<u16>,
 ) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
-    start_psk(ca, me, peer, peer_endpoint, underlay_mtu, PSK).await
+    start_full(ca, me, peer, peer_endpoint, underlay_mtu, PSK, true).await
 }
 
-/// As [`start_with`], with a network PSK.
-async fn start_psk(
-    ca: &Ca,
-    me: &Member,
-    peer: &Member,
-    peer_endpoint: Option<SocketAddr>,
-    underlay_mtu: Option<u16>,
-    psk: [u8; 32],
-) -> (Driver<ChannelInner>, ChannelEnd, Arc<CertVerifier>) {
-    start_full(ca, me, peer, peer_endpoint, underlay_mtu, psk, true).await
-}
-
-/// As [`start_psk`], with fairness (and so per-peer receive sockets) on or off.
+/// As [`start_with`], with a network PSK and fairness (and so per-peer receive sockets) on or off.
 async fn start_full(
     ca: &Ca,
     me: &Member,
@@ -498,9 +486,9 @@ async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
         let ca = Ca::new();
         let a = Member::new(&ca, "a", 6);
         let b = Member::new(&ca, "b", 7);
-        let (driver_a, mut app_a, _) = start_psk(&ca, &a, &b, None, None, old).await;
+        let (driver_a, mut app_a, _) = start_full(&ca, &a, &b, None, None, old, true).await;
         let addr_a = driver_a.local_addr();
-        let (driver_b, mut app_b, _) = start_psk(&ca, &b, &a, Some(addr_a), None, old).await;
+        let (driver_b, mut app_b, _) = start_full(&ca, &b, &a, Some(addr_a), None, old, true).await;
         let mut handle_a = driver_a.handle();
         let handle_b = driver_b.handle();
         let task_a = tokio::spawn(driver_a.run());
@@ -550,7 +538,7 @@ async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
         // B restarts knowing only the new PSK: the handshake with A works.
         handle_b.shutdown().await.unwrap();
         let _ = tokio::time::timeout(STEP_TIMEOUT, task_b).await;
-        let (driver_b, mut app_b, _) = start_psk(&ca, &b, &a, Some(addr_a), None, new).await;
+        let (driver_b, mut app_b, _) = start_full(&ca, &b, &a, Some(addr_a), None, new, true).await;
         let handle_b = driver_b.handle();
         let task_b = tokio::spawn(driver_b.run());
         pass(&mut app_b, &mut app_a, &b, &a, "B with only the new PSK").await;
@@ -569,7 +557,7 @@ async fn psk_rotation_by_reload_keeps_sessions_and_locks_out_the_old_psk() {
                 .map_or(0, |(_, n)| *n)
         };
         let refused_before = bad_mac1(&handle_a.snapshot());
-        let (driver_x, mut app_x, _) = start_psk(&ca, &b, &a, Some(addr_a), None, old).await;
+        let (driver_x, mut app_x, _) = start_full(&ca, &b, &a, Some(addr_a), None, old, true).await;
         let handle_x = driver_x.handle();
         let task_x = tokio::spawn(driver_x.run());
         app_x

@@ -353,26 +353,14 @@ impl<I: InnerSide> Driver<I> {
                     if let Err(e) = r {
                         break Err(e);
                     }
-                    self.busy.woke(Instant::now());
-                    let (n, full) = self.drain_udp(&mut in_buf, &mut out_buf);
-                    self.busy.handled(Instant::now(), n);
-                    if full {
-                        self.counters.bump(DriverEvent::UdpBatchFull);
-                    }
-                    turns.after_udp(full);
+                    self.udp_turn(false, &mut in_buf, &mut out_buf, &mut turns);
                 }
                 // The same, with per-peer receive sockets: the main socket is one of the set.
                 r = self.lanes.readable(), if lanes_on && turns.udp_allowed() => {
                     if let Err(e) = r {
                         break Err(e);
                     }
-                    self.busy.woke(Instant::now());
-                    let (n, full) = self.drain_lanes(&mut in_buf, &mut out_buf);
-                    self.busy.handled(Instant::now(), n);
-                    if full {
-                        self.counters.bump(DriverEvent::UdpBatchFull);
-                    }
-                    turns.after_udp(full);
+                    self.udp_turn(true, &mut in_buf, &mut out_buf, &mut turns);
                 }
                 r = self.inner.readable(), if turns.tun_allowed() => {
                     if let Err(e) = r {
@@ -423,6 +411,23 @@ impl<I: InnerSide> Driver<I> {
         self.publish();
         tracing::info!(network = %self.publisher.network(), "network stopped; {} closed", I::KIND);
         result
+    }
+
+    /// The socket side's turn of the loop: one receive batch from the main socket alone or, with
+    /// `lanes`, from the per-peer sockets and the main one, with its busy-poll and turn-taking
+    /// bookkeeping.
+    fn udp_turn(&mut self, lanes: bool, in_buf: &mut [u8], out_buf: &mut [u8], turns: &mut Turns) {
+        self.busy.woke(Instant::now());
+        let (n, full) = if lanes {
+            self.drain_lanes(in_buf, out_buf)
+        } else {
+            self.drain_udp(in_buf, out_buf)
+        };
+        self.busy.handled(Instant::now(), n);
+        if full {
+            self.counters.bump(DriverEvent::UdpBatchFull);
+        }
+        turns.after_udp(full);
     }
 
     /// Receive and handle up to [`BATCH`] receive calls; returns the datagrams read and whether

@@ -308,21 +308,8 @@ impl Lanes {
         self.open -= 1;
     }
 
-    /// `endpoint` as the main socket's family can connect to it: an IPv4 endpoint of an IPv6
-    /// socket as its mapped address; `None` for an IPv6 endpoint of an IPv4 socket.
     fn connect_addr(&self, endpoint: SocketAddr) -> Option<SocketAddr> {
-        match (self.local, endpoint) {
-            (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
-                Some(endpoint)
-            }
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => Some(SocketAddr::V6(SocketAddrV6::new(
-                v4.ip().to_ipv6_mapped(),
-                v4.port(),
-                0,
-                0,
-            ))),
-            (SocketAddr::V4(_), SocketAddr::V6(_)) => None,
-        }
+        connect_addr(self.local, endpoint)
     }
 
     fn open_lane(&self, remote: SocketAddr) -> io::Result<std::net::UdpSocket> {
@@ -346,6 +333,23 @@ impl Lanes {
         sock.connect(remote)?;
         udpx::enable_gro(sock.as_raw_fd());
         Ok(sock)
+    }
+}
+
+/// `endpoint` as a socket bound at `local` can connect to it: an IPv4 endpoint of an IPv6 socket
+/// as its mapped address; `None` for an IPv6 endpoint of an IPv4 socket.
+fn connect_addr(local: SocketAddr, endpoint: SocketAddr) -> Option<SocketAddr> {
+    match (local, endpoint) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            Some(endpoint)
+        }
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => Some(SocketAddr::V6(SocketAddrV6::new(
+            v4.ip().to_ipv6_mapped(),
+            v4.port(),
+            0,
+            0,
+        ))),
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => None,
     }
 }
 
@@ -496,28 +500,18 @@ mod tests {
 
     #[test]
     fn an_ipv4_endpoint_of_an_ipv6_socket_is_connected_mapped() {
-        let l = |local: &str| Lanes {
-            set: None,
-            main: -1,
-            local: local.parse().unwrap_or_else(|e| panic!("{e}")),
-            socket_buffer: 0,
-            mark: None,
-            slots: Vec::new(),
-            free: Vec::new(),
-            by_peer: HashMap::new(),
-            open: 0,
-            generation: 0,
-            ready: Vec::new(),
-            warned: false,
+        let l = |local: &str| {
+            let local: SocketAddr = local.parse().unwrap_or_else(|e| panic!("{e}"));
+            move |endpoint| connect_addr(local, endpoint)
         };
         let v4: SocketAddr = "10.0.0.1:51820".parse().unwrap_or_else(|e| panic!("{e}"));
         let v6: SocketAddr = "[fd00::1]:51820".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            l("[::]:1").connect_addr(v4).map(|a| a.to_string()),
+            l("[::]:1")(v4).map(|a| a.to_string()),
             Some("[::ffff:10.0.0.1]:51820".to_owned())
         );
-        assert_eq!(l("[::]:1").connect_addr(v6), Some(v6));
-        assert_eq!(l("0.0.0.0:1").connect_addr(v4), Some(v4));
-        assert_eq!(l("0.0.0.0:1").connect_addr(v6), None);
+        assert_eq!(l("[::]:1")(v6), Some(v6));
+        assert_eq!(l("0.0.0.0:1")(v4), Some(v4));
+        assert_eq!(l("0.0.0.0:1")(v6), None);
     }
 }
