@@ -420,7 +420,8 @@ async fn a_peer_with_a_session_gets_its_own_receive_socket() {
             let task_a = tokio::spawn(driver_a.run());
             let task_b = tokio::spawn(driver_b.run());
             pass(&mut app_b, &mut app_a, &b, &a, "b to a, the first packet").await;
-            let lanes = |s: &NetworkSnapshot| s.driver.get("lane_opened").copied().unwrap_or(0);
+            let lanes =
+                |s: &NetworkSnapshot| s.driver.get("peer_socket_opened").copied().unwrap_or(0);
             if fairness {
                 snapshot_where(&mut handle_a, "a opened a lane for b", |s| lanes(s) == 1).await;
                 snapshot_where(&mut handle_b, "b opened a lane for a", |s| lanes(s) == 1).await;
@@ -438,7 +439,7 @@ async fn a_peer_with_a_session_gets_its_own_receive_socket() {
             }
             let snap = snapshot_where(&mut handle_b, "b's counters", |s| s.rx_packets >= 150).await;
             assert_eq!(lanes(&snap), u64::from(fairness), "fairness {fairness}");
-            assert_eq!(snap.driver.get("lane_open_failed"), None);
+            assert_eq!(snap.driver.get("peer_socket_open_failed"), None);
             assert_eq!(lanes(&handle_a.snapshot()), u64::from(fairness));
             stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
         }

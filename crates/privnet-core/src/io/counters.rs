@@ -43,10 +43,10 @@ pub(crate) enum DriverEvent {
     /// The application's end of the in-memory inner side is gone; the packet is dropped.
     ChannelClosed,
     /// A per-peer receive socket was opened (`lanes.rs`).
-    LaneOpened,
+    PeerSocketOpened,
     /// A per-peer receive socket could not be opened; that peer's datagrams share the main
     /// socket.
-    LaneOpenFailed,
+    PeerSocketOpenFailed,
 }
 
 impl DriverEvent {
@@ -69,8 +69,8 @@ impl DriverEvent {
         Self::TunWriteError,
         Self::ChannelDeliverFull,
         Self::ChannelClosed,
-        Self::LaneOpened,
-        Self::LaneOpenFailed,
+        Self::PeerSocketOpened,
+        Self::PeerSocketOpenFailed,
     ];
 
     /// The counter's name.
@@ -93,8 +93,8 @@ impl DriverEvent {
             Self::TunWriteError => "tun_write_error",
             Self::ChannelDeliverFull => "channel_deliver_full",
             Self::ChannelClosed => "channel_closed",
-            Self::LaneOpened => "lane_opened",
-            Self::LaneOpenFailed => "lane_open_failed",
+            Self::PeerSocketOpened => "peer_socket_opened",
+            Self::PeerSocketOpenFailed => "peer_socket_open_failed",
         }
     }
 }

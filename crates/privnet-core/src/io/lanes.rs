@@ -265,7 +265,7 @@ impl Lanes {
                     }
                     self.by_peer.insert(peer, slot);
                     self.open += 1;
-                    counters.bump(DriverEvent::LaneOpened);
+                    counters.bump(DriverEvent::PeerSocketOpened);
                 }
                 Err(e) => self.failed(remote, &e, counters),
             }
@@ -281,7 +281,7 @@ impl Lanes {
     }
 
     fn failed(&mut self, remote: SocketAddr, e: &io::Error, counters: &mut Counters) {
-        counters.bump(DriverEvent::LaneOpenFailed);
+        counters.bump(DriverEvent::PeerSocketOpenFailed);
         if self.warned {
             tracing::debug!(%remote, "per-peer receive socket not opened: {e}");
         } else {
@@ -289,7 +289,7 @@ impl Lanes {
             tracing::warn!(
                 %remote,
                 "per-peer receive socket not opened ({e}); this peer's datagrams share the main \
-                 socket's queue (counted as lane_open_failed; logged once)"
+                 socket's queue (counted as peer_socket_open_failed; logged once)"
             );
         }
     }
@@ -407,7 +407,7 @@ mod tests {
             &mut counters,
         );
         assert_eq!(lanes.open(), 2);
-        assert_eq!(counters.get(DriverEvent::LaneOpened), 2);
+        assert_eq!(counters.get(DriverEvent::PeerSocketOpened), 2);
         for s in [&a, &b, &c] {
             for _ in 0..20 {
                 assert!(s.send_to(b"x", local).is_ok());
