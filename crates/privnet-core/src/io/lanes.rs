@@ -498,6 +498,58 @@ mod tests {
         lanes.give_back(ready);
     }
 
+    /// Over IPv6, and on a dual-stack socket for an IPv4 peer (its endpoint as configured, plain
+    /// IPv4): the peer's datagrams land on its lane, reported from its mapped address as the main
+    /// socket reports them, and an IPv6 stranger's on the main socket.
+    #[tokio::test]
+    async fn lanes_work_over_ipv6_and_for_ipv4_peers_of_a_dual_stack_socket() {
+        let main = bind("[::]:0");
+        main.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        allow_lanes(&main).unwrap_or_else(|e| panic!("{e}"));
+        let port = main.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut lanes = Lanes::new(
+            true,
+            main.as_raw_fd(),
+            SocketAddr::from(([0u16; 8], port)),
+            0,
+        );
+        let (v6, v4, stranger) = (bind("[::1]:0"), bind("127.0.0.1:0"), bind("[::1]:0"));
+        let addr = |s: &UdpSocket| s.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let mut counters = Counters::default();
+        lanes.sync(
+            [(peer(1), addr(&v6)), (peer(2), addr(&v4))].into_iter(),
+            &mut counters,
+        );
+        assert_eq!(lanes.open(), 2, "{:?}", counters);
+        assert!(v6
+            .send_to(b"6", SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)))
+            .is_ok());
+        assert!(v4
+            .send_to(b"4", SocketAddr::from(([127, 0, 0, 1], port)))
+            .is_ok());
+        assert!(stranger
+            .send_to(b"s", SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)))
+            .is_ok());
+        wait(&lanes).await;
+        let mut buf = [0u8; 8];
+        let mut ready = lanes.take_ready();
+        ready.sort_unstable();
+        let slot = |p| u64::try_from(lanes.by_peer[&p]).unwrap_or(0);
+        let mut want = vec![slot(peer(1)), slot(peer(2)), MAIN];
+        want.sort_unstable();
+        assert_eq!(ready, want);
+        let from = |token| lanes.recv(token, &mut [0u8; 8]).map(|(_, f, _)| f).ok();
+        assert_eq!(from(slot(peer(1))), Some(addr(&v6)));
+        let mapped = match addr(&v4) {
+            SocketAddr::V4(a) => SocketAddr::from((a.ip().to_ipv6_mapped(), a.port())),
+            other => other,
+        };
+        assert_eq!(from(slot(peer(2))), Some(mapped));
+        assert_eq!(from(MAIN), Some(addr(&stranger)));
+        assert!(lanes.recv(MAIN, &mut buf).is_err(), "all read");
+        lanes.give_back(ready);
+    }
+
     #[test]
     fn an_ipv4_endpoint_of_an_ipv6_socket_is_connected_mapped() {
         let l = |local: &str| {
