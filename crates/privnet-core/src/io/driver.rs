@@ -51,6 +51,8 @@ use crate::{NodeConfig, PeerConfig, PeerId};
 pub const BATCH: usize = 256;
 /// How often a snapshot is published.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// Snapshot ticks between two resyncs of the per-peer receive sockets that no event asked for.
+const LANES_RESYNC_TICKS: u32 = 10;
 /// Decrypted packets are written here: the largest inner packet plus room for a virtio-net header.
 const OUT_BUF_LEN: usize = 65_536 + 64 + VNET_HDR_LEN;
 /// Control datagrams (handshakes, cookies, keepalives, queued packets) are built here.
@@ -321,6 +323,7 @@ impl<I: InnerSide> Driver<I> {
         let mut armed: Option<Instant> = None;
         let mut turns = Turns::new();
         let lanes_on = self.lanes.enabled();
+        let mut lanes_tick: u32 = 0;
         let result = loop {
             let spinning = self.busy.spinning(Instant::now());
             let deadline = self.node.poll_timeout();
@@ -389,8 +392,13 @@ impl<I: InnerSide> Driver<I> {
                     for line in self.drops.flush(self.clock.now()) {
                         tracing::warn!(network = %self.publisher.network(), "{line}");
                     }
-                    // Peers that moved keep their lane's old address until here.
-                    self.sync_lanes();
+                    // A backstop for what no event announced (a session that ran out quietly):
+                    // the sync walks every peer, so not every second on a node with thousands.
+                    lanes_tick += 1;
+                    if lanes_tick >= LANES_RESYNC_TICKS {
+                        lanes_tick = 0;
+                        self.sync_lanes();
+                    }
                     self.publish();
                     turns.after_service();
                 }
@@ -657,8 +665,10 @@ impl<I: InnerSide> Driver<I> {
     /// changing at most once per `REPEAT_EVERY` with the count held back.
     fn drain_events(&mut self) {
         let mut peers_changed = false;
+        let mut moved = false;
         while let Some(ev) = self.node.poll_event() {
             peers_changed |= matches!(ev, Event::PeerUp { .. } | Event::PeerDown { .. });
+            moved |= matches!(ev, Event::EndpointChanged { .. });
             let network = self.publisher.network();
             let name = |node: &Node, publisher: &Publisher, id: PeerId| {
                 node.peer_label(id)
@@ -787,6 +797,9 @@ impl<I: InnerSide> Driver<I> {
         }
         if peers_changed {
             self.peers_changed();
+        } else if moved {
+            // A moved peer's socket is connected to its old address: reconnect it.
+            self.sync_lanes();
         }
     }
 

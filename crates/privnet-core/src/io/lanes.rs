@@ -16,9 +16,10 @@
 //! * Lanes are opened for the peers the node reports with a session and an endpoint
 //!   ([`Node::established_endpoints`](crate::node::Node::established_endpoints)), at most
 //!   [`MAX_LANES`] (descriptors are a budget; the rest share the main socket), on every sync
-//!   (the driver syncs when sessions come up and once a second). A lane whose peer lost its
-//!   session or moved is closed; a moved peer gets a new one at the next sync (meanwhile its
-//!   datagrams arrive on the main socket, whose roaming rules see them as before).
+//!   (the driver syncs when a session comes up or goes down, when a peer's endpoint changes,
+//!   and every 10 s for anything no event announced; a sync walks every peer). A lane whose peer
+//!   lost its session is closed; a moved peer's lane is reconnected to its new address (until
+//!   then its datagrams arrive on the main socket, whose roaming rules see them as before).
 //! * Everything else (handshakes from new peers, junk, peers without a lane) arrives on the
 //!   main socket, which is a member of the same epoll set: the driver waits on the set alone.
 //! * Every datagram is handled with the source address its receive reported, whichever socket it
