@@ -448,6 +448,126 @@ async fn a_peer_with_a_session_gets_its_own_receive_socket() {
     .expect("the test did not finish within its time limit");
 }
 
+/// A UDP relay between B and A that can change the address A sees B at: B sends to `addr`; the
+/// relay forwards from `outs[current]` to A and sends A's answers back to B from `addr`.
+struct Relay {
+    addr: SocketAddr,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+    outs: [SocketAddr; 2],
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(a: SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let inside = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let outs = [
+            Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+        ];
+        let current = Arc::new(AtomicUsize::new(0));
+        let b_at = Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+        let mut tasks = Vec::new();
+        {
+            let (inside, outs, current, b_at) =
+                (inside.clone(), outs.clone(), current.clone(), b_at.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, from)) = inside.recv_from(&mut buf).await {
+                    *b_at.lock().unwrap() = Some(from);
+                    let out = &outs[current.load(Ordering::Relaxed) % 2];
+                    let _ = out.send_to(&buf[..n], a).await;
+                }
+            }));
+        }
+        for out in &outs {
+            let (inside, out, b_at) = (inside.clone(), out.clone(), b_at.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, _)) = out.recv_from(&mut buf).await {
+                    let to = *b_at.lock().unwrap();
+                    if let Some(to) = to {
+                        let _ = inside.send_to(&buf[..n], to).await;
+                    }
+                }
+            }));
+        }
+        Self {
+            addr: inside.local_addr().unwrap(),
+            current,
+            outs: [outs[0].local_addr().unwrap(), outs[1].local_addr().unwrap()],
+            tasks,
+        }
+    }
+
+    fn switch(&self) {
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A peer that moves gets its receive socket reconnected at once (on the node's
+/// `EndpointChanged`, not at the driver's periodic resync): B reaches A through a relay whose
+/// outgoing address changes mid-session; A opens a second socket for B's new address within a
+/// few seconds, and traffic keeps flowing both ways.
+#[tokio::test]
+async fn a_moved_peer_gets_its_receive_socket_reconnected() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ca = Ca::new();
+        let a = Member::new(&ca, "a", 2);
+        let b = Member::new(&ca, "b", 3);
+        let (driver_a, mut app_a, _) = start(&ca, &a, &b, None).await;
+        let relay = Relay::start(driver_a.local_addr()).await;
+        let (driver_b, mut app_b, _) = start(&ca, &b, &a, Some(relay.addr)).await;
+        let (mut handle_a, handle_b) = (driver_a.handle(), driver_b.handle());
+        let task_a = tokio::spawn(driver_a.run());
+        let task_b = tokio::spawn(driver_b.run());
+        pass(&mut app_b, &mut app_a, &b, &a, "b to a through the relay").await;
+        let opened = |s: &NetworkSnapshot| s.driver.get("peer_socket_opened").copied().unwrap_or(0);
+        let at = |s: &NetworkSnapshot| s.peers.first().and_then(|p| p.endpoint.clone());
+        let first = relay.outs[0].to_string();
+        snapshot_where(
+            &mut handle_a,
+            "a's socket for b at the first address",
+            |s| opened(s) == 1 && at(s).as_deref() == Some(first.as_str()),
+        )
+        .await;
+        relay.switch();
+        let moved = Instant::now();
+        pass(
+            &mut app_b,
+            &mut app_a,
+            &b,
+            &a,
+            "b to a from the new address",
+        )
+        .await;
+        let second = relay.outs[1].to_string();
+        snapshot_where(
+            &mut handle_a,
+            "a reconnects b's socket to the new address",
+            |s| opened(s) == 2 && at(s).as_deref() == Some(second.as_str()),
+        )
+        .await;
+        let took = moved.elapsed();
+        // Snapshots come once a second; the periodic resync would take up to 10 s.
+        assert!(took < Duration::from_secs(5), "reconnected after {took:?}");
+        pass(&mut app_a, &mut app_b, &a, &b, "a to b after the move").await;
+        pass(&mut app_b, &mut app_a, &b, &a, "b to a after the move").await;
+        stop(&[&handle_a, &handle_b], [task_a, task_b]).await;
+    })
+    .await
+    .expect("the test did not finish within its time limit");
+}
+
 /// Shut the drivers of `handles` down and wait (bounded) for their tasks.
 async fn stop(handles: &[&DriverHandle], tasks: [tokio::task::JoinHandle<std::io::Result<()>>; 2]) {
     for h in handles {
