@@ -478,34 +478,28 @@ impl<I: InnerSide> Driver<I> {
                 self.lanes.clear();
                 break;
             }
-            let mut keep = 0;
-            for i in 0..ready.len() {
-                let token = ready[i];
+            // One receive call per ready socket in this round; the dry ones leave it.
+            ready.retain(|&token| {
                 if calls >= BATCH {
-                    ready[keep] = token;
-                    keep += 1;
-                    continue;
+                    return true;
                 }
                 calls += 1;
                 match self.lanes.recv(token, in_buf) {
                     Ok((n, from, seg)) => {
                         read += self.receive(&in_buf[..n], from, seg, out_buf);
-                        ready[keep] = token;
-                        keep += 1;
+                        true
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
                     Err(e) => {
                         // A connected socket reports an ICMP error for its peer once
                         // (`ECONNREFUSED`); datagrams may follow it, so the socket stays in the
                         // round.
                         tracing::debug!("udp recv: {e}");
                         self.counters.bump(DriverEvent::UdpRecvError);
-                        ready[keep] = token;
-                        keep += 1;
+                        true
                     }
                 }
-            }
-            ready.truncate(keep);
+            });
         }
         let full = !ready.is_empty();
         self.lanes.give_back(ready);

@@ -72,7 +72,6 @@ pub(crate) struct Lanes {
     slots: Vec<Option<Lane>>,
     free: Vec<usize>,
     by_peer: HashMap<PeerId, usize>,
-    open: usize,
     generation: u64,
     /// Tokens found ready and not yet read dry (kept between calls for its allocation).
     ready: Vec<u64>,
@@ -108,7 +107,6 @@ impl Lanes {
             slots: Vec::new(),
             free: Vec::new(),
             by_peer: HashMap::new(),
-            open: 0,
             generation: 0,
             ready: Vec::with_capacity(sys::epoll::MAX_EVENTS),
             warned: false,
@@ -123,7 +121,7 @@ impl Lanes {
     /// Lanes open now.
     #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
-        self.open
+        self.by_peer.len()
     }
 
     /// Mark new lanes' datagrams with `mark` (the main socket's `SO_MARK`).
@@ -223,7 +221,7 @@ impl Lanes {
         self.generation += 1;
         let generation = self.generation;
         for (peer, endpoint) in wanted {
-            let Some(remote) = self.connect_addr(endpoint) else {
+            let Some(remote) = connect_addr(self.local, endpoint) else {
                 continue;
             };
             if let Some(&slot) = self.by_peer.get(&peer) {
@@ -235,23 +233,14 @@ impl Lanes {
                 }
                 self.close(slot);
             }
-            if self.open >= MAX_LANES {
+            if self.by_peer.len() >= MAX_LANES {
                 continue;
             }
-            match self.open_lane(remote) {
+            let slot = self.free.last().copied().unwrap_or(self.slots.len());
+            match self.open_lane(remote, slot) {
                 Ok(sock) => {
-                    let slot = self.free.pop().unwrap_or(self.slots.len());
-                    let token = u64::try_from(slot).unwrap_or(MAIN);
-                    let added = self
-                        .set
-                        .as_ref()
-                        .map_or(Ok(()), |s| s.get_ref().add(sock.as_raw_fd(), token));
-                    if let Err(e) = added {
-                        self.failed(remote, &e, counters);
-                        if slot < self.slots.len() {
-                            self.free.push(slot);
-                        }
-                        continue;
+                    if self.free.last() == Some(&slot) {
+                        self.free.pop();
                     }
                     let lane = Lane {
                         peer,
@@ -265,7 +254,6 @@ impl Lanes {
                         self.slots[slot] = Some(lane);
                     }
                     self.by_peer.insert(peer, slot);
-                    self.open += 1;
                     counters.bump(DriverEvent::PeerSocketOpened);
                 }
                 Err(e) => self.failed(remote, &e, counters),
@@ -306,14 +294,10 @@ impl Lanes {
             self.by_peer.remove(&lane.peer);
         }
         self.free.push(slot);
-        self.open -= 1;
     }
 
-    fn connect_addr(&self, endpoint: SocketAddr) -> Option<SocketAddr> {
-        connect_addr(self.local, endpoint)
-    }
-
-    fn open_lane(&self, remote: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    /// A socket connected to `remote` on our address and port, in the set with `slot` as token.
+    fn open_lane(&self, remote: SocketAddr, slot: usize) -> io::Result<std::net::UdpSocket> {
         use socket2::{Domain, Protocol, Socket, Type};
         let sock = Socket::new(
             Domain::for_address(self.local),
@@ -333,6 +317,10 @@ impl Lanes {
         // sends see, so the lane's local address is the one the peer's datagrams come to.
         sock.connect(remote)?;
         udpx::enable_gro(sock.as_raw_fd());
+        if let Some(set) = &self.set {
+            set.get_ref()
+                .add(sock.as_raw_fd(), u64::try_from(slot).unwrap_or(MAIN))?;
+        }
         Ok(sock)
     }
 }
