@@ -69,13 +69,15 @@ pub mod sys;
 mod tun_side;
 mod turns;
 mod underlay;
+mod workers;
 
 pub use channel::{ChannelEnd, ChannelInner, ChannelSendError};
 pub use config::{
     ConfigError, DefaultRoute, DriverConfig, Identity, TunOptions, DEFAULT_BATCH_HOLD,
     DEFAULT_BUSY_POLL, DEFAULT_FWMARK, DEFAULT_ROUTE_TABLE, DEFAULT_SOCKET_BUFFER, DEFAULT_TUN_MTU,
     DEFAULT_TUN_NAME, DEFAULT_UNDERLAY_MTU, MAX_BATCH_HOLD, MAX_BUSY_POLL, MAX_MTU,
-    MAX_SOCKET_BUFFER, MAX_UNDERLAY_MTU, MIN_MTU, UNDERLAY_V4_OVERHEAD, UNDERLAY_V6_OVERHEAD,
+    MAX_SOCKET_BUFFER, MAX_UNDERLAY_MTU, MAX_WORKERS, MIN_MTU, UNDERLAY_V4_OVERHEAD,
+    UNDERLAY_V6_OVERHEAD,
 };
 pub use driver::{random_seed, Driver, BATCH};
 pub use error::{ControlError, DriverError};

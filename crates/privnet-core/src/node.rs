@@ -32,6 +32,7 @@ use crate::peer::{Changed, Ctx, Peer};
 use crate::peers::{IndexMap, PeerTable};
 use crate::policy::Direction;
 use crate::router::Router;
+use crate::session::{Later, OpenJob, Opened};
 use crate::tai64n::Tai64N;
 use crate::timers::{WakeQueue, WallClock};
 use crate::wire::{self, Message, DATA_OVERHEAD};
@@ -668,7 +669,26 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Encapsulated, EncapsulateError> {
-        let r = self.seal_prepared_inner(o, packet, out, now);
+        let r = self.seal_prepared_inner(o, packet, out, now, None);
+        self.counted(r)
+    }
+
+    /// [`Node::seal_prepared`] with the encryption left to the caller: everything the seal
+    /// decides (limits, clamping, the counter, the header in `out`, the timers) happens now, the
+    /// plaintext is copied to `later.plain` and `later.job` receives the [`SealJob`] that
+    /// encrypts it into `out[DATA_HEADER_LEN..]`, on any thread, before the datagram is sent.
+    /// The driver's crypto workers use it; the datagram must not be sent before its job ran.
+    #[inline]
+    #[cfg_attr(not(feature = "driver"), allow(dead_code))] // used by the driver's crypto workers
+    pub(crate) fn seal_prepared_later(
+        &mut self,
+        o: Outbound,
+        packet: &[u8],
+        out: &mut [u8],
+        later: &mut Later<'_>,
+        now: Instant,
+    ) -> Result<Encapsulated, EncapsulateError> {
+        let r = self.seal_prepared_inner(o, packet, out, now, Some(later));
         self.counted(r)
     }
 
@@ -679,6 +699,7 @@ impl Node {
         packet: &[u8],
         out: &mut [u8],
         now: Instant,
+        later: Option<&mut Later<'_>>,
     ) -> Result<Encapsulated, EncapsulateError> {
         if self.enforcer.limited()
             && !self.enforce_limits(o.peer, Direction::Outbound, packet.len(), now)
@@ -687,10 +708,10 @@ impl Node {
         }
         if crate::packet::maybe_syn(packet) {
             if let Some(clamped) = self.clamp_syn(packet) {
-                return self.seal_for(o.peer, &clamped, out, now, o.high);
+                return self.seal_for(o.peer, &clamped, out, now, o.high, later);
             }
         }
-        self.seal_for(o.peer, packet, out, now, o.high)
+        self.seal_for(o.peer, packet, out, now, o.high, later)
     }
 
     /// Seal `packet` for a specific peer (the routing decision was made by the caller).
@@ -711,10 +732,10 @@ impl Node {
                 {
                     return Err(EncapsulateError::RateLimited);
                 }
-                self.seal_for(id, packet, out, now, high)
+                self.seal_for(id, packet, out, now, high, None)
             })
         } else {
-            self.seal_for(id, packet, out, now, false)
+            self.seal_for(id, packet, out, now, false, None)
         };
         self.counted(r)
     }
@@ -727,10 +748,13 @@ impl Node {
         out: &mut [u8],
         now: Instant,
         high: bool,
+        later: Option<&mut Later<'_>>,
     ) -> Result<Encapsulated, EncapsulateError> {
         self.last_now = now;
         let r = self
-            .with_peer_sending(id, |p, ctx| p.seal_classed(packet, out, now, ctx, high))
+            .with_peer_sending(id, |p, ctx| {
+                p.seal_classed(packet, out, now, ctx, high, later)
+            })
             .unwrap_or(Err(EncapsulateError::UnknownPeer));
         if high && matches!(r, Ok(Encapsulated::Send(_))) {
             self.out.stats.priority_sent += 1;
@@ -761,7 +785,7 @@ impl Node {
                 }
                 // Checked by the policy when it was queued (or an answer to a `reject`).
                 Pending::Data { peer, packet } => {
-                    match self.seal_for(peer, &packet, buf, now, false) {
+                    match self.seal_for(peer, &packet, buf, now, false, None) {
                         Ok(Encapsulated::Send(t)) => return Some(t),
                         Ok(Encapsulated::Queued) => {}
                         Err(e) => self.out.drop(e.reason()),
@@ -800,9 +824,47 @@ impl Node {
         out: &mut [u8],
         now: Instant,
     ) -> Result<Decapsulated, DecapsulateError> {
+        self.decapsulate_ahead(from, datagram, out, now, None)
+    }
+
+    /// An [`OpenJob`] for `datagram` if it is a data message that one of our sessions would
+    /// decrypt now (its index known, the session not expired, the counter below the limit and
+    /// not yet seen; `out_len` bytes are room enough). Nothing is committed: the datagram still
+    /// goes through [`Node::decapsulate_ahead`], which refuses what it would have refused and
+    /// uses the job's result instead of decrypting again. `None` says nothing about the
+    /// datagram; [`Node::decapsulate`] judges it.
+    #[inline]
+    #[cfg_attr(not(feature = "driver"), allow(dead_code))] // used by the driver's crypto workers
+    pub(crate) fn open_job(
+        &self,
+        datagram: &[u8],
+        out_len: usize,
+        now: Instant,
+    ) -> Option<OpenJob> {
+        let Ok(Message::Data(d)) = wire::parse(datagram) else {
+            return None;
+        };
+        let id = self.indices.get(d.receiver())?;
+        self.peers.get(id)?.open_job(&d, out_len, now)
+    }
+
+    /// [`Node::decapsulate`] of a datagram whose decryption may have been done ahead (`ahead`,
+    /// from an [`OpenJob`] of [`Node::open_job`]; `out` then holds what it wrote). The result
+    /// is used only if it came from the session the message names, with its keys of now, and
+    /// for this message's nonce; otherwise the message is decrypted again. Everything else (the
+    /// replay window's commit, roaming, the policy, the counters) happens here, in order.
+    #[inline]
+    pub(crate) fn decapsulate_ahead(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+        now: Instant,
+        ahead: Option<Opened>,
+    ) -> Result<Decapsulated, DecapsulateError> {
         self.last_now = self.last_now.max(now);
         let r = match wire::parse(datagram) {
-            Ok(Message::Data(d)) => self.handle_data(from, &d, out, now),
+            Ok(Message::Data(d)) => self.handle_data(from, &d, out, now, ahead),
             Ok(Message::Initiation(m)) => self
                 .handle_initiation(from, &m, now)
                 .map(|()| Decapsulated::Control),
@@ -850,13 +912,14 @@ impl Node {
         d: &wire::Data<'_>,
         out: &mut [u8],
         now: Instant,
+        ahead: Option<Opened>,
     ) -> Result<Decapsulated, DropReason> {
         let id = self
             .indices
             .get(d.receiver())
             .ok_or(DropReason::UnknownIndex)?;
         let n = self
-            .with_peer(id, |p, ctx| p.on_data(from, d, out, now, ctx))
+            .with_peer(id, |p, ctx| p.on_data(from, d, out, now, ctx, ahead))
             .ok_or(DropReason::UnknownIndex)??;
         if n > 0 && self.enforcer.active() {
             let packet = out.get(..n).ok_or(DropReason::BufferTooSmall)?;

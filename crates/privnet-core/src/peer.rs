@@ -35,7 +35,7 @@ use crate::event::{
 use crate::handshake::{self, LocalKeys, ReceivedInitiation};
 use crate::peers::{IndexMap, PeerId, Retired};
 use crate::router::{contains_any, Router};
-use crate::session::{Session, Sessions, Slot};
+use crate::session::{Later, OpenJob, Opened, Session, Sessions, Slot};
 use crate::tai64n::Tai64N;
 use crate::timers::{Timer, TimerTable, WallClock};
 use crate::wire;
@@ -683,12 +683,13 @@ impl Peer {
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) -> Result<Encapsulated, EncapsulateError> {
-        self.seal_classed(packet, out, now, ctx, false)
+        self.seal_classed(packet, out, now, ctx, false, None)
     }
 
     /// Seal an inner packet (or queue it and start a handshake when no session can send);
     /// `high`: mark the data message [`crate::wire::DATA_FLAG_PRIORITY`] (a packet queued for a
-    /// handshake loses the mark).
+    /// handshake loses the mark). With `later`, the encryption is left to the [`SealJob`] put
+    /// there (see [`Session::seal_later`]).
     #[inline]
     pub(crate) fn seal_classed(
         &mut self,
@@ -697,6 +698,7 @@ impl Peer {
         now: Instant,
         ctx: &mut Ctx<'_>,
         high: bool,
+        later: Option<&mut Later<'_>>,
     ) -> Result<Encapsulated, EncapsulateError> {
         if !self.is_established(now) {
             if self.queue.len() >= ctx.settings.max_queued_per_peer {
@@ -711,7 +713,14 @@ impl Peer {
         let Some(s) = self.sessions.current_mut() else {
             return Err(EncapsulateError::NoRoute);
         };
-        let n = s.seal_flagged(packet, out, high)?;
+        let n = match later {
+            None => s.seal_flagged(packet, out, high)?,
+            Some(l) => {
+                let (n, job) = s.seal_later(packet, out, l.plain, high)?;
+                l.job = Some(job);
+                n
+            }
+        };
         let want_rekey = s.is_initiator
             && (s.send_counter >= REKEY_AFTER_MESSAGES
                 || now.saturating_duration_since(s.created) >= REKEY_AFTER_TIME);
@@ -777,7 +786,8 @@ impl Peer {
     }
 
     /// Open a data message addressed to one of this peer's sessions; the inner packet is written
-    /// to `out`. Returns its length (0 for a keepalive).
+    /// to `out`. Returns its length (0 for a keepalive). `ahead`: the message decrypted ahead
+    /// into `out` (see [`Session::open`]).
     #[inline]
     pub(crate) fn on_data(
         &mut self,
@@ -786,12 +796,13 @@ impl Peer {
         out: &mut [u8],
         now: Instant,
         ctx: &mut Ctx<'_>,
+        ahead: Option<Opened>,
     ) -> Result<usize, DropReason> {
         let (slot, s) = self
             .sessions
             .find_mut(d.receiver())
             .ok_or(DropReason::UnknownIndex)?;
-        let (n, newest) = s.open(d, out, now)?;
+        let (n, newest) = s.open(d, out, now, ahead)?;
         self.liveness.received(now);
         let initiator_age = (slot == Slot::Current && s.is_initiator)
             .then(|| now.saturating_duration_since(s.created));
@@ -876,6 +887,18 @@ impl Peer {
             ctx.out.stats.rx_bytes += n as u64;
         }
         delivered
+    }
+
+    /// An [`OpenJob`] for the data message `d` if the session it names would decrypt it now.
+    #[inline]
+    #[cfg_attr(not(feature = "driver"), allow(dead_code))] // used by the driver's crypto workers
+    pub(crate) fn open_job(
+        &self,
+        d: &wire::Data<'_>,
+        out_len: usize,
+        now: Instant,
+    ) -> Option<OpenJob> {
+        self.sessions.find(d.receiver())?.open_job(d, out_len, now)
     }
 
     #[cfg(any(test, feature = "test-util"))]

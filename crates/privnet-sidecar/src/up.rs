@@ -180,6 +180,7 @@ pub fn driver_config(net: &NetworkConfig) -> DriverConfig {
     cfg.underlay_mtu = net.tun.underlay_mtu;
     cfg.busy_poll = net.tun.busy_poll;
     cfg.fairness = net.tun.fairness;
+    cfg.workers = net.tun.workers;
     cfg.batch_hold = net.tun.batch_hold;
     cfg.addresses = addresses;
     cfg.peer_names = net
@@ -322,6 +323,9 @@ struct Fixed {
     mtu: u16,
     underlay_mtu: u16,
     offload: bool,
+    /// `[tun] fairness` and `[tun] workers`: the driver sets up its sockets and threads at start.
+    fairness: bool,
+    workers: usize,
     overlay: Vec<IpNetwork>,
     expose: String,
     default_route: DefaultRoute,
@@ -346,6 +350,8 @@ impl Fixed {
             mtu: net.tun.mtu,
             underlay_mtu: net.tun.underlay_mtu,
             offload: net.tun.offload,
+            fairness: net.tun.fairness,
+            workers: net.tun.workers,
             overlay,
             expose: crate::exposures::fixed(&net.exposures),
             default_route: default_route(net),
@@ -410,6 +416,16 @@ impl Fixed {
             "tun.offload",
             self.offload.to_string(),
             new.offload.to_string(),
+        );
+        cmp(
+            "tun.fairness",
+            self.fairness.to_string(),
+            new.fairness.to_string(),
+        );
+        cmp(
+            "tun.workers",
+            self.workers.to_string(),
+            new.workers.to_string(),
         );
         cmp("expose", self.expose.clone(), new.expose.clone());
         let (old, new) = (self.default_route, new.default_route);

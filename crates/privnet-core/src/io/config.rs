@@ -16,6 +16,9 @@ use super::sys::ifname::MAX_NAME_LEN;
 use crate::identity::{CertVerifier, MemberCertificate};
 use crate::node::Node;
 
+/// Most threads a driver's data-path crypto may use ([`DriverConfig::workers`]; the driver's own
+/// included).
+pub const MAX_WORKERS: usize = 64;
 /// IPv4 + UDP header bytes the underlay adds to every datagram.
 pub const UNDERLAY_V4_OVERHEAD: usize = 28;
 /// IPv6 + UDP header bytes the underlay adds to every datagram.
@@ -88,6 +91,11 @@ pub struct DriverConfig {
     /// what arrives and two or more peers send, the heaviest senders' excess over their max-min
     /// fair share is dropped before decryption. On by default; off only to compare.
     pub fairness: bool,
+    /// Threads for the data path's encryption and decryption (`workers.rs`): 1, the default, keeps
+    /// everything on the driver's thread; `n` adds `n − 1` threads that take their share of
+    /// each large batch of seals and opens. Order is kept (a batch goes on only when all of it is
+    /// done), and the state machine stays on one thread. At most [`MAX_WORKERS`].
+    pub workers: usize,
 }
 
 impl DriverConfig {
@@ -104,6 +112,7 @@ impl DriverConfig {
             peer_names: HashMap::new(),
             tun: TunOptions::default(),
             fairness: true,
+            workers: 1,
         }
     }
 
@@ -133,6 +142,9 @@ impl DriverConfig {
         }
         if self.socket_buffer > MAX_SOCKET_BUFFER {
             return Err(ConfigError::SocketBuffer(self.socket_buffer));
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(ConfigError::Workers(self.workers));
         }
         validate_windows(self.busy_poll, self.batch_hold)
     }
@@ -175,6 +187,9 @@ pub enum ConfigError {
     /// The batch hold is over [`MAX_BATCH_HOLD`].
     #[error("batch hold {0:?} is over the maximum of {MAX_BATCH_HOLD:?}")]
     BatchHold(Duration),
+    /// The crypto workers are not within 1..=[`MAX_WORKERS`].
+    #[error("workers {0} is outside 1-{MAX_WORKERS}")]
+    Workers(usize),
     /// The TUN name is too long or has a NUL, `/` or white space.
     #[error("invalid TUN device name {0:?} (at most 15 bytes, no NUL, '/' or space)")]
     TunName(String),

@@ -47,11 +47,16 @@ pub(crate) enum DriverEvent {
     /// A per-peer receive socket could not be opened; that peer's datagrams share the main
     /// socket.
     PeerSocketOpenFailed,
+    /// A seal left to the crypto workers failed (never expected: the node reserved the room);
+    /// the datagram was not sent.
+    SealFailed,
+    /// A batch of seals or opens was split between the crypto workers.
+    CryptoSplit,
 }
 
 impl DriverEvent {
     /// Every event, in the order of the counter array.
-    const ALL: [Self; 19] = [
+    const ALL: [Self; 21] = [
         Self::UdpBatchFull,
         Self::TunBatchFull,
         Self::UdpRecvError,
@@ -71,6 +76,8 @@ impl DriverEvent {
         Self::ChannelClosed,
         Self::PeerSocketOpened,
         Self::PeerSocketOpenFailed,
+        Self::SealFailed,
+        Self::CryptoSplit,
     ];
 
     /// The counter's name.
@@ -95,6 +102,8 @@ impl DriverEvent {
             Self::ChannelClosed => "channel_closed",
             Self::PeerSocketOpened => "peer_socket_opened",
             Self::PeerSocketOpenFailed => "peer_socket_open_failed",
+            Self::SealFailed => "seal_failed",
+            Self::CryptoSplit => "crypto_batches_split",
         }
     }
 }

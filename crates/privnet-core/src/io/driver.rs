@@ -41,6 +41,7 @@ use super::sys::tun::VNET_HDR_LEN;
 use super::tun_side::TunInner;
 use super::turns::Turns;
 use super::underlay::{Stage, Underlay, STAGE_HEADROOM};
+use super::workers::{Slot, Workers, MIN_SPLIT};
 use crate::identity::{RevocationList, TrustStore};
 use crate::names::NameTable;
 use crate::node::{Decapsulated, Event, GatewayChange, Node};
@@ -132,6 +133,39 @@ pub struct Driver<I: InnerSide> {
     base_trust: Option<TrustStore>,
     /// The revocations of the last [`Reload::directory_revocations`], kept across trust reloads.
     directory_revoked: RevocationList,
+    /// The crypto workers (`workers.rs`; one thread: none).
+    workers: Workers,
+    /// Received datagrams decrypted ahead by the workers.
+    ahead: Ahead,
+}
+
+/// What the receive path needs to decrypt a GRO train ahead, split between the crypto workers:
+/// one slot per datagram and a buffer for their plaintexts, datagram `i`'s at `i × seg`.
+struct Ahead {
+    slots: Vec<Slot>,
+    buf: Vec<u8>,
+}
+
+impl Ahead {
+    fn new(workers: &Workers) -> Self {
+        if !workers.enabled() {
+            return Self {
+                slots: Vec::new(),
+                buf: Vec::new(),
+            };
+        }
+        Self {
+            slots: Vec::with_capacity(udpx_max_segments()),
+            // A train of `k` datagrams of `seg` bytes has at most `k × seg` < its length + `seg`
+            // bytes: room for the largest receive plus the largest segment.
+            buf: vec![0u8; READ_BUF_LEN + 65_536],
+        }
+    }
+}
+
+/// The most datagrams one GRO receive brings (the kernel's UDP GRO limit).
+const fn udpx_max_segments() -> usize {
+    super::sys::udp::MAX_GSO_SEGMENTS
 }
 
 impl Driver<TunInner> {
@@ -158,7 +192,7 @@ impl Driver<TunInner> {
             underlay.set_mark(config.tun.default_route.fwmark)?;
         }
         let inner = TunInner::open(&config.tun, &config.addresses)?;
-        let mut d = Self::assemble(node, &config, identity, underlay, inner);
+        let mut d = Self::assemble(node, &config, identity, underlay, inner)?;
         if config.tun.default_route.any() {
             d.lanes.set_mark(config.tun.default_route.fwmark);
         }
@@ -178,6 +212,7 @@ impl Driver<TunInner> {
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
             peer_sockets = d.lanes.enabled(),
+            workers = d.workers.count(),
             "privnet up"
         );
         Ok(d)
@@ -198,7 +233,7 @@ impl<I: InnerSide> Driver<I> {
     ) -> Result<Self, DriverError> {
         config.validate()?;
         let underlay = Underlay::bind(config.listen, config.socket_buffer)?;
-        let d = Self::assemble(node, &config, identity, underlay, inner);
+        let d = Self::assemble(node, &config, identity, underlay, inner)?;
         tracing::info!(
             network = %config.network,
             member = %d.publisher.member(),
@@ -211,6 +246,7 @@ impl<I: InnerSide> Driver<I> {
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
             peer_sockets = d.lanes.enabled(),
+            workers = d.workers.count(),
             "privnet up"
         );
         Ok(d)
@@ -222,7 +258,8 @@ impl<I: InnerSide> Driver<I> {
         identity: Option<Identity>,
         underlay: Underlay,
         inner: I,
-    ) -> Self {
+    ) -> Result<Self, DriverError> {
+        let workers = Workers::new(config.workers)?;
         let publisher = Publisher::new(
             config.network.clone(),
             underlay.local_addr().to_string(),
@@ -257,7 +294,9 @@ impl<I: InnerSide> Driver<I> {
             inner,
             underlay,
             lanes,
-            stage: Stage::new(),
+            stage: Stage::new(workers.clone()),
+            ahead: Ahead::new(&workers),
+            workers,
             answers: IcmpAnswers::new(&config.addresses, config.path_mtu()),
             counters: Counters::default(),
             busy: BusyPoll::new(config.busy_poll),
@@ -276,7 +315,7 @@ impl<I: InnerSide> Driver<I> {
             directory_revoked: RevocationList::new(),
         };
         d.publish();
-        d
+        Ok(d)
     }
 
     /// A handle for snapshots and control messages (take it before [`Self::run`]; clone it freely).
@@ -511,6 +550,13 @@ impl<I: InnerSide> Driver<I> {
     /// `seg`-byte segments): each datagram through the fairness gate and the node, decrypted
     /// packets to the inner side, which is flushed at the end. Returns the datagrams counted.
     fn receive(&mut self, bytes: &[u8], from: SocketAddr, seg: usize, out_buf: &mut [u8]) -> usize {
+        if self.workers.enabled()
+            && seg > 0
+            && bytes.len() >= MIN_SPLIT * seg
+            && bytes.len().div_ceil(seg) * seg <= self.ahead.buf.len()
+        {
+            return self.receive_ahead(bytes, from, seg);
+        }
         let now = self.clock.now();
         if bytes.is_empty() {
             // A zero-length datagram: `chunks` yields nothing, but the node must count it
@@ -546,6 +592,58 @@ impl<I: InnerSide> Driver<I> {
         // What one receive call brought (up to a GRO train of segments, merged where they are
         // one flow) is delivered before the next receive: waiting for a receive that may only
         // say "nothing more" would add latency and nothing else.
+        self.inner.flush();
+        read
+    }
+
+    /// [`Self::receive`] of a GRO train with crypto workers (`workers.rs`): the fairness gate
+    /// and the checks before decryption for every datagram, in order; then the decryptions,
+    /// split between the workers, each into its own region of the plaintext buffer; then every
+    /// datagram through the node, in order, which takes the decryption done ahead (and commits
+    /// the replay window only now), and the packets to the inner side.
+    fn receive_ahead(&mut self, bytes: &[u8], from: SocketAddr, seg: usize) -> usize {
+        let now = self.clock.now();
+        let Ahead { slots, buf } = &mut self.ahead;
+        slots.clear();
+        for dgram in bytes.chunks(seg) {
+            if self.fair.enabled() {
+                if let Some(peer) = self.node.peer_of_datagram(dgram) {
+                    let high = crate::wire::priority_hint(dgram);
+                    if !self.fair.admit(peer, dgram.len(), high) {
+                        slots.push(Slot::Skip);
+                        continue;
+                    }
+                }
+            }
+            slots.push(match self.node.open_job(dgram, seg, now) {
+                Some(job) => Slot::Open(job),
+                None => Slot::Plain,
+            });
+        }
+        if self.workers.open(slots, bytes, seg, buf) {
+            self.counters.bump(DriverEvent::CryptoSplit);
+        }
+        let mut read = 0;
+        for ((dgram, slot), out) in bytes
+            .chunks(seg)
+            .zip(slots.drain(..))
+            .zip(buf.chunks_mut(seg))
+        {
+            read += 1;
+            let r = match slot {
+                Slot::Skip => continue,
+                Slot::Opened(a) => self.node.decapsulate_ahead(from, dgram, out, now, Some(a)),
+                // Not decrypted ahead: judged (and refused, counted) as without workers.
+                Slot::Plain | Slot::Open(_) => self.node.decapsulate(from, dgram, out, now),
+            };
+            match r {
+                Ok(Decapsulated::Packet { len, peer }) => {
+                    self.inner.deliver_from(&out[..len], peer, &self.node);
+                }
+                Ok(Decapsulated::Keepalive | Decapsulated::Control) => {}
+                Err(e) => self.drops.record(from.ip(), e.reason()),
+            }
+        }
         self.inner.flush();
         read
     }

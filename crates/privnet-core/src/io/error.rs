@@ -20,6 +20,9 @@ pub enum DriverError {
     /// The operating system's random number generator failed.
     #[error("the OS random number generator failed")]
     Random,
+    /// The crypto workers' threads could not be started.
+    #[error("starting the crypto workers: {0}")]
+    Workers(String),
     /// The core refused its configuration.
     #[error("node: {0}")]
     Node(#[from] NodeError),

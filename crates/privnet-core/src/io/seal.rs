@@ -11,9 +11,12 @@ use super::counters::{Counters, DriverEvent};
 use super::fair::FairGate;
 use super::inner::{Refused, Seal};
 use super::underlay::Stage;
+use super::workers::StagedSeal;
 use crate::error::EncapsulateError;
 use crate::icmp::{self, V4Error, V6Error};
-use crate::node::{Encapsulated, Node};
+use crate::node::{Encapsulated, Node, Outbound};
+use crate::session::Later;
+use crate::wire::{DATA_HEADER_LEN, TAG_LEN};
 use crate::PeerId;
 
 /// Largest ICMP error built (the builders quote as much of the original as fits).
@@ -101,6 +104,43 @@ pub(crate) struct Sealer<'a> {
     pub(crate) now: Instant,
 }
 
+impl Sealer<'_> {
+    /// [`Seal::seal`] with crypto workers (`workers.rs`): the node decides and writes the
+    /// header now; the encryption is staged, to run (split between the workers) when the stage
+    /// is flushed.
+    fn seal_later(&mut self, o: Outbound, packet: &[u8], at: usize) -> Result<(), Refused> {
+        let stage = &mut *self.stage;
+        let plain_at = stage.plain_used;
+        let mut later = Later {
+            plain: &mut stage.plain[plain_at..],
+            job: None,
+        };
+        match self
+            .node
+            .seal_prepared_later(o, packet, &mut stage.buf[at..], &mut later, self.now)
+        {
+            Ok(Encapsulated::Send(t)) => {
+                stage.items.push((at, t.len, t.dst));
+                stage.used += t.len;
+                if let Some(job) = later.job {
+                    let len = t.len - DATA_HEADER_LEN - TAG_LEN;
+                    stage.seals.push(StagedSeal {
+                        job,
+                        at: at + DATA_HEADER_LEN,
+                        plain_at,
+                        len,
+                        ok: false,
+                    });
+                    stage.plain_used += len;
+                }
+                Ok(())
+            }
+            Ok(Encapsulated::Queued) => Ok(()),
+            Err(e) => Err(Refused(e)),
+        }
+    }
+}
+
 impl Seal for Sealer<'_> {
     #[inline]
     fn seal(&mut self, packet: &[u8]) -> Result<(), Refused> {
@@ -113,6 +153,9 @@ impl Seal for Sealer<'_> {
             return Ok(());
         }
         let at = self.stage.used;
+        if self.stage.workers.enabled() {
+            return self.seal_later(o, packet, at);
+        }
         match self
             .node
             .seal_prepared(o, packet, &mut self.stage.buf[at..], self.now)
@@ -229,7 +272,7 @@ mod tests {
         let (src, heavy_dst, light_dst) = (net.overlay[0], net.overlay[1], net.overlay[2]);
         let heavy = ipv4_udp(src, heavy_dst, &[7u8; 172]);
         let light = ipv4_udp(src, light_dst, &[9u8; 72]);
-        let mut stage = Stage::new();
+        let mut stage = Stage::new(crate::io::workers::Workers::default());
         let mut answers = IcmpAnswers::new(&[], 1400);
         let mut counters = Counters::default();
         let mut fair: FairGate<PeerId> = FairGate::with_min_share(true, 4_000);

@@ -15,7 +15,9 @@ use super::counters::{Counters, DriverEvent};
 use super::error::DriverError;
 use super::sys;
 use super::sys::udp as udpx;
+use super::workers::{StagedSeal, Workers};
 use crate::node::Node;
+use crate::wire::DATA_HEADER_LEN;
 
 /// Staging area for sealed datagrams awaiting a (GSO) send.
 const STAGE_BYTES: usize = 1 << 20;
@@ -30,15 +32,60 @@ pub(crate) struct Stage {
     pub(crate) used: usize,
     /// (offset, length, destination) of each staged datagram.
     pub(crate) items: Vec<(usize, usize, SocketAddr)>,
+    /// With crypto workers (`workers.rs`): the staged datagrams whose encryption is still to
+    /// run, done by [`Underlay::flush`] before anything is sent.
+    pub(crate) seals: Vec<StagedSeal>,
+    /// Their plaintexts (empty without workers), `plain_used` bytes of it taken.
+    pub(crate) plain: Vec<u8>,
+    pub(crate) plain_used: usize,
+    pub(crate) workers: Workers,
 }
 
 impl Stage {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(workers: Workers) -> Self {
+        let with = workers.enabled();
         Self {
             buf: vec![0u8; STAGE_BYTES],
             used: 0,
             items: Vec::with_capacity(1024),
+            seals: Vec::with_capacity(if with { 1024 } else { 0 }),
+            plain: if with {
+                vec![0u8; STAGE_BYTES]
+            } else {
+                Vec::new()
+            },
+            plain_used: 0,
+            workers,
         }
+    }
+
+    /// Run the encryptions left for later ([`Stage::seals`]), split between the workers; a
+    /// datagram whose seal failed is taken out of the stage (counted), never sent half made.
+    pub(crate) fn seal_pending(&mut self, counters: &mut Counters) {
+        if self.seals.is_empty() {
+            return;
+        }
+        if self.workers.seal(
+            &mut self.seals,
+            &mut self.buf,
+            &self.plain[..self.plain_used],
+        ) {
+            counters.bump(DriverEvent::CryptoSplit);
+        }
+        if self.seals.iter().any(|s| !s.ok) {
+            let failed: Vec<usize> = self
+                .seals
+                .iter()
+                .filter(|s| !s.ok)
+                .map(|s| s.at - DATA_HEADER_LEN)
+                .collect();
+            for _ in &failed {
+                counters.bump(DriverEvent::SealFailed);
+            }
+            self.items.retain(|(at, _, _)| !failed.contains(at));
+        }
+        self.seals.clear();
+        self.plain_used = 0;
     }
 
     /// Bytes still free.
@@ -137,6 +184,7 @@ impl Underlay {
     /// Send everything staged: runs of datagrams to one destination with one size (the last of a
     /// run may be shorter) go out as one `UDP_SEGMENT` send.
     pub(crate) async fn flush(&mut self, stage: &mut Stage, counters: &mut Counters) {
+        stage.seal_pending(counters);
         let items = std::mem::take(&mut stage.items);
         let buf = std::mem::take(&mut stage.buf);
         let mut i = 0;

@@ -188,7 +188,7 @@ impl Side {
                 .map(|()| 0),
             Message::Data(d) => {
                 let mut out = vec![0u8; 2048];
-                self.drive(|p, ctx| p.on_data(from, &d, &mut out, now, ctx))
+                self.drive(|p, ctx| p.on_data(from, &d, &mut out, now, ctx, None))
             }
         }
     }

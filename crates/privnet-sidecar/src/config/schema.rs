@@ -271,6 +271,11 @@ pub struct TunSection {
     /// On by default; `false` only to compare.
     #[serde(default = "default_offload")]
     pub fairness: bool,
+    /// Threads for the data path's encryption and decryption: 1 (the default) keeps everything
+    /// on the network's one thread; `n` splits each large batch between it and `n - 1` more,
+    /// order kept (see `privnet_core::io`, `io/workers.rs`). 1 to 64.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
     /// Firewall mark of the underlay socket while a default route is installed (mode `tun`; a
     /// default `[[route]]` of the policy, docs/CONFIG.md "Default route").
     #[serde(default = "default_fwmark")]
@@ -290,10 +295,15 @@ impl Section for TunSection {
         "busy_poll_us",
         "batch_hold_us",
         "fairness",
+        "workers",
         "fwmark",
         "route_table",
     ];
     const REQUIRED: &'static [&'static str] = &[];
+}
+
+fn default_workers() -> usize {
+    1
 }
 
 fn default_fwmark() -> u32 {
@@ -337,6 +347,7 @@ impl Default for TunSection {
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             batch_hold_us: DEFAULT_BATCH_HOLD_US,
             fairness: true,
+            workers: default_workers(),
             fwmark: default_fwmark(),
             route_table: default_route_table(),
         }

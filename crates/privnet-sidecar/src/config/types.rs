@@ -158,6 +158,8 @@ pub struct TunSettings {
     pub batch_hold: Duration,
     /// Per-peer fairness before decryption (`[tun] fairness`).
     pub fairness: bool,
+    /// Threads for the data path's crypto (`[tun] workers`, 1 to `MAX_WORKERS`).
+    pub workers: usize,
     /// The underlay socket's mark while a default route is installed (`[tun] fwmark`, non-zero).
     pub fwmark: u32,
     /// The default route's routing table (`[tun] route_table`, not 0 or 253-255).

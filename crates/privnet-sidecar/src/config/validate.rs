@@ -313,6 +313,16 @@ fn tun_settings(
         MAX_BATCH_HOLD_US,
         "a batch hold",
     );
+    if !(1..=privnet_core::io::MAX_WORKERS).contains(&tun.workers) {
+        p.report(
+            "tun.workers",
+            format!(
+                "a number of threads from 1 to {}; found {}",
+                privnet_core::io::MAX_WORKERS,
+                tun.workers
+            ),
+        );
+    }
     let dr = privnet_core::io::DefaultRoute {
         ipv4: true,
         fwmark: tun.fwmark,
@@ -340,6 +350,7 @@ fn tun_settings(
         busy_poll,
         batch_hold,
         fairness: tun.fairness,
+        workers: tun.workers,
         fwmark: tun.fwmark,
         route_table: tun.route_table,
     }
@@ -558,12 +569,14 @@ mod tests {
         assert!(t.batch_hold.is_zero());
         assert_eq!((t.mtu, t.underlay_mtu, t.offload), (1420, 1500, true));
         assert!(t.fairness, "fairness is on by default");
+        assert_eq!(t.workers, 1, "one thread by default");
 
         let raw = TunSection {
             name: "a/b".into(),
             mtu: 1480,
             busy_poll_us: MAX_BUSY_POLL_US + 1,
             batch_hold_us: MAX_BATCH_HOLD_US + 1,
+            workers: 0,
             ..TunSection::default()
         };
         let keys = problems_of("", |p| {
@@ -575,8 +588,19 @@ mod tests {
                 "tun.name",
                 "tun.mtu",
                 "tun.busy_poll_us",
-                "tun.batch_hold_us"
+                "tun.batch_hold_us",
+                "tun.workers"
             ]
+        );
+        let raw = TunSection {
+            workers: privnet_core::io::MAX_WORKERS + 1,
+            ..TunSection::default()
+        };
+        assert_eq!(
+            problems_of("", |p| {
+                tun_settings(p, Some(&raw), true);
+            }),
+            ["tun.workers"]
         );
         // On an IPv4 underlay 1480 + 60 > 1500 too; 1440 fits there but not on IPv6.
         let raw = TunSection {
