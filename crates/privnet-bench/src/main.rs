@@ -1,7 +1,7 @@
 //! privnet-bench: in-process benchmark scenarios of the sans-IO core that need no root.
 //!
 //! ```text
-//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|handshake|memory|stack|directory] [--json] [--secs S] [--sweep]
+//! cargo run --release -p privnet-bench -- [all|seal|sim|udp|workers|handshake|memory|stack|directory] [--json] [--secs S] [--sweep]
 //! ```
 //!
 //! * `seal`: seal and open of 1,420-byte and 64-byte inner packets through `privnet_core::Node`
@@ -10,6 +10,8 @@
 //! * `udp`: node-to-node packet rate over real loopback UDP sockets: two library drivers
 //!   (`privnet_core::io::Driver`, the sidecar's loop) on 127.0.0.1 with in-memory inner sides, 64 B
 //!   and 1,400 B inner packets, everything on one thread.
+//! * `workers`: the `udp` case with 1 and 2 crypto threads per driver (`DriverConfig::workers`),
+//!   interleaved; pin it with `taskset` to say how many cores it may use.
 //! * `handshake`: complete handshakes per second, both ends on this thread, next to the X25519
 //!   Diffie-Hellman and public-key derivation rates measured the same way.
 //! * `memory`: process RSS growth (VmRSS) of a Node with 1, 1,000 and 10,000 configured peers, and with
@@ -103,6 +105,7 @@ fn main() {
         "seal",
         "sim",
         "udp",
+        "workers",
         "handshake",
         "memory",
         "stack",
@@ -123,6 +126,9 @@ fn main() {
     }
     if all || scenario == "udp" {
         rows.extend(scenario_udp(&opts));
+    }
+    if all || scenario == "workers" {
+        rows.extend(scenario_workers(&opts));
     }
     if all || scenario == "handshake" {
         rows.extend(scenario_handshake(&opts));
@@ -190,7 +196,7 @@ fn usage(err: &str) -> ! {
         eprintln!("error: {err}");
     }
     eprintln!(
-        "usage: privnet-bench [all|seal|sim|udp|handshake|memory|stack] [--json] [--secs S] [--sweep]"
+        "usage: privnet-bench [all|seal|sim|udp|workers|handshake|memory|stack|directory] [--json] [--secs S] [--sweep]"
     );
     std::process::exit(if err.is_empty() { 0 } else { 2 });
 }
@@ -463,12 +469,16 @@ async fn loopback_driver(
     i: usize,
     peer: usize,
     peer_addr: Option<SocketAddr>,
+    workers: usize,
+    cipher: CipherSuite,
 ) -> (Driver<ChannelInner>, ChannelEnd) {
     let mut cfg = net.config(i, 11);
     unlimited(&mut cfg);
+    cfg.cipher = cipher;
     let mut dcfg = DriverConfig::new("bench", SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     // Throughput, not latency: no spinning between batches (the other tasks share this thread).
     dcfg.busy_poll = Duration::ZERO;
+    dcfg.workers = workers;
     dcfg.addresses = vec![IpNetwork::new(net.overlay[i], 32).expect("prefix")];
     let mut node = dcfg.new_node(cfg).expect("node config");
     let mut pc = PeerConfig::new(net.public(peer))
@@ -498,17 +508,126 @@ fn scenario_udp(o: &Opts) -> Vec<Row> {
     };
     [64usize, 1400]
         .into_iter()
-        .map(|len| rt.block_on(udp_case(o, len)))
+        .map(|len| rt.block_on(udp_case(o, len, 1, CipherSuite::default())))
         .collect()
+}
+
+/// The crypto workers (`[tun] workers`): the `udp` case at 1,400 and 64 bytes with 1 and 2
+/// threads for the drivers' crypto, interleaved (1, 2, 1, 2). With 1, everything runs on this
+/// one thread; with 2, each driver's large seal and open batches are split with a pool thread,
+/// so the run can use a second core. Pin it (`taskset -c 0,1`) to say how many it may use.
+fn scenario_workers(o: &Opts) -> Vec<Row> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("workers: cannot start a tokio runtime: {e}");
+            return Vec::new();
+        }
+    };
+    let mut rows = Vec::new();
+    let cases = [
+        (1400usize, CipherSuite::Aes256Gcm),
+        (1400, CipherSuite::ChaCha20Poly1305),
+        (64, CipherSuite::Aes256Gcm),
+    ];
+    for (len, cipher) in [
+        (1400usize, CipherSuite::Aes256Gcm),
+        (1400, CipherSuite::ChaCha20Poly1305),
+    ] {
+        for _rep in 0..2 {
+            for workers in [1usize, 2] {
+                rows.push(rt.block_on(seal_bound_case(o, len, workers, cipher)));
+            }
+        }
+    }
+    for (len, cipher) in cases {
+        for _rep in 0..2 {
+            for workers in [1usize, 2] {
+                let mut row = rt.block_on(udp_case(o, len, workers, cipher));
+                row.scenario = "workers";
+                row.case = format!(
+                    "loopback UDP, {len} B inner, {}, {workers} crypto thread(s) per driver",
+                    cipher.name()
+                );
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+/// One driver's sending side alone: A and B make a session, B stops, and A's application sends
+/// as fast as A's queue takes packets for `o.secs`; A seals and sends them to B's address, where
+/// nobody reads. What a gateway's encrypting half does, without a receiver on this thread.
+async fn seal_bound_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> Row {
+    let net = TestNetwork::new(2, 94);
+    let (driver_a, mut app_a) = loopback_driver(&net, 0, 1, None, workers, cipher).await;
+    let addr_a = driver_a.local_addr();
+    let (driver_b, mut app_b) = loopback_driver(&net, 1, 0, Some(addr_a), 1, cipher).await;
+    let (handle_a, handle_b) = (driver_a.handle(), driver_b.handle());
+    let task_a = tokio::spawn(driver_a.run());
+    let task_b = tokio::spawn(driver_b.run());
+    app_b
+        .send(&inner_packet(&net, 1, 0, len))
+        .await
+        .expect("B's driver runs");
+    let first = tokio::time::timeout(Duration::from_secs(3), app_a.recv()).await;
+    assert!(
+        matches!(first, Ok(Some(_))),
+        "loopback: handshake did not complete"
+    );
+    let _ = handle_b.shutdown().await;
+    let r = tokio::time::timeout(Duration::from_secs(5), task_b).await;
+    assert!(matches!(r, Ok(Ok(Ok(())))), "loopback driver B: {r:?}");
+    let before = handle_a.snapshot().tx_packets;
+    let packet = inner_packet(&net, 0, 1, len);
+    let budget = Duration::from_secs_f64(o.secs);
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while sent < UDP_PACKETS && t0.elapsed() < budget {
+        for _ in 0..64 {
+            if app_a.send(&packet).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+    }
+    let s = t0.elapsed().as_secs_f64();
+    let _ = handle_a.shutdown().await;
+    let r = tokio::time::timeout(Duration::from_secs(5), task_a).await;
+    assert!(matches!(r, Ok(Ok(Ok(())))), "loopback driver A: {r:?}");
+    let snap = handle_a.snapshot();
+    let sealed = snap.tx_packets.saturating_sub(before) as f64;
+    let event = |k: &str| snap.driver.get(k).copied().unwrap_or(0) as f64;
+    Row {
+        scenario: "workers",
+        case: format!(
+            "one driver sealing, {len} B inner, {}, {workers} crypto thread(s)",
+            cipher.name()
+        ),
+        figures: vec![
+            ("sealed_per_s", sealed / s),
+            ("gbit_s", gbps(sealed * len as f64, s)),
+            ("sent", sent as f64),
+            ("batches_split", event("crypto_batches_split")),
+            ("parts_helped", event("crypto_parts_helped")),
+        ],
+        note: "privnet_core::io::Driver sealing to a stopped peer on 127.0.0.1 (nobody reads); \
+               feeder and driver on one thread, helpers on their own"
+            .into(),
+    }
 }
 
 /// One size: A's application sends as fast as A's queue takes packets for `o.secs`; B's
 /// application counts what arrives.
-async fn udp_case(o: &Opts, len: usize) -> Row {
+async fn udp_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> Row {
     let net = TestNetwork::new(2, 93);
-    let (driver_a, mut app_a) = loopback_driver(&net, 0, 1, None).await;
+    let (driver_a, mut app_a) = loopback_driver(&net, 0, 1, None, workers, cipher).await;
     let addr_a = driver_a.local_addr();
-    let (driver_b, mut app_b) = loopback_driver(&net, 1, 0, Some(addr_a)).await;
+    let (driver_b, mut app_b) = loopback_driver(&net, 1, 0, Some(addr_a), workers, cipher).await;
     let (handle_a, handle_b) = (driver_a.handle(), driver_b.handle());
     let task_a = tokio::spawn(driver_a.run());
     let task_b = tokio::spawn(driver_b.run());
@@ -577,6 +696,14 @@ async fn udp_case(o: &Opts, len: usize) -> Row {
             ("opened", snap_b.rx_packets as f64),
             ("dropped_queue_full", event(&snap_b, "channel_deliver_full")),
             ("udp_batches_full", event(&snap_b, "udp_batch_full")),
+            (
+                "batches_split",
+                event(&snap_a, "crypto_batches_split") + event(&snap_b, "crypto_batches_split"),
+            ),
+            (
+                "parts_helped",
+                event(&snap_a, "crypto_parts_helped") + event(&snap_b, "crypto_parts_helped"),
+            ),
             ("handshake_ms", hs_ms),
         ],
         note: format!(

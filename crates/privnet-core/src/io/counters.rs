@@ -52,11 +52,14 @@ pub(crate) enum DriverEvent {
     SealFailed,
     /// A batch of seals or opens was split between the crypto workers.
     CryptoSplit,
+    /// A part of a split batch was run by a helper thread (the others were taken back by the
+    /// driver's thread: the helpers were busy or asleep).
+    CryptoHelped,
 }
 
 impl DriverEvent {
     /// Every event, in the order of the counter array.
-    const ALL: [Self; 21] = [
+    const ALL: [Self; 22] = [
         Self::UdpBatchFull,
         Self::TunBatchFull,
         Self::UdpRecvError,
@@ -78,6 +81,7 @@ impl DriverEvent {
         Self::PeerSocketOpenFailed,
         Self::SealFailed,
         Self::CryptoSplit,
+        Self::CryptoHelped,
     ];
 
     /// The counter's name.
@@ -104,6 +108,7 @@ impl DriverEvent {
             Self::PeerSocketOpenFailed => "peer_socket_open_failed",
             Self::SealFailed => "seal_failed",
             Self::CryptoSplit => "crypto_batches_split",
+            Self::CryptoHelped => "crypto_parts_helped",
         }
     }
 }
@@ -118,6 +123,15 @@ impl Counters {
     pub(crate) fn bump(&mut self, event: DriverEvent) {
         let slot = &mut self.0[event as usize];
         *slot = slot.saturating_add(1);
+    }
+
+    /// Count what a batch's crypto did (`workers.rs`).
+    pub(crate) fn split(&mut self, s: super::workers::Split) {
+        if s.split {
+            self.bump(DriverEvent::CryptoSplit);
+            let slot = &mut self.0[DriverEvent::CryptoHelped as usize];
+            *slot = slot.saturating_add(s.helped as u64);
+        }
     }
 
     /// The count of `event`.

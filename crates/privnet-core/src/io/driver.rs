@@ -133,8 +133,6 @@ pub struct Driver<I: InnerSide> {
     base_trust: Option<TrustStore>,
     /// The revocations of the last [`Reload::directory_revocations`], kept across trust reloads.
     directory_revoked: RevocationList,
-    /// The crypto workers (`workers.rs`; one thread: none).
-    workers: Workers,
     /// Received datagrams decrypted ahead by the workers.
     ahead: Ahead,
 }
@@ -212,7 +210,7 @@ impl Driver<TunInner> {
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
             peer_sockets = d.lanes.enabled(),
-            workers = d.workers.count(),
+            workers = d.stage.workers.count(),
             "privnet up"
         );
         Ok(d)
@@ -246,7 +244,7 @@ impl<I: InnerSide> Driver<I> {
             udp_gro = d.underlay.gro(),
             fairness = config.fairness,
             peer_sockets = d.lanes.enabled(),
-            workers = d.workers.count(),
+            workers = d.stage.workers.count(),
             "privnet up"
         );
         Ok(d)
@@ -294,9 +292,8 @@ impl<I: InnerSide> Driver<I> {
             inner,
             underlay,
             lanes,
-            stage: Stage::new(workers.clone()),
             ahead: Ahead::new(&workers),
-            workers,
+            stage: Stage::new(workers),
             answers: IcmpAnswers::new(&config.addresses, config.path_mtu()),
             counters: Counters::default(),
             busy: BusyPoll::new(config.busy_poll),
@@ -550,7 +547,7 @@ impl<I: InnerSide> Driver<I> {
     /// `seg`-byte segments): each datagram through the fairness gate and the node, decrypted
     /// packets to the inner side, which is flushed at the end. Returns the datagrams counted.
     fn receive(&mut self, bytes: &[u8], from: SocketAddr, seg: usize, out_buf: &mut [u8]) -> usize {
-        if self.workers.enabled()
+        if self.stage.workers.enabled()
             && seg > 0
             && bytes.len() >= MIN_SPLIT * seg
             && bytes.len().div_ceil(seg) * seg <= self.ahead.buf.len()
@@ -620,9 +617,8 @@ impl<I: InnerSide> Driver<I> {
                 None => Slot::Plain,
             });
         }
-        if self.workers.open(slots, bytes, seg, buf) {
-            self.counters.bump(DriverEvent::CryptoSplit);
-        }
+        let split = self.stage.workers.open(slots, bytes, seg, buf);
+        self.counters.split(split);
         let mut read = 0;
         for ((dgram, slot), out) in bytes
             .chunks(seg)

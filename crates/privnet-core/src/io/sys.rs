@@ -3,9 +3,11 @@
 //!
 //! This is the only place in privnet allowed to use `unsafe` (style rule 21; the crate root denies
 //! it): raw `libc` calls for the few ioctls and sockets that no small maintained crate covers with
-//! the flags we need. Every `unsafe` block carries a `// SAFETY:` comment.
+//! the flags we need, and the crypto workers' thread crew (`crew.rs`), which lends a closure on
+//! the caller's stack to helper threads. Every `unsafe` block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub mod crew;
 #[cfg(target_os = "linux")]
 pub mod epoll;
 #[cfg(target_os = "linux")]

@@ -38,6 +38,7 @@ pub(crate) struct Stage {
     /// Their plaintexts (empty without workers), `plain_used` bytes of it taken.
     pub(crate) plain: Vec<u8>,
     pub(crate) plain_used: usize,
+    /// The driver's crypto workers (the receive path borrows them from here too).
     pub(crate) workers: Workers,
 }
 
@@ -65,13 +66,12 @@ impl Stage {
         if self.seals.is_empty() {
             return;
         }
-        if self.workers.seal(
+        let split = self.workers.seal(
             &mut self.seals,
             &mut self.buf,
             &self.plain[..self.plain_used],
-        ) {
-            counters.bump(DriverEvent::CryptoSplit);
-        }
+        );
+        counters.split(split);
         if self.seals.iter().any(|s| !s.ok) {
             let failed: Vec<usize> = self
                 .seals

@@ -5,102 +5,135 @@
 //! that costs, is split off: the node hands out a [`SealJob`] per sealed packet (the counter and
 //! header already spent and written) and an [`OpenJob`] per received data message that passed
 //! the checks before decryption (nothing committed). The jobs of one batch are cut into `n`
-//! contiguous parts; the driver's thread runs the first, pool threads the others; the batch goes
+//! contiguous parts; the driver's thread runs the first, helper threads the others; the batch goes
 //! on only when every part is done. So nothing is reordered: datagrams leave in the order they
 //! were sealed, decrypted packets are handled and delivered in the order they arrived. This is
 //! wireguard-go's split (parallel encryption, in-order hand-off) without its per-packet queues;
 //! it also sidesteps the reordering that per-flow steering needs a hash to avoid.
 //!
-//! A batch smaller than [`MIN_SPLIT`] jobs runs on the driver's thread alone: waking a pool thread
-//! costs more than sealing a few packets, and a lone ping must not wait for one.
+//! A batch smaller than [`MIN_SPLIT`] jobs runs on the driver's thread alone: offering parts
+//! costs more than sealing a few packets. The driver never waits for a helper that has not
+//! started its part (`sys/crew.rs`: it takes the part back), so a batch costs at most what it
+//! costs on one thread, plus a few atomic operations.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::session::{OpenJob, Opened, SealJob};
 use crate::wire::{DATA_HEADER_LEN, TAG_LEN};
 
 use super::config::MAX_WORKERS;
 use super::error::DriverError;
+use super::sys::crew::Crew;
+
 /// Fewest jobs in a batch for it to be split between threads.
 pub(crate) const MIN_SPLIT: usize = 8;
+/// Jobs per chunk of a split batch (the unit the threads take in turn).
+pub(crate) const CHUNK: usize = 8;
+/// Fewest bytes of plaintext in a batch for it to be split: below, handing the data to another
+/// core (its cache lines travel there and back) costs more than the encryption it saves
+/// (`privnet-bench workers`: 64-byte packets were 15-20 % slower when split).
+pub(crate) const MIN_SPLIT_BYTES: usize = 16 * 1024;
 
-/// The pool of a driver's crypto workers; `None` with one worker (everything on the driver's
-/// thread, as without this module).
-#[derive(Clone, Default)]
+/// What one batch's crypto did: whether it was split, and how many parts helper threads ran (the
+/// rest were taken back by the driver's thread, the helpers being busy or asleep).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub(crate) split: bool,
+    pub(crate) helped: usize,
+}
+
+/// The crew of a driver's crypto workers (`sys/crew.rs`); `None` with one worker (everything on
+/// the driver's thread, as without this module).
+#[derive(Default)]
 pub(crate) struct Workers {
-    pool: Option<Arc<rayon::ThreadPool>>,
-    n: usize,
+    crew: Option<Crew>,
 }
 
 impl Workers {
-    /// `n` threads in all: the driver's and `n − 1` pool threads named `privnet-crypto-<i>`.
+    /// `n` threads in all: the driver's and `n − 1` helpers named `privnet-crypto-<i>`.
     ///
     /// # Errors
     /// [`DriverError::Workers`] if the threads cannot be started.
     pub(crate) fn new(n: usize) -> Result<Self, DriverError> {
         let n = n.clamp(1, MAX_WORKERS);
         if n == 1 {
-            return Ok(Self { pool: None, n });
+            return Ok(Self { crew: None });
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n - 1)
-            .thread_name(|i| format!("privnet-crypto-{i}"))
-            .build()
-            .map_err(|e| DriverError::Workers(e.to_string()))?;
-        Ok(Self {
-            pool: Some(Arc::new(pool)),
-            n,
-        })
+        let crew =
+            Crew::new(n - 1, "privnet-crypto").map_err(|e| DriverError::Workers(e.to_string()))?;
+        Ok(Self { crew: Some(crew) })
     }
 
     /// Threads in all.
     pub(crate) fn count(&self) -> usize {
-        self.n.max(1)
+        1 + self.crew.as_ref().map_or(0, Crew::helpers)
     }
 
     /// Whether jobs are made at all (more than one thread).
     pub(crate) fn enabled(&self) -> bool {
-        self.pool.is_some()
+        self.crew.is_some()
     }
 
-    /// Run `work` on each of `parts` at once: the first on this thread, the others on the pool;
-    /// returns when all are done. Without a pool (or with one part), in turn on this thread.
-    fn run<P: Send>(&self, parts: Vec<P>, work: impl Fn(P) + Sync) {
-        match &self.pool {
-            Some(pool) if parts.len() > 1 => pool.in_place_scope(|s| {
-                let work = &work;
-                let mut parts = parts.into_iter();
-                let first = parts.next();
-                for p in parts {
-                    s.spawn(move |_| work(p));
+    /// Run `work` on every one of `parts` (contiguous chunks of a batch): this thread and the
+    /// helpers take chunks in turn from a shared cursor until none is left, so a thread that is
+    /// late or slower (a helper still waking, data in the other core's cache) simply takes fewer,
+    /// and no thread waits for more than one chunk at the end. Returns when all are done. Without
+    /// a crew (or with one part), in turn on this thread.
+    fn run<P: Send>(&self, parts: Vec<P>, work: impl Fn(P) + Sync) -> Split {
+        match &self.crew {
+            Some(crew) if parts.len() > 1 => {
+                let n = parts.len();
+                // Each chunk is taken once, by whoever draws its index (a lock per chunk and
+                // batch, never contended: the cursor hands every index out once).
+                let slots: Vec<Mutex<Option<P>>> =
+                    parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
+                let cursor = AtomicUsize::new(0);
+                let helped = AtomicUsize::new(0);
+                let threads = self.count().min(n);
+                let _ = crew.run(threads, &|me| loop {
+                    let i = cursor.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = slots.get(i) else {
+                        break;
+                    };
+                    if let Some(p) = slot.lock().ok().and_then(|mut g| g.take()) {
+                        work(p);
+                        if me != 0 {
+                            helped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+                Split {
+                    split: true,
+                    helped: helped.into_inner(),
                 }
-                if let Some(p) = first {
-                    work(p);
-                }
-            }),
-            _ => parts.into_iter().for_each(work),
+            }
+            _ => {
+                parts.into_iter().for_each(work);
+                Split::default()
+            }
         }
     }
 
-    /// How many parts a batch of `jobs` is cut into.
-    fn parts_for(&self, jobs: usize) -> usize {
-        if jobs < MIN_SPLIT {
+    /// How many chunks a batch of `jobs` with `bytes` of plaintext in all is cut into: one if it
+    /// is too small to split, else chunks of [`CHUNK`] jobs (at least two).
+    fn parts_for(&self, jobs: usize, bytes: usize) -> usize {
+        if !self.enabled() || jobs < MIN_SPLIT || bytes < MIN_SPLIT_BYTES {
             1
         } else {
-            self.count().min(jobs)
+            jobs.div_ceil(CHUNK).max(2)
         }
     }
 
     /// Seal the staged jobs: each encrypts `plain[plain_at..plain_at + len]` into `buf[at..]`
-    /// (`at`: the message after its header) and records in its `ok` whether it could. Whether
-    /// the batch was split between threads.
-    pub(crate) fn seal(&self, jobs: &mut [StagedSeal], buf: &mut [u8], plain: &[u8]) -> bool {
-        let parts = self.parts_for(jobs.len());
+    /// (`at`: the message after its header) and records in its `ok` whether it could.
+    pub(crate) fn seal(&self, jobs: &mut [StagedSeal], buf: &mut [u8], plain: &[u8]) -> Split {
+        let parts = self.parts_for(jobs.len(), plain.len());
         if parts <= 1 {
             for j in jobs.iter_mut() {
                 j.run(buf, 0, plain);
             }
-            return false;
+            return Split::default();
         }
         // Contiguous parts of the jobs, and of `buf` from each part's first body on: the jobs'
         // bodies lie in `buf` in increasing order, so the parts' regions are disjoint.
@@ -123,21 +156,19 @@ impl Workers {
             for j in mine.iter_mut() {
                 j.run(region, base, plain);
             }
-        });
-        true
+        })
     }
 
     /// Decrypt the received datagrams ahead: slot `i` of `slots` belongs to `bytes`' `i`-th
     /// `seg`-byte datagram and `out`'s `i`-th `seg`-byte region, where its plaintext goes.
-    /// Whether the batch was split between threads.
     pub(crate) fn open(
         &self,
         slots: &mut [Slot],
         bytes: &[u8],
         seg: usize,
         out: &mut [u8],
-    ) -> bool {
-        let parts = self.parts_for(slots.len());
+    ) -> Split {
+        let parts = self.parts_for(slots.len(), bytes.len());
         let per = slots.len().div_ceil(parts.max(1)).max(1);
         let mut cut = Vec::with_capacity(parts);
         let mut first = 0;
@@ -153,8 +184,7 @@ impl Workers {
                     slot.open(d, out);
                 }
             }
-        });
-        parts > 1
+        })
     }
 }
 
@@ -171,7 +201,10 @@ pub(crate) struct StagedSeal {
 impl StagedSeal {
     /// Seal into `region`, which starts at offset `base` of the stage's buffer.
     fn run(&mut self, region: &mut [u8], base: usize, plain: &[u8]) {
-        let out = region.get_mut(self.at - base..self.at - base + self.len + TAG_LEN);
+        let out = self
+            .at
+            .checked_sub(base)
+            .and_then(|o| region.get_mut(o..o + self.len + TAG_LEN));
         let pt = plain.get(self.plain_at..self.plain_at + self.len);
         self.ok = match (pt, out) {
             (Some(pt), Some(out)) => self.job.seal(pt, out),
@@ -216,11 +249,15 @@ mod tests {
         assert!(!one.enabled());
         assert_eq!(one.count(), 1);
         assert_eq!(Workers::new(0).unwrap().count(), 1);
+        assert_eq!(Workers::default().count(), 1);
         let two = Workers::new(2).unwrap();
         assert!(two.enabled());
         assert_eq!(two.count(), 2);
-        assert_eq!(two.parts_for(MIN_SPLIT - 1), 1);
-        assert_eq!(two.parts_for(MIN_SPLIT), 2);
+        assert_eq!(two.parts_for(MIN_SPLIT - 1, 1 << 20), 1);
+        assert_eq!(two.parts_for(MIN_SPLIT, MIN_SPLIT_BYTES - 1), 1);
+        assert_eq!(two.parts_for(MIN_SPLIT, MIN_SPLIT_BYTES), 2);
+        assert_eq!(two.parts_for(128, 1 << 20), 128 / CHUNK);
+        assert_eq!(one.parts_for(128, 1 << 20), 1);
         assert_eq!(Workers::new(1000).unwrap().count(), MAX_WORKERS);
     }
 
@@ -229,8 +266,8 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let w = Workers::new(3).unwrap();
         let done = AtomicUsize::new(0);
-        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
-        w.run((0..3).collect(), |i: usize| {
+        let threads = Mutex::new(std::collections::HashSet::new());
+        let _ = w.run((0..3).collect(), |i: usize| {
             threads.lock().unwrap().insert(std::thread::current().id());
             done.fetch_add(1 << (i * 8), Ordering::SeqCst);
         });
