@@ -16,7 +16,8 @@
 # (TCP 7000 SHA-256 transfer, UDP 7001 echo). Tests: 1 A connectivity (ping v4/v6, 50 MB TCP with
 # SHA-256, UDP both ways for every pair), 1b UDP bursts verified byte for byte, 2 isolation of B, 3 underlay capture shows no plaintext,
 # 4 kill -9 + restart recovers within 6 s, 5 garbage UDP, 6 spoofed inner source, 7 status and
-# /metrics, 8 SIGTERM. Every command is bounded by `timeout`; the whole run by E2E_TIMEOUT. Cleanup
+# /metrics, 7b crypto workers (a1 and a2 restarted with `[tun] workers = 2`: 50 MB verified, iperf3
+# retransmits against the 1-thread run, the split counted; then back to 1), 8 SIGTERM. Every command is bounded by `timeout`; the whole run by E2E_TIMEOUT. Cleanup
 # (sidecars, helpers, namespaces, temp files) runs on EXIT, even on failure or interrupt.
 #
 # Usage:  sudo tests/netns/e2e.sh          (builds nothing: run `cargo build --release -p privnet-sidecar
@@ -550,6 +551,66 @@ test_restart() {
     wait_established a3 2 5
 }
 
+# iperf3 -J, a 3 s TCP stream a1 -> a2: "RETRANSMITS MBITS" of the sender.
+iperf_retransmits() {
+    ip netns exec "$(ns a2)" iperf3 -s -1 -B "${OV4[a2]}" >/dev/null 2>&1 &
+    track $!
+    sleep 0.3
+    timeout 20 ip netns exec "$(ns a1)" iperf3 -c "${OV4[a2]}" -t 3 -J 2>/dev/null | python3 -c '
+import json, sys
+e = json.load(sys.stdin)["end"]
+print(e["sum_sent"].get("retransmits", 0), round(e["sum_received"]["bits_per_second"] / 1e6))'
+}
+
+driver_count() { # driver_count MEMBER EVENT: the driver counter EVENT of the member's network
+    status_json "$1" | python3 -c 'import json, sys; print(sum(n.get("driver", {}).get(sys.argv[1], 0) for n in json.load(sys.stdin)))' "$2"
+}
+
+restart_with_workers() { # restart_with_workers MEMBER N: SIGTERM, `[tun] workers = N`, start
+    local m="$1" n="$2" pid
+    pid="$(cat "$WORK/$m/pid")"
+    kill -TERM "$pid"
+    timeout 5 tail --pid="$pid" -f /dev/null
+    sed -i '/^workers = /d; s/^underlay_mtu = 1500$/underlay_mtu = 1500\nworkers = '"$n"'/' "$(cfg "$m")"
+    grep -q "^workers = $n$" "$(cfg "$m")" || fail "$m: workers = $n not written"
+    "$PRIVNET" check --config "$(cfg "$m")" >/dev/null || fail "privnet check $m with workers = $n"
+    start_sidecar "$m"
+}
+
+test_workers() {
+    local r1 m1 r2 m2 out sa sb
+    command -v iperf3 >/dev/null || fail "iperf3 is missing"
+    wait_established a1 2 5
+    read -r r1 m1 < <(iperf_retransmits) || fail "iperf3 a1 -> a2 with 1 thread failed"
+    log "1 crypto thread: iperf3 a1 -> a2, 3 s: $m1 Mbit/s, $r1 retransmits"
+    restart_with_workers a1 2
+    restart_with_workers a2 2
+    wait_established a1 2 10 || fail "a1 has no sessions after its restart with 2 threads"
+    wait_established a2 2 10 || fail "a2 has no sessions after its restart with 2 threads"
+    # Integrity through the split path: 50 MB with SHA-256, then the stream.
+    out="$(timeout 90 ip netns exec "$(ns a1)" "$TESTAPP" send-tcp "${OV4[a2]}:$TCP_PORT" --bytes 52428800 --seed 7 --deadline-secs 80)"
+    log "2 crypto threads: a1 -> a2 50 MB: $out"
+    echo "$out" | grep -q 'OK sha256=' || fail "no verified digest through 2 crypto threads"
+    read -r r2 m2 < <(iperf_retransmits) || fail "iperf3 a1 -> a2 with 2 threads failed"
+    log "2 crypto threads: iperf3 a1 -> a2, 3 s: $m2 Mbit/s, $r2 retransmits"
+    sleep 1.2 # snapshots are published every second
+    sa="$(driver_count a1 crypto_batches_split)"
+    sb="$(driver_count a2 crypto_batches_split)"
+    log "batches split: a1 (sealing) $sa, a2 (opening) $sb; parts run by helpers: a1 $(driver_count a1 crypto_parts_helped), a2 $(driver_count a2 crypto_parts_helped)"
+    ((sa > 0)) || fail "a1 split no seal batch: the test did not exercise the workers"
+    ((sb > 0)) || fail "a2 split no receive batch: the test did not exercise the workers"
+    (($(driver_count a1 seal_failed) == 0)) || fail "a1 counted failed seals"
+    # Order is kept by construction (a split batch goes on only when all of it is done), so the
+    # stream must not retransmit more than with one thread; the slack covers the machine's noise
+    # between two runs of 3 s (10 segments, or half the first run's count).
+    local slack=$((r1 / 2 > 10 ? r1 / 2 : 10))
+    ((r2 <= r1 + slack)) || fail "2 threads: $r2 retransmits against $r1 with 1 (slack $slack)"
+    restart_with_workers a1 1
+    restart_with_workers a2 1
+    wait_established a1 2 10 || fail "a1 has no sessions after its restart with 1 thread"
+    wait_established a2 2 10 || fail "a2 has no sessions after its restart with 1 thread"
+}
+
 test_garbage() {
     local before after g_pid out sess
     before="$(drops a2 --total)"
@@ -760,6 +821,8 @@ check_alive
 run_test "6 spoofed inner source never delivered" test_spoofing
 check_alive
 run_test "7 privnet status and /metrics" test_status_metrics
+check_alive
+run_test "7b crypto workers: 2 threads, data intact, no more retransmits than 1" test_workers
 check_alive
 run_test "8 SIGTERM: exit 0 within 2 s, TUN gone" test_sigterm
 if [[ $FAILED -gt 0 ]]; then
