@@ -9,6 +9,8 @@ source "$(dirname "$0")/../lib.sh"
 # PRIVNET_BATCH_HOLD_US: [tun] batch_hold_us of both members (unset: the sidecar's default).
 # PRIVNET_CIPHER: [node] cipher of both members (unset: the default, aes-256-gcm); PRIVNET_SYSTEM: the
 # name the results are filed under (systems/privnet-chacha.sh sets both).
+# PRIVNET_WORKERS: [tun] workers of both members (unset: the default, 1; systems/privnet-workers.sh
+# sets 2).
 # PRIVNET_POLICY_RULES: both members enforce a generated policy of that many rules (`lab_policy`,
 # exported by systems/privnet-policy.sh, writes it); unset: no policy.
 sys_version() { echo "privnet $("$PRIVNET_BIN" --version | awk '{print $2}') (${PRIVNET_REV:-unknown rev})"; }
@@ -32,6 +34,7 @@ mtu = $OV_MTU
 underlay_mtu = $UL_MTU
 ${PRIVNET_BUSY_POLL_US:+busy_poll_us = $PRIVNET_BUSY_POLL_US}
 ${PRIVNET_BATCH_HOLD_US:+batch_hold_us = $PRIVNET_BATCH_HOLD_US}
+${PRIVNET_WORKERS:+workers = $PRIVNET_WORKERS}
 
 [[peer]]
 name = "$2"
