@@ -559,19 +559,36 @@ fn scenario_workers(o: &Opts) -> Vec<Row> {
     rows
 }
 
-/// One driver's sending side alone: A and B make a session, B stops, and A's application sends
-/// as fast as A's queue takes packets for `o.secs`; A seals and sends them to B's address, where
-/// nobody reads. What a gateway's encrypting half does, without a receiver on this thread.
-async fn seal_bound_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> Row {
-    let net = TestNetwork::new(2, 94);
-    let (driver_a, mut app_a) = loopback_driver(&net, 0, 1, None, workers, cipher).await;
+/// Two loopback drivers of `net` (A with `workers[0]` crypto threads, B with `workers[1]`),
+/// running, with a session: B's first `len`-byte packet (which starts the handshake) has
+/// reached A's application.
+struct LoopbackPair {
+    app_a: ChannelEnd,
+    app_b: ChannelEnd,
+    handle_a: privnet_core::io::DriverHandle,
+    handle_b: privnet_core::io::DriverHandle,
+    task_a: tokio::task::JoinHandle<std::io::Result<()>>,
+    task_b: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// From B's first packet to its arrival at A: the handshake over the sockets.
+    hs_ms: f64,
+}
+
+async fn loopback_pair(
+    net: &TestNetwork,
+    len: usize,
+    workers: [usize; 2],
+    cipher: CipherSuite,
+) -> LoopbackPair {
+    let (driver_a, mut app_a) = loopback_driver(net, 0, 1, None, workers[0], cipher).await;
     let addr_a = driver_a.local_addr();
-    let (driver_b, mut app_b) = loopback_driver(&net, 1, 0, Some(addr_a), 1, cipher).await;
+    let (driver_b, mut app_b) = loopback_driver(net, 1, 0, Some(addr_a), workers[1], cipher).await;
     let (handle_a, handle_b) = (driver_a.handle(), driver_b.handle());
     let task_a = tokio::spawn(driver_a.run());
     let task_b = tokio::spawn(driver_b.run());
+    // B starts the handshake for its first packet, queued meanwhile: the time until it arrives.
+    let t_hs = Instant::now();
     app_b
-        .send(&inner_packet(&net, 1, 0, len))
+        .send(&inner_packet(net, 1, 0, len))
         .await
         .expect("B's driver runs");
     let first = tokio::time::timeout(Duration::from_secs(3), app_a.recv()).await;
@@ -579,23 +596,54 @@ async fn seal_bound_case(o: &Opts, len: usize, workers: usize, cipher: CipherSui
         matches!(first, Ok(Some(_))),
         "loopback: handshake did not complete"
     );
-    let _ = handle_b.shutdown().await;
-    let r = tokio::time::timeout(Duration::from_secs(5), task_b).await;
-    assert!(matches!(r, Ok(Ok(Ok(())))), "loopback driver B: {r:?}");
-    let before = handle_a.snapshot().tx_packets;
-    let packet = inner_packet(&net, 0, 1, len);
-    let budget = Duration::from_secs_f64(o.secs);
+    LoopbackPair {
+        app_a,
+        app_b,
+        handle_a,
+        handle_b,
+        task_a,
+        task_b,
+        hs_ms: t_hs.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+/// Send `packet` into `app` as fast as its queue takes it, for `secs` (at most `UDP_PACKETS`);
+/// the packets sent and the seconds taken.
+async fn feed(app: &mut ChannelEnd, packet: &[u8], secs: f64) -> (u64, f64) {
+    let budget = Duration::from_secs_f64(secs);
     let t0 = Instant::now();
     let mut sent = 0u64;
     while sent < UDP_PACKETS && t0.elapsed() < budget {
         for _ in 0..64 {
-            if app_a.send(&packet).await.is_err() {
+            if app.send(packet).await.is_err() {
                 break;
             }
             sent += 1;
         }
     }
-    let s = t0.elapsed().as_secs_f64();
+    (sent, t0.elapsed().as_secs_f64())
+}
+
+/// One driver's sending side alone: A and B make a session, B stops, and A's application sends
+/// as fast as A's queue takes packets for `o.secs`; A seals and sends them to B's address, where
+/// nobody reads. What a gateway's encrypting half does, without a receiver on this thread.
+async fn seal_bound_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> Row {
+    let net = TestNetwork::new(2, 94);
+    // B's application end is kept until B has stopped (a closed channel would end B first).
+    let LoopbackPair {
+        mut app_a,
+        app_b: _app_b,
+        handle_a,
+        handle_b,
+        task_a,
+        task_b,
+        ..
+    } = loopback_pair(&net, len, [workers, 1], cipher).await;
+    let _ = handle_b.shutdown().await;
+    let r = tokio::time::timeout(Duration::from_secs(5), task_b).await;
+    assert!(matches!(r, Ok(Ok(Ok(())))), "loopback driver B: {r:?}");
+    let before = handle_a.snapshot().tx_packets;
+    let (sent, s) = feed(&mut app_a, &inner_packet(&net, 0, 1, len), o.secs).await;
     let _ = handle_a.shutdown().await;
     let r = tokio::time::timeout(Duration::from_secs(5), task_a).await;
     assert!(matches!(r, Ok(Ok(Ok(())))), "loopback driver A: {r:?}");
@@ -625,25 +673,15 @@ async fn seal_bound_case(o: &Opts, len: usize, workers: usize, cipher: CipherSui
 /// application counts what arrives.
 async fn udp_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> Row {
     let net = TestNetwork::new(2, 93);
-    let (driver_a, mut app_a) = loopback_driver(&net, 0, 1, None, workers, cipher).await;
-    let addr_a = driver_a.local_addr();
-    let (driver_b, mut app_b) = loopback_driver(&net, 1, 0, Some(addr_a), workers, cipher).await;
-    let (handle_a, handle_b) = (driver_a.handle(), driver_b.handle());
-    let task_a = tokio::spawn(driver_a.run());
-    let task_b = tokio::spawn(driver_b.run());
-
-    // B starts the handshake for its first packet, queued meanwhile: the time until it arrives.
-    let t_hs = Instant::now();
-    app_b
-        .send(&inner_packet(&net, 1, 0, len))
-        .await
-        .expect("B's driver runs");
-    let first = tokio::time::timeout(Duration::from_secs(3), app_a.recv()).await;
-    assert!(
-        matches!(first, Ok(Some(_))),
-        "loopback: handshake did not complete"
-    );
-    let hs_ms = t_hs.elapsed().as_secs_f64() * 1e3;
+    let LoopbackPair {
+        mut app_a,
+        mut app_b,
+        handle_a,
+        handle_b,
+        task_a,
+        task_b,
+        hs_ms,
+    } = loopback_pair(&net, len, [workers, workers], cipher).await;
 
     let receiver = tokio::spawn(async move {
         let (mut got, mut bytes) = (0u64, 0u64);
@@ -654,19 +692,7 @@ async fn udp_case(o: &Opts, len: usize, workers: usize, cipher: CipherSuite) -> 
         }
         (got, bytes)
     });
-    let packet = inner_packet(&net, 0, 1, len);
-    let budget = Duration::from_secs_f64(o.secs);
-    let t0 = Instant::now();
-    let mut sent = 0u64;
-    while sent < UDP_PACKETS && t0.elapsed() < budget {
-        for _ in 0..64 {
-            if app_a.send(&packet).await.is_err() {
-                break;
-            }
-            sent += 1;
-        }
-    }
-    let s = t0.elapsed().as_secs_f64();
+    let (sent, s) = feed(&mut app_a, &inner_packet(&net, 0, 1, len), o.secs).await;
     // What is in flight lands (or is counted as dropped) before the drivers stop.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = handle_a.shutdown().await;
