@@ -153,17 +153,12 @@ impl Ahead {
             };
         }
         Self {
-            slots: Vec::with_capacity(udpx_max_segments()),
+            slots: Vec::with_capacity(super::sys::udp::MAX_GSO_SEGMENTS),
             // A train of `k` datagrams of `seg` bytes has at most `k × seg` < its length + `seg`
             // bytes: room for the largest receive plus the largest segment.
             buf: vec![0u8; READ_BUF_LEN + 65_536],
         }
     }
-}
-
-/// The most datagrams one GRO receive brings (the kernel's UDP GRO limit).
-const fn udpx_max_segments() -> usize {
-    super::sys::udp::MAX_GSO_SEGMENTS
 }
 
 impl Driver<TunInner> {

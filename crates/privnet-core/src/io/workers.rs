@@ -4,17 +4,18 @@
 //! packet changes (routes, policy, counters, the replay window, timers). Only the AEAD, the part
 //! that costs, is split off: the node hands out a [`SealJob`] per sealed packet (the counter and
 //! header already spent and written) and an [`OpenJob`] per received data message that passed
-//! the checks before decryption (nothing committed). The jobs of one batch are cut into `n`
-//! contiguous parts; the driver's thread runs the first, helper threads the others; the batch goes
-//! on only when every part is done. So nothing is reordered: datagrams leave in the order they
-//! were sealed, decrypted packets are handled and delivered in the order they arrived. This is
-//! wireguard-go's split (parallel encryption, in-order hand-off) without its per-packet queues;
-//! it also sidesteps the reordering that per-flow steering needs a hash to avoid.
+//! the checks before decryption (nothing committed). The jobs of one batch are cut into chunks of
+//! [`CHUNK`]; the driver's thread and the helper threads take chunks from one cursor until none is
+//! left, and the batch goes on only when every chunk is done. So nothing is reordered: datagrams
+//! leave in the order they were sealed, decrypted packets are handled and delivered in the order
+//! they arrived. This is wireguard-go's split (parallel encryption, in-order hand-off) without its
+//! per-packet queues; it also sidesteps the reordering that per-flow steering needs a hash to
+//! avoid.
 //!
-//! A batch smaller than [`MIN_SPLIT`] jobs runs on the driver's thread alone: offering parts
-//! costs more than sealing a few packets. The driver never waits for a helper that has not
-//! started its part (`sys/crew.rs`: it takes the part back), so a batch costs at most what it
-//! costs on one thread, plus a few atomic operations.
+//! A batch of fewer than [`MIN_SPLIT`] jobs or [`MIN_SPLIT_BYTES`] runs on the driver's thread
+//! alone: handing it out costs more than sealing it. The driver never waits for a helper that has
+//! not started (`sys/crew.rs`: it takes the work back), so a batch costs at most what it costs on
+//! one thread, plus a few atomic operations.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -169,7 +170,7 @@ impl Workers {
         out: &mut [u8],
     ) -> Split {
         let parts = self.parts_for(slots.len(), bytes.len());
-        let per = slots.len().div_ceil(parts.max(1)).max(1);
+        let per = slots.len().div_ceil(parts).max(1);
         let mut cut = Vec::with_capacity(parts);
         let mut first = 0;
         for (mine, region) in slots.chunks_mut(per).zip(out.chunks_mut(per * seg)) {
